@@ -1,0 +1,88 @@
+"""The `llmlab` command line. With no arguments it opens the Textual app.
+
+Subcommands import torch/transformers only when they run, so `llmlab --help` stays instant.
+Every expected failure (bad input, no network, unwritable output) ends as one line on stderr
+and exit code 2; Ctrl-C ends with 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from core import __version__
+from core.errors import UsageError
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llmlab")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """llmlab: pretrain GPT-2 and evaluate small LMs, from a terminal app or headless.
+
+    Run with no command to open the app.
+    """
+    if ctx.invoked_subcommand is None:
+        from tui.app import run_app  # deferred: the engine never needs textual
+
+        run_app()
+
+
+@cli.command("hw")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+def hw_command(as_json: bool) -> None:
+    """Show this machine's GPUs, CPU, memory and library versions."""
+    from core.hardware import describe, snapshot
+
+    hw = snapshot()
+    if as_json:
+        click.echo(json.dumps(hw, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="llmlab hardware", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in describe(hw):
+        table.add_row(label, str(value))
+    Console().print(table)
+
+
+def _register_subcommands() -> None:
+    from core.evaluate.cli import eval_command
+    from core.pretrain.cli import pretrain_command
+
+    cli.add_command(pretrain_command, "pretrain")
+    cli.add_command(eval_command, "eval")
+
+
+_register_subcommands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="llmlab", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "llmlab"
+        click.echo(f"llmlab: error: {exc.format_message()} (see '{command} --help')", err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"llmlab: error: {exc.format_message()}", err=True)
+        return 2
+    except UsageError as exc:
+        click.echo(f"llmlab: error: {exc}", err=True)
+        return 2
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("llmlab: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

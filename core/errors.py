@@ -1,0 +1,11 @@
+"""The one exception type that the CLI turns into a single line and exit code 2."""
+
+from __future__ import annotations
+
+
+class UsageError(Exception):
+    """Bad input from the user: the message says what is wrong and how to fix it."""
+
+
+class OutOfMemory(Exception):
+    """Raised when a step runs out of accelerator memory even at the smallest batch."""

@@ -1,0 +1,172 @@
+"""Run directories: one folder per job holding config, events, summary, report and artefacts.
+
+Every writer here is safe to read while it writes: JSON files are replaced atomically and
+`events.jsonl` grows one flushed line at a time, so the app can tail a live run and readers
+only ever have to skip a half-written last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.errors import UsageError
+
+RUNS_ENV = "LLMLAB_RUNS_DIR"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def runs_root() -> Path:
+    """The folder that holds every run: $LLMLAB_RUNS_DIR, else ./runs."""
+    return Path(os.environ.get(RUNS_ENV) or "runs").expanduser()
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    return str(value)
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=_to_jsonable, indent=indent)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(dumps(obj, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    """Every complete JSON line of `path`; a torn last line (a writer mid-flush) is skipped."""
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError:
+        return
+    with fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+class JsonlWriter:
+    """Appends one JSON object per line and flushes each, so followers see it at once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def write(self, obj: dict) -> None:
+        self._fh.write(dumps(obj) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventLog(JsonlWriter):
+    """`events.jsonl`: typed events stamped with wall time and seconds since the run began."""
+
+    def __init__(self, path: Path, t0: float | None = None):
+        super().__init__(path)
+        self.t0 = time.time() if t0 is None else t0
+
+    def emit(self, type: str, **fields: Any) -> None:
+        now = time.time()
+        self.write({"type": type, "time": round(now, 3), "elapsed": round(now - self.t0, 3), **fields})
+
+
+def _check_writable(folder: Path) -> None:
+    probe = folder / f".llmlab-write-test-{os.getpid()}"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to {folder} ({exc.strerror}); pass --out to a writable folder") from None
+
+
+def create_run_dir(kind: str, out: str | Path | None = None) -> Path:
+    """Make a fresh run directory and return it; an existing folder is never reused.
+
+    With `out` the folder is created exactly there (it must not exist yet, or be empty).
+    Otherwise it goes under runs_root() as `<timestamp>-<kind>`, with a numeric suffix when two
+    jobs start in the same second: `mkdir` without exist_ok is the atomic claim.
+    """
+    if out is not None:
+        path = Path(out).expanduser()
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UsageError(f"--out {path} already exists and is not empty; choose a new folder so nothing is overwritten")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create --out {path} ({exc.strerror}); choose a writable folder") from None
+        _check_writable(path)
+        return path
+
+    root = runs_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the runs folder {root} ({exc.strerror}); set {RUNS_ENV} or pass --out") from None
+    _check_writable(root)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        name = f"{stamp}-{kind}" if n == 1 else f"{stamp}-{kind}-{n}"
+        path = root / name
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UsageError(f"could not find a free run name under {root}")
+
+
+def resolve_run_name(name: str, root: Path | None = None) -> Path:
+    """A run folder named by the user, kept strictly inside the runs folder."""
+    root = (root or runs_root()).resolve()
+    if not _SAFE_NAME.match(name):
+        raise UsageError(f"run name {name!r} may use only letters, digits, '.', '_' and '-'")
+    path = (root / name).resolve()
+    if path.parent != root:
+        raise UsageError(f"run name {name!r} must stay inside {root}")
+    return path
+
+
+def list_runs(root: Path | None = None) -> list[Path]:
+    """Run directories under the runs folder, newest first (by name, which starts with a timestamp)."""
+    root = root or runs_root()
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and (p / "config.json").exists()]
+    return sorted(runs, key=lambda p: p.name, reverse=True)

@@ -1,0 +1,20 @@
+"""Suite-wide settings: never touch the hub, keep runs and caches inside the test's tmp folder."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """Runs and the token cache go to tmp_path, so tests never see each other's or the user's files."""
+    monkeypatch.setenv("LLMLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("LLMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    yield
