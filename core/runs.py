@@ -18,6 +18,9 @@ from typing import Any, Iterator
 from core.errors import UsageError
 
 RUNS_ENV = "LLMLAB_RUNS_DIR"
+# The app captures a job's stdout/stderr here before the job starts, so a folder holding only
+# this file still counts as a fresh, empty run directory.
+JOB_LOG = "job.log"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -119,13 +122,14 @@ def _check_writable(folder: Path) -> None:
 def create_run_dir(kind: str, out: str | Path | None = None) -> Path:
     """Make a fresh run directory and return it; an existing folder is never reused.
 
-    With `out` the folder is created exactly there (it must not exist yet, or be empty).
+    With `out` the folder is created exactly there (it must not exist yet, or be empty but for
+    the app's job.log).
     Otherwise it goes under runs_root() as `<timestamp>-<kind>`, with a numeric suffix when two
     jobs start in the same second: `mkdir` without exist_ok is the atomic claim.
     """
     if out is not None:
         path = Path(out).expanduser()
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and (not path.is_dir() or any(p.name != JOB_LOG for p in path.iterdir())):
             raise UsageError(f"--out {path} already exists and is not empty; choose a new folder so nothing is overwritten")
         try:
             path.mkdir(parents=True, exist_ok=True)
