@@ -161,3 +161,21 @@ def markdown_table(hw: dict) -> str:
     lines = ["| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in describe(hw)]
     return "\n".join(lines)
+
+
+# Dense bf16 tensor-core peaks from the vendors' data sheets, for MFU. Keys are matched
+# against the NVML name in order, so the more specific names come first.
+_PEAK_BF16_TFLOPS = [
+    ("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0),
+    ("L4", 121.0), ("A10G", 70.0), ("A10", 125.0), ("RTX 4090", 165.0), ("RTX 3090", 71.0), ("V100", 125.0),
+]
+
+
+def peak_bf16_flops(gpu_name: str | None) -> float | None:
+    """The device's peak dense bf16 FLOP/s, or None when we do not know it."""
+    if not gpu_name:
+        return None
+    for key, tflops in _PEAK_BF16_TFLOPS:
+        if key.lower() in gpu_name.lower():
+            return tflops * 1e12
+    return None

@@ -29,6 +29,11 @@ def runs_root() -> Path:
     return Path(os.environ.get(RUNS_ENV) or "runs").expanduser()
 
 
+def cache_dir() -> Path:
+    """llmlab's cache folder (token ids, demo models): $LLMLAB_CACHE_DIR, else ~/.cache/llmlab."""
+    return Path(os.environ.get("LLMLAB_CACHE_DIR") or Path.home() / ".cache" / "llmlab").expanduser()
+
+
 def _to_jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)

