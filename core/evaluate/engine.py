@@ -1,0 +1,315 @@
+"""Batched greedy generation and A/B/C/D log-prob scoring, usable without a run directory.
+
+`generate_answers` is the generation core shared by `llmlab eval` and the benchmarks:
+prompts are sorted by token length (less padding), run in left-padded batches through the
+model's own `generate` (its generation_config is kept as is), and a row that has finished
+is dropped from the batch and its KV cache once enough rows are done for that to pay off.
+Imported only when an eval runs: it imports torch and transformers.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from core.errors import OutOfMemory
+from core.mmmlu import LETTERS, answer_state
+
+OOM_ERRORS = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
+# --stop-at-answer decodes each unsettled row every step; past this many tokens the first
+# line is long enough that an early answer is unlikely, and decoding it every step would cost more
+# than it saves, so the row simply runs on.
+STOP_CHECK_MAX_TOKENS = 64
+
+
+@dataclass
+class Generation:
+    text: str  # the decoded reply, special tokens removed
+    new_tokens: int  # tokens the model produced for this row, its EOS token included
+
+
+@dataclass
+class BatchDone:
+    """What `on_batch` receives after each batch: results for `indices` (positions in `prompts`)."""
+
+    indices: list[int]
+    results: list
+    batch_size: int
+    tokens: int  # generated tokens (generate) or prompt tokens (logprob) in this batch
+    seconds: float
+
+
+Log = Callable[[str], None]
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return set()
+    return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+class _RowTracker(StoppingCriteria):
+    """Watches one `generate` call: when each row finishes, and whether to end the call early.
+
+    A row is finished at its EOS token or, with stop_at_answer, once its answer can no longer
+    change. Ending the whole call as soon as `prune_after` rows are finished lets the caller drop
+    those rows from the batch and the KV cache and go on with the rest from the cache.
+    """
+
+    def __init__(self, start_len, eos_ids, previous, tokenizer=None, stop_at_answer=False, prune_after=None):
+        self.start_len = start_len
+        self.eos = torch.tensor(sorted(eos_ids) or [-1])
+        self.previous = previous  # tokens each row produced in earlier calls
+        self.tokenizer = tokenizer
+        self.stop_at_answer = stop_at_answer
+        self.prune_after = prune_after
+        self.done_at: list[int | None] = [None] * len(previous)  # new-token count when the row ended
+        self.checking = [stop_at_answer] * len(previous)
+
+    def __call__(self, input_ids, scores, **kwargs):
+        step = input_ids.shape[1] - self.start_len
+        eos_hit = torch.isin(input_ids[:, -1], self.eos.to(input_ids.device)).tolist()
+        for row, hit in enumerate(eos_hit):
+            if self.done_at[row] is not None:
+                continue
+            if hit:
+                self.done_at[row] = step
+            elif self.checking[row]:
+                tokens = self.previous[row] + input_ids[row, self.start_len :].tolist()
+                if len(tokens) > STOP_CHECK_MAX_TOKENS:
+                    self.checking[row] = False
+                elif answer_state(self.tokenizer.decode(tokens, skip_special_tokens=True))[1]:
+                    self.done_at[row] = step
+        done = [d is not None for d in self.done_at]
+        if self.prune_after is not None and 0 < sum(done) < len(done) and sum(done) >= self.prune_after:
+            done = [True] * len(done)  # end this call; the caller continues the unfinished rows
+        return torch.tensor(done, device=input_ids.device)
+
+
+def _generate_batch(model, tokenizer, prompts, max_new_tokens, *, stop_at_answer, static_cache, compile, cuda_graphs, free_finished):
+    device = _device(model)
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=True)
+    ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+    eos_ids = _eos_ids(model, tokenizer)
+    extra = {}
+    if model.generation_config.pad_token_id is None and tokenizer.pad_token_id is not None:
+        extra["pad_token_id"] = tokenizer.pad_token_id  # only fills a gap; never overrides the model's value
+    if static_cache:
+        from transformers import CompileConfig
+
+        extra["cache_implementation"] = "static"
+        extra["disable_compile"] = not compile
+        if compile:
+            extra["compile_config"] = CompileConfig(mode="reduce-overhead" if cuda_graphs else "default")
+    prune = free_finished and not static_cache and len(prompts) > 1
+
+    rows = list(range(len(prompts)))
+    tokens: list[list[int]] = [[] for _ in prompts]
+    cache, remaining = None, max_new_tokens
+    while rows and remaining > 0:
+        tracker = _RowTracker(
+            ids.shape[1], eos_ids, [tokens[r] for r in rows], tokenizer, stop_at_answer,
+            prune_after=max(1, len(rows) // 8) if prune else None,
+        )
+        out = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=remaining, cache=cache,
+            stopping_criteria=StoppingCriteriaList([tracker]), return_dict_in_generate=True, **extra,
+        )
+        new = out.sequences[:, ids.shape[1] :]
+        steps = new.shape[1]
+        new_rows = new.tolist()
+        keep = []
+        for j, row in enumerate(rows):
+            end = tracker.done_at[j]
+            tokens[row] += new_rows[j][: end if end is not None else steps]
+            if end is None:
+                keep.append(j)
+        remaining -= steps
+        if not keep or remaining <= 0:
+            break
+        # Continue the unfinished rows from the cache: it holds every token but the last one,
+        # which the next call feeds in as its first step.
+        cache = out.cache
+        ids = out.sequences
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], steps))], dim=1)
+        if len(keep) < len(rows):
+            index = torch.tensor(keep, device=ids.device)
+            cache.batch_select_indices(index)
+            ids, mask = ids[index], mask[index]
+        rows = [rows[j] for j in keep]
+    return [Generation(tokenizer.decode(t, skip_special_tokens=True), len(t)) for t in tokens]
+
+
+def _generate_continuous(model, tokenizer, prompts, max_new_tokens, *, cuda_graphs):
+    """transformers' continuous batching: finished requests free their KV pages for queued ones."""
+    from transformers import ContinuousBatchingConfig
+
+    config = copy.deepcopy(model.generation_config)  # the model's own settings, only the length set
+    config.max_new_tokens = max_new_tokens
+    if config.pad_token_id is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    inputs = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    out = model.generate_batch(
+        inputs=inputs, generation_config=config,
+        continuous_batching_config=ContinuousBatchingConfig(use_cuda_graph=bool(cuda_graphs)), progress_bar=False,
+    )
+    results = []
+    for i in range(len(prompts)):
+        generated = list(out[f"req_{i}"].generated_tokens)
+        results.append(Generation(tokenizer.decode(generated, skip_special_tokens=True), len(generated)))
+    return results
+
+
+def _run_batches(count, lengths, batch_size, run_batch, measure, on_batch, should_stop, log):
+    """Longest prompts first in batches of `batch_size`; on out-of-memory, halve and retry.
+
+    Returns the results in input order (None for questions never run because of a stop) and
+    the batch size that finally worked.
+    """
+    order = sorted(range(count), key=lambda i: (-lengths[i], i))
+    results: list = [None] * count
+    pos = 0
+    while pos < count:
+        if should_stop is not None and should_stop():
+            break
+        chunk = order[pos : pos + batch_size]
+        start = time.perf_counter()
+        try:
+            batch_results = run_batch(chunk)
+        except OOM_ERRORS:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if batch_size == 1:
+                raise OutOfMemory("out of GPU memory even with batch size 1") from None
+            batch_size = max(1, len(chunk) // 2)
+            if log:
+                log(f"out of GPU memory with {len(chunk)} rows in a batch; retrying with batch size {batch_size}")
+            continue
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        for i, r in zip(chunk, batch_results):
+            results[i] = r
+        pos += len(chunk)
+        if on_batch is not None:
+            on_batch(BatchDone(chunk, batch_results, len(chunk), measure(chunk, batch_results), seconds))
+    return results, batch_size
+
+
+def prompt_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+
+
+@torch.inference_mode()
+def generate_answers(
+    model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 512, batch_size: int = 16,
+    stop_at_answer: bool = False, static_cache: bool = False, compile: bool = False,
+    cuda_graphs: bool = False, free_finished: bool = True, backend: str = "generate",
+    on_batch: Callable[[BatchDone], None] | None = None, should_stop: Callable[[], bool] | None = None,
+    log: Log | None = None,
+) -> tuple[list[Generation | None], int]:
+    """Greedy replies (as the model's generation_config says) for every prompt.
+
+    The tokenizer must pad on the left. Returns (one Generation per prompt, in input order,
+    None where `should_stop` ended the run first; the batch size in use at the end, which is
+    smaller than asked after an out-of-memory retry).
+    """
+    if tokenizer.padding_side != "left":
+        raise ValueError("generate_answers needs a tokenizer with padding_side='left'")
+    lengths = prompt_lengths(tokenizer, prompts)
+
+    def run_batch(chunk):
+        texts = [prompts[i] for i in chunk]
+        if backend == "continuous":
+            return _generate_continuous(model, tokenizer, texts, max_new_tokens, cuda_graphs=cuda_graphs)
+        return _generate_batch(
+            model, tokenizer, texts, max_new_tokens, stop_at_answer=stop_at_answer, static_cache=static_cache,
+            compile=compile, cuda_graphs=cuda_graphs, free_finished=free_finished,
+        )
+
+    return _run_batches(
+        len(prompts), lengths, batch_size, run_batch, lambda chunk, res: sum(g.new_tokens for g in res),
+        on_batch, should_stop, log,
+    )
+
+
+def choice_token_ids(tokenizer, log: Log | None = None) -> dict[str, int]:
+    """The token that starts each answer letter right after the prompt (the prompt ends in a space)."""
+    ids = {}
+    for letter in LETTERS:
+        pieces = tokenizer.encode(letter, add_special_tokens=False)
+        if len(pieces) != 1 and log:
+            log(f"answer letter {letter} is {len(pieces)} tokens for this tokenizer; scoring its first token")
+        ids[letter] = pieces[0]
+    return ids
+
+
+@torch.inference_mode()
+def score_choices(
+    model, tokenizer, prompts: Sequence[str], *, batch_size: int = 16,
+    on_batch: Callable[[BatchDone], None] | None = None, should_stop: Callable[[], bool] | None = None,
+    log: Log | None = None,
+) -> tuple[list[dict[str, float] | None], int]:
+    """Log-probabilities of the next token being A, B, C or D: one forward pass per batch.
+
+    This is how lm-evaluation-harness scores multiple choice; the prediction is the letter with
+    the highest value. Returns (one {letter: logprob} per prompt or None if stopped, batch size).
+    """
+    if tokenizer.padding_side != "left":
+        raise ValueError("score_choices needs a tokenizer with padding_side='left'")
+    letter_ids = choice_token_ids(tokenizer, log)
+    device = _device(model)
+    lengths = prompt_lengths(tokenizer, prompts)
+
+    def run_batch(chunk):
+        enc = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=True)
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        # A plain forward numbers positions from the first (pad) column; count real tokens
+        # instead, as generate does, so a left-padded row scores as it would alone.
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1).logits
+        logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+        picked = logprobs[:, [letter_ids[k] for k in LETTERS]].tolist()
+        return [dict(zip(LETTERS, row)) for row in picked]
+
+    return _run_batches(
+        len(prompts), lengths, batch_size, run_batch, lambda chunk, res: sum(lengths[i] for i in chunk),
+        on_batch, should_stop, log,
+    )
+
+
+def auto_batch_size(model, lengths: Sequence[int], max_new_tokens: int, mode: str = "generate") -> int:
+    """A batch size that fits: everything at once on CUDA when the KV cache estimate allows, else 16.
+
+    The estimate leaves 30% of free memory for activations and fragmentation; out-of-memory
+    halving in `_run_batches` covers what it gets wrong.
+    """
+    count = len(lengths)
+    device = _device(model)
+    if device.type != "cuda":
+        return max(1, min(16, count))
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    layers = getattr(config, "num_hidden_layers", 24)
+    heads = getattr(config, "num_attention_heads", 16)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    width = next(model.parameters()).element_size()
+    seq = max(lengths) + (max_new_tokens if mode == "generate" else 0)
+    kv_per_row = 2 * layers * kv_heads * head_dim * width * seq
+    # Prefill activations of one layer (MLP intermediate dominates) and a row of fp32 logits.
+    act_per_row = max(lengths) * (config.hidden_size * 4 + getattr(config, "intermediate_size", 4 * config.hidden_size) * 2) * width
+    per_row = kv_per_row + act_per_row + config.vocab_size * 4 * 2
+    free, _total = torch.cuda.mem_get_info(device)
+    return max(1, min(count, int(free * 0.7 // per_row)))
