@@ -11,7 +11,7 @@ import click
 from core.errors import UsageError
 
 
-def _batch_size(value: str):
+def _batch_size(ctx, param, value: str):
     if value == "auto":
         return value
     try:
@@ -30,7 +30,7 @@ def _batch_size(value: str):
 @click.option("--subject", default="moral_scenarios", show_default=True, help="Subject to keep, or 'all'.")
 @click.option("--limit", type=int, default=100, show_default=True, help="First N questions after the subject filter.")
 @click.option("--max-new-tokens", type=int, default=512, show_default=True)
-@click.option("--batch-size", default="auto", show_default=True, help="Number, or auto (all at once on a GPU if memory allows, 16 on CPU).")
+@click.option("--batch-size", default="auto", show_default=True, callback=_batch_size, help="Number, or auto (all at once on a GPU if memory allows, 16 on CPU).")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True, help="auto: bf16 on a GPU that supports it, else fp32.")
 @click.option("--mode", type=click.Choice(["generate", "logprob"]), default="generate", show_default=True, help="generate: greedy reply, answer read from its start. logprob: most likely of A/B/C/D as the next token.")
 @click.option("--out", type=click.Path(), default=None, help="New run folder (default runs/<timestamp>-eval).")
@@ -58,7 +58,7 @@ def eval_command(ctx, model, data, locale, subject, limit, max_new_tokens, batch
                 raise UsageError(f"--demo brings its own model and data; drop --{name}, or drop --demo")
     config = EvalConfig(
         model=model, data=data, locale=locale, subject=subject, limit=limit, max_new_tokens=max_new_tokens,
-        batch_size=_batch_size(batch_size), dtype=dtype, mode=mode, out=out, demo=demo, stop_at_answer=stop_at_answer,
+        batch_size=batch_size, dtype=dtype, mode=mode, out=out, demo=demo, stop_at_answer=stop_at_answer,
         static_cache=static_cache or compile_, compile=compile_, cuda_graphs=cuda_graphs, backend=backend,
         free_finished=free_finished, threads=threads,
     )

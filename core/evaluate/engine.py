@@ -161,9 +161,16 @@ def _generate_continuous(model, tokenizer, prompts, max_new_tokens, *, cuda_grap
     if config.pad_token_id is None:
         config.pad_token_id = tokenizer.pad_token_id
     inputs = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    sizing = {}
+    if _device(model).type != "cuda":
+        # Off CUDA the default cache is sized from free RAM and every step pays for it: 13 s
+        # instead of 1 s for 4 short prompts on the tiny test model. Size it for these requests.
+        page = 64
+        pages = sum(-(-(len(ids) + max_new_tokens) // page) for ids in inputs)
+        sizing = {"page_size": page, "num_blocks": pages + len(inputs), "max_batch_tokens": max(512, max(map(len, inputs)))}
     out = model.generate_batch(
         inputs=inputs, generation_config=config,
-        continuous_batching_config=ContinuousBatchingConfig(use_cuda_graph=bool(cuda_graphs)), progress_bar=False,
+        continuous_batching_config=ContinuousBatchingConfig(use_cuda_graph=bool(cuda_graphs), **sizing), progress_bar=False,
     )
     results = []
     for i in range(len(prompts)):

@@ -105,7 +105,7 @@ def resolve_data(spec: str, locale: str = "ZH_CN") -> Path:
     if reason:
         raise UsageError(
             f"{spec} {filename} is not in the local Hugging Face cache and the Hub is unavailable ({reason}); "
-            f"run `llmlab eval --demo` for an offline demo or pass --data /path/to/mmlu_{locale}.csv"
+            f"run `llmlab eval --demo` for an offline demo or pass --data /path/to/{Path(filename).name}"
         )
     try:
         return Path(hf_hub_download(repo_id=spec, repo_type="dataset", filename=filename))

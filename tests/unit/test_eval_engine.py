@@ -1,0 +1,167 @@
+"""The generation core on a tiny random Qwen2: batching must not change a single token in fp32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.errors import OutOfMemory
+from core.evaluate.demo import DEMO_DATA, build_tiny_qwen2, demo_skew_tokens, gpt2_tokenizer
+from core.evaluate.engine import generate_answers, score_choices
+from core.mmmlu import extract_answer, load_csv, select_questions
+
+MAX_NEW = 24
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(model, tokenizer): the demo recipe, whose rows sometimes stop at EOS after a few tokens."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 64-wide model is faster on one thread than two
+    tokenizer = gpt2_tokenizer()
+    tokenizer.padding_side = "left"
+    model = build_tiny_qwen2(tokenizer, seed=2, skew_tokens=demo_skew_tokens(tokenizer))
+    yield model, tokenizer
+    torch.set_num_threads(threads)
+
+
+def _prompts(count=10):
+    """Questions from the demo CSV: on these the demo model ends some replies at EOS early."""
+    questions, _ = select_questions(load_csv(DEMO_DATA), "all", None)
+    return [q.prompt for q in questions[:count]]
+
+
+def _single(model, tokenizer, prompts, **kwargs):
+    return [generate_answers(model, tokenizer, [p], max_new_tokens=MAX_NEW, batch_size=1, **kwargs)[0][0] for p in prompts]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    model, tokenizer = tiny
+    return _single(model, tokenizer, _prompts())
+
+
+def test_reference_has_rows_that_stop_early_and_rows_that_run_to_the_limit(reference):
+    lengths = [g.new_tokens for g in reference]
+    assert min(lengths) < MAX_NEW and max(lengths) == MAX_NEW
+
+
+def test_batch_one_is_plain_generate(tiny, reference):
+    model, tokenizer = tiny
+    prompt = _prompts()[1]
+    enc = tokenizer([prompt], return_tensors="pt")
+    out = model.generate(**enc, max_new_tokens=MAX_NEW)[0, enc["input_ids"].shape[1]:].tolist()
+    eos = tokenizer.eos_token_id
+    if eos in out:
+        out = out[: out.index(eos) + 1]
+    assert reference[1].new_tokens == len(out)
+    assert reference[1].text == tokenizer.decode(out, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("options", [{"batch_size": 4}, {"batch_size": 10}, {"batch_size": 4, "free_finished": False}, {"batch_size": 3, "static_cache": True}])
+def test_batched_equals_batch_one_in_fp32(tiny, reference, options):
+    model, tokenizer = tiny
+    results, _ = generate_answers(model, tokenizer, _prompts(), max_new_tokens=MAX_NEW, **options)
+    assert [(g.text, g.new_tokens) for g in results] == [(g.text, g.new_tokens) for g in reference]
+
+
+def test_batches_report_results_and_token_counts(tiny, reference):
+    model, tokenizer = tiny
+    seen = []
+    generate_answers(model, tokenizer, _prompts(), max_new_tokens=MAX_NEW, batch_size=4, on_batch=seen.append)
+    assert [b.batch_size for b in seen] == [4, 4, 2]
+    assert sorted(i for b in seen for i in b.indices) == list(range(10))
+    assert sum(b.tokens for b in seen) == sum(g.new_tokens for g in reference)
+
+
+def test_stop_at_answer_keeps_every_answer_and_saves_tokens(tiny, reference):
+    model, tokenizer = tiny
+    results, _ = generate_answers(model, tokenizer, _prompts(), max_new_tokens=MAX_NEW, batch_size=5, stop_at_answer=True)
+    assert [extract_answer(g.text) for g in results] == [extract_answer(g.text) for g in reference]
+    assert sum(g.new_tokens for g in results) < sum(g.new_tokens for g in reference)
+
+
+def test_continuous_batching_backend_matches(tiny, reference):
+    model, tokenizer = tiny
+    results, _ = generate_answers(model, tokenizer, _prompts()[:4], max_new_tokens=MAX_NEW, batch_size=4, backend="continuous")
+    assert [g.text for g in results] == [g.text for g in reference[:4]]
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(tiny, reference, monkeypatch):
+    model, tokenizer = tiny
+    real_generate = model.generate
+    sizes = []
+
+    def generate_with_small_memory(*args, **kwargs):
+        rows = kwargs["input_ids"].shape[0]
+        sizes.append(rows)
+        if rows > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", generate_with_small_memory)
+    messages = []
+    results, final = generate_answers(model, tokenizer, _prompts(), max_new_tokens=MAX_NEW, batch_size=8, log=messages.append)
+    assert final == 2
+    assert sizes[:3] == [8, 4, 2]
+    assert [g.text for g in results] == [g.text for g in reference]
+    assert any("retrying with batch size 4" in m for m in messages)
+
+
+def test_out_of_memory_at_batch_one_gives_up(tiny, monkeypatch):
+    model, tokenizer = tiny
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(model, "generate", no_memory)
+    with pytest.raises(OutOfMemory):
+        generate_answers(model, tokenizer, _prompts(3), max_new_tokens=4, batch_size=2)
+
+
+def test_should_stop_ends_between_batches(tiny):
+    model, tokenizer = tiny
+    seen = []
+    results, _ = generate_answers(
+        model, tokenizer, _prompts(6), max_new_tokens=4, batch_size=2, on_batch=seen.append, should_stop=lambda: len(seen) >= 1
+    )
+    assert len(seen) == 1 and sum(r is not None for r in results) == 2
+
+
+def test_logprob_batched_equals_single_and_a_plain_forward(tiny):
+    model, tokenizer = tiny
+    prompts = _prompts(6)
+    batched, _ = score_choices(model, tokenizer, prompts, batch_size=4)
+    for prompt, scores in zip(prompts, batched):
+        single, _ = score_choices(model, tokenizer, [prompt], batch_size=1)
+        assert single[0] == pytest.approx(scores, abs=1e-4)
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(ids).logits[0, -1].float(), dim=-1)
+        expected = {k: logprobs[tokenizer.encode(k)[0]].item() for k in "ABCD"}
+        assert scores == pytest.approx(expected, abs=1e-4)
+
+
+def test_left_padding_is_required(tiny):
+    model, tokenizer = tiny
+    tokenizer.padding_side = "right"
+    try:
+        with pytest.raises(ValueError, match="padding_side='left'"):
+            generate_answers(model, tokenizer, ["x"], max_new_tokens=2)
+    finally:
+        tokenizer.padding_side = "left"
+
+
+def test_finished_rows_leave_the_batch(tiny, reference, monkeypatch):
+    model, tokenizer = tiny
+    real_generate = model.generate
+    rows_per_call = []
+
+    def counting_generate(*args, **kwargs):
+        rows_per_call.append(kwargs["input_ids"].shape[0])
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", counting_generate)
+    results, _ = generate_answers(model, tokenizer, _prompts(), max_new_tokens=MAX_NEW, batch_size=10)
+    assert rows_per_call[0] == 10 and len(rows_per_call) > 1 and rows_per_call[-1] < 10
+    assert [g.text for g in results] == [g.text for g in reference]
