@@ -36,7 +36,8 @@ def plot_loss(events_path: Path, out_png: Path, title: str) -> None:
     ax.set_ylabel("cross-entropy loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if train or evals:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out_png)
     plt.close(fig)
@@ -48,6 +49,11 @@ def _fmt(value, spec: str = ".4f") -> str:
 
 def write_report(run_dir: Path, summary: dict) -> None:
     s = summary
+    if "train_seconds" not in s:  # failed before training: say what happened and nothing more
+        lines = [f"# GPT-2 pretraining report — {run_dir.name}", "", f"Status: **{s['status']}**",
+                 "", f"Error: {s.get('error', '-')}", "", f"Total time: {s['total_seconds']:.1f} s", ""]
+        (run_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
+        return
     phases = " · ".join(f"{k} {v:.2f} s" for k, v in s.get("phases", {}).items())
     lines = [
         f"# GPT-2 pretraining report — {run_dir.name}",

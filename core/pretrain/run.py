@@ -6,6 +6,7 @@ train, save, report. `total_seconds` runs from the process start to the report b
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -13,7 +14,6 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from core.errors import UsageError
 from core.hardware import peak_bf16_flops, snapshot
 from core.pretrain.config import PretrainConfig
 from core.runs import EventLog, create_run_dir, write_json
@@ -54,7 +54,7 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-def _load_tokens(cfg: PretrainConfig, tok, emit, phases: dict):
+def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
     from core.pretrain import data
 
     key = data.cache_key(cfg.data, cfg.rows, cfg.eval_rows, tok)
@@ -64,11 +64,10 @@ def _load_tokens(cfg: PretrainConfig, tok, emit, phases: dict):
     if cached is not None:
         phases["data"] = 0.0
         phases["tokenize"] = time.time() - t
-        emit("log", message=f"token cache hit: {path}")
+        notes.append(f"token cache hit: {path}")
         return cached, True
     corpus = data.load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
     phases["data"] = time.time() - t
-    emit("phase", name="data", seconds=round(phases["data"], 3))
     t = time.time()
     tokens = data.TokenizedCorpus(
         train_ids=data.tokenize_rows(corpus.train, tok), eval_ids=data.tokenize_rows(corpus.held_out, tok),
@@ -78,35 +77,54 @@ def _load_tokens(cfg: PretrainConfig, tok, emit, phases: dict):
         try:
             data.save_cached(path, tokens)
         except OSError as exc:
-            emit("log", message=f"could not write the token cache ({exc.strerror}); continuing without it")
+            notes.append(f"could not write the token cache ({exc.strerror}); continuing without it")
     phases["tokenize"] = time.time() - t
     return tokens, False
 
 
 def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None = None,
                  log: Callable[[str], None] = print) -> dict:
-    """Run, write every file of the run directory, and return the summary."""
+    """Run, write every file of the run directory, and return the summary.
+
+    Tokenizer and data are loaded before the run directory exists, so bad input (a missing
+    file, no 'text' column, no network) ends with one error line and leaves nothing behind.
+    """
+    from transformers.utils import logging as hf_logging
+
+    from core.tokenizer import load_tokenizer
+
     t0 = process_start_time()
     cfg.validate()
+    hf_logging.disable_progress_bar()  # our own bar is the one progress display
+    phases: dict[str, float] = {}
+    notes: list[str] = []
+    t = time.time()
+    tok, tok_source = load_tokenizer(cfg.tokenizer)
+    phases["tokenizer_load"] = time.time() - t
+    tokens, cache_hit = _load_tokens(cfg, tok, notes, phases)
+
     run_dir = create_run_dir("pretrain", cfg.out)
     cfg.out = str(run_dir)
     write_json(run_dir / "config.json", cfg.to_dict())
-    events = EventLog(run_dir / "events.jsonl")
+    events = EventLog(run_dir / "events.jsonl", t0=t0)
     emit = events.emit
     stop = StopRequest()
     stop.install()
-    phases: dict[str, float] = {}
-    summary: dict = {"kind": "pretrain", "status": "failed", "run_dir": str(run_dir), "demo": cfg.demo}
-    emit("start", kind="pretrain", pid=__import__("os").getpid(), run_dir=str(run_dir), epochs=cfg.epochs)
+    summary: dict = {"kind": "pretrain", "status": "failed", "run_dir": str(run_dir), "demo": cfg.demo,
+                     "tokenizer": tok_source}
+    emit("start", kind="pretrain", pid=os.getpid(), run_dir=str(run_dir), epochs=cfg.epochs)
+    for name in ("data", "tokenize"):
+        emit("phase", name=name, seconds=round(phases[name], 3), **({"cache_hit": cache_hit} if name == "tokenize" else {}))
+    for note in notes:
+        emit("log", message=note)
     log(f"run directory: {run_dir}")
+    log(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
+        + (" (token cache hit)" if cache_hit else ""))
     try:
-        summary.update(_run_phases(cfg, run_dir, emit, stop, phases, on_step, log))
+        summary.update(_run_phases(cfg, run_dir, tok, tokens, cache_hit, emit, stop, phases, on_step, log))
         summary["status"] = "stopped" if stop() else "completed"
     except KeyboardInterrupt:
         summary.update(status="stopped", error="interrupted twice; stopped without saving the model")
-    except UsageError as exc:
-        summary["error"] = str(exc)
-        raise
     except Exception as exc:
         summary["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
         (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
@@ -120,22 +138,11 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
     return summary
 
 
-def _run_phases(cfg, run_dir: Path, emit, stop, phases, on_step, log) -> dict:
+def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, phases, on_step, log) -> dict:
     import torch
-    from transformers.utils import logging as hf_logging
 
     from core.pretrain.data import pack_blocks
     from core.pretrain.train import build_model, train
-    from core.tokenizer import load_tokenizer
-
-    hf_logging.disable_progress_bar()  # our own bar is the one progress display
-    t = time.time()
-    tok, tok_source = load_tokenizer(cfg.tokenizer)
-    phases["tokenizer_load"] = time.time() - t
-    tokens, cache_hit = _load_tokens(cfg, tok, emit, phases)
-    emit("phase", name="tokenize", seconds=round(phases["tokenize"], 3), cache_hit=cache_hit)
-    log(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
-        + (" (token cache hit)" if cache_hit else ""))
 
     t = time.time()
     pad_id = tok.eos_token_id
@@ -173,7 +180,7 @@ def _run_phases(cfg, run_dir: Path, emit, stop, phases, on_step, log) -> dict:
         "rows": tokens.n_train_rows, "eval_rows": tokens.n_eval_rows, "held_out": tokens.held_out_note,
         "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps,
         "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
-        "eval_losses": result.eval_losses, "n_params": n_params, "tokenizer": tok_source,
+        "eval_losses": result.eval_losses, "n_params": n_params,
         "data_source": tokens.source, "token_cache_hit": cache_hit, "model_size": cfg.model_size,
         "batch_size": cfg.batch_size, "block_size": cfg.block_size, "device": result.device,
         "tokens_per_second": round(tps, 1) if tps else None,
@@ -195,8 +202,7 @@ def _finish(run_dir: Path, summary: dict, t0: float, emit, log) -> None:
         emit("log", message=f"could not draw loss.png: {exc}")
     summary["phases"]["report"] = round(time.time() - t, 3)
     summary["total_seconds"] = round(time.time() - t0, 3)
-    if "train_seconds" in summary:
-        write_report(run_dir, summary)
+    write_report(run_dir, summary)
     write_json(run_dir / "summary.json", summary)
     emit("end", status=summary["status"], error=summary.get("error"), total_seconds=summary["total_seconds"])
     log(f"{summary['status']} in {summary['total_seconds']:.1f} s; report: {run_dir / 'report.md'}")

@@ -1,0 +1,116 @@
+"""Reading rows, the first-`rows` cut, held-out rows, token caching and packing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.errors import UsageError
+from core.pretrain import data
+from core.tokenizer import bundled_gpt2_tokenizer
+
+ROWS = [f"row number {i} , said someone ." for i in range(30)]
+
+
+def write_all_formats(tmp_path, rows):
+    import pandas as pd
+
+    paths = {}
+    paths["txt"] = tmp_path / "rows.txt"
+    paths["txt"].write_text("\n".join(rows) + "\n", encoding="utf-8")
+    paths["jsonl"] = tmp_path / "rows.jsonl"
+    paths["jsonl"].write_text("".join(json.dumps({"text": r, "id": i}) + "\n" for i, r in enumerate(rows)), encoding="utf-8")
+    paths["csv"] = tmp_path / "rows.csv"
+    pd.DataFrame({"id": range(len(rows)), "text": rows}).to_csv(paths["csv"], index=False)
+    paths["parquet"] = tmp_path / "rows.parquet"
+    pd.DataFrame({"text": rows}).to_parquet(paths["parquet"])
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet"])
+def test_every_format_gives_the_first_rows_then_the_held_out_rows(tmp_path, fmt):
+    path = write_all_formats(tmp_path, ROWS)[fmt]
+    corpus = data.load_corpus(str(path), rows=20, eval_rows=5)
+    assert corpus.train == ROWS[:20]
+    assert corpus.held_out == ROWS[20:25]
+    assert "after the first 20" in corpus.held_out_note
+
+
+def test_file_without_rows_beyond_the_cut_holds_out_its_tail_and_says_so(tmp_path):
+    path = write_all_formats(tmp_path, ROWS)["txt"]
+    corpus = data.load_corpus(str(path), rows=100, eval_rows=50)
+    assert corpus.train + corpus.held_out == ROWS
+    assert len(corpus.held_out) == 3  # a tenth of the file, at most eval_rows
+    assert "held out" in corpus.held_out_note
+
+
+def test_quoted_commas_and_newlines_in_csv_survive(tmp_path):
+    rows = ['he said , "stop , now"', "two\nlines"]
+    path = write_all_formats(tmp_path, rows)["csv"]
+    assert data.load_corpus(str(path), rows=2, eval_rows=0).train == rows
+
+
+@pytest.mark.parametrize(
+    "content,suffix,message",
+    [
+        (None, ".txt", "does not exist"),
+        ("", ".txt", "is empty"),
+        ("\n\n  \n", ".txt", "only blank lines"),
+        ("a,b\n1,2\n", ".csv", "no 'text' column"),
+        ('{"body": "x"}\n', ".jsonl", "no 'text' column"),
+        ("text\n", ".docx", "cannot read"),
+    ],
+)
+def test_bad_files_raise_one_clear_usage_error(tmp_path, content, suffix, message):
+    path = tmp_path / f"data{suffix}"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(UsageError, match=message):
+        data.load_corpus(str(path), rows=10, eval_rows=0)
+
+
+def test_gbk_text_file_is_reported_as_not_utf8(tmp_path):
+    path = tmp_path / "zh.txt"
+    path.write_bytes("你好，世界\n".encode("gbk"))
+    with pytest.raises(UsageError, match="not UTF-8"):
+        data.load_corpus(str(path), rows=10, eval_rows=0)
+
+
+def test_hub_dataset_offline_points_at_demo_and_local_files():
+    with pytest.raises(UsageError, match="--demo"):
+        data.load_corpus("bookcorpus/bookcorpus", rows=10, eval_rows=0)
+
+
+def test_tokenize_rows_appends_eos_to_every_row():
+    tok = bundled_gpt2_tokenizer()
+    ids = data.tokenize_rows(["Hello world", "Hello world"], tok)
+    assert ids.tolist() == [15496, 995, 50256, 15496, 995, 50256]
+
+
+def test_packing_keeps_every_token_and_masks_only_the_padding():
+    ids = np.arange(1, 11, dtype=np.int32)  # 10 tokens, blocks of 4 -> 3 blocks, 2 padded slots
+    inputs, labels = data.pack_blocks(ids, block_size=4, pad_id=0)
+    assert inputs.shape == (3, 4)
+    assert inputs.flatten()[:10].tolist() == list(range(1, 11))
+    assert labels.flatten().tolist() == list(range(1, 11)) + [-100, -100]
+
+
+def test_packing_exact_multiple_has_no_padding():
+    inputs, labels = data.pack_blocks(np.arange(8, dtype=np.int32), block_size=4, pad_id=0)
+    assert inputs.shape == (2, 4) and (labels != -100).all()
+
+
+def test_token_cache_round_trip_and_key_changes_with_rows(tmp_path):
+    tok = bundled_gpt2_tokenizer()
+    path = write_all_formats(tmp_path, ROWS)["txt"]
+    key = data.cache_key(str(path), 20, 5, tok)
+    assert key != data.cache_key(str(path), 21, 5, tok)
+    corpus = data.TokenizedCorpus(np.arange(5, dtype=np.int32), np.arange(2, dtype=np.int32), 20, 5, "src", "note")
+    data.save_cached(data.token_cache_path(key), corpus)
+    loaded = data.load_cached(data.token_cache_path(key))
+    assert loaded.train_ids.tolist() == [0, 1, 2, 3, 4] and loaded.n_eval_rows == 5 and loaded.source == "src"
+    # Editing the file changes its fingerprint, so stale ids are never reused.
+    path.write_text("changed\n", encoding="utf-8")
+    assert data.cache_key(str(path), 20, 5, tok) != key
