@@ -108,7 +108,7 @@ def _print_summary(s: dict) -> None:
     demo = " [DEMO: random weights, meaningless]" if s.get("demo") else ""
     click.echo(f"accuracy {acc} ({s['correct']}/{s['n']}, mode {s['mode']}){demo}")
     timing = f"time {s['total_seconds']:.1f} s (load {s['load_seconds'] or 0:.1f} s, {'generate' if s['mode'] == 'generate' else 'score'} {s['generate_seconds'] or 0:.1f} s"
-    if s["tokens_per_second"] is not None:
+    if s["tokens_per_second"] is not None and s["tokens_generated"]:
         timing += f", {s['tokens_generated']} tokens at {s['tokens_per_second']:.0f} tokens/s"
     click.echo(timing + f"; batch {s['batch_size']}, {s['dtype']})")
     counts = s["answer_counts"]
