@@ -153,11 +153,13 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
         if progress is not None:
             progress({"type": type_, **fields})
 
-    resolved = {
-        **asdict(config), "kind": "eval",
-        **({"model": str(model_path), "data": str(data_path)} if config.demo else {}), "model_path": str(model_path), "data_path": str(data_path),
-        "data_label": data_label, "model_label": model_label, "threads": threads, "questions": len(questions), "run_dir": str(run_dir),
-    }
+    resolved = {**asdict(config), "kind": "eval"}
+    if config.demo:  # record what the demo really used, not the unused defaults
+        resolved.update(model=str(model_path), data=str(data_path))
+    resolved.update(
+        model_path=str(model_path), data_path=str(data_path), data_label=data_label, model_label=model_label,
+        threads=threads, questions=len(questions), run_dir=str(run_dir),
+    )
     write_json(run_dir / "config.json", resolved)
     emit("start", kind="eval", pid=os.getpid(), total=len(questions), run_dir=str(run_dir), demo=config.demo)
     if config.demo:
