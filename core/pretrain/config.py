@@ -38,16 +38,23 @@ class PretrainConfig:
     fused_adamw: bool = True             # one fused kernel for the whole optimizer step on CUDA
     log_every: int = 5                   # read the loss back from the device every k steps (a sync point)
     token_cache: bool = True             # reuse token ids from an earlier run on the same data
+    micro_batch_size: int = 0            # sequences per forward pass (0 = the whole batch); halved on out-of-memory
+    save_every: int = 0                  # checkpoint every N optimizer steps and at the end (0 = off)
+    save_minutes: float = 10.0           # also checkpoint when this many minutes passed since the last one (0 = off)
+    max_nonfinite: int = 5               # stop after this many non-finite losses in a row (each one skips its update)
     out: str | None = None               # run directory; default runs/<timestamp>-pretrain
     demo: bool = False
-    extra: dict = field(default_factory=dict)
+    model_overrides: dict = field(default_factory=dict)  # GPT2Config fields changed on top of the preset
 
     def validate(self) -> None:
-        for name in ("rows", "epochs", "block_size", "batch_size", "log_every"):
+        for name in ("rows", "epochs", "block_size", "batch_size", "log_every", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.eval_rows < 0:
             raise UsageError(f"--eval-rows must be 0 or more (got {self.eval_rows})")
+        for name in ("micro_batch_size", "save_every", "save_minutes"):
+            if not getattr(self, name) >= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
         if not self.lr > 0:
             raise UsageError(f"--lr must be a positive number (got {self.lr})")
         if self.model_size not in MODEL_PRESETS:

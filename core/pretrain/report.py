@@ -12,7 +12,10 @@ def loss_series(events_path: Path) -> tuple[list[tuple[int, float]], list[tuple[
     """([(step, train loss)], [(step, eval loss)]) from a run's event log."""
     train, evals = [], []
     for ev in iter_jsonl(events_path):
-        if ev.get("type") == "loss":
+        if ev.get("type") == "resume":  # a resumed run repeats the steps after its checkpoint
+            train = [p for p in train if p[0] <= ev["step"]]
+            evals = [p for p in evals if p[0] <= ev["step"]]
+        elif ev.get("type") == "loss":
             train.append((ev["step"], ev["loss"]))
         elif ev.get("type") == "eval":
             evals.append((ev["step"], ev["eval_loss"]))

@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from core.errors import UsageError
 from core.hardware import peak_bf16_flops, snapshot
 from core.pretrain.config import PretrainConfig
 from core.runs import EventLog, create_run_dir, write_json
@@ -82,12 +83,37 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
     return tokens, False
 
 
+def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
+    """The config of a pretraining run to resume and its newest complete checkpoint."""
+    from core.pretrain.checkpoint import list_checkpoints
+    from core.runs import read_json
+
+    path = Path(run_dir).expanduser()
+    config = read_json(path / "config.json")
+    if config is None:
+        raise UsageError(f"{path} is not a run directory (no readable config.json)")
+    if config.get("kind") != "pretrain":
+        raise UsageError(f"{path} is a {config.get('kind', 'unknown')} run, not a pretraining run; "
+                         f"resume it with 'llmlab {config.get('kind', 'eval')} --resume'")
+    checkpoints = list_checkpoints(path)
+    if not checkpoints:
+        raise UsageError(f"{path} has no complete checkpoint to resume from; start a new run")
+    config.pop("kind", None)
+    known = PretrainConfig.__dataclass_fields__
+    cfg = PretrainConfig(**{k: v for k, v in config.items() if k in known})
+    cfg.out = str(path)
+    return cfg, checkpoints[-1]
+
+
 def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None = None,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = print, resume_from: Path | None = None,
+                 stop: "StopRequest | None" = None) -> dict:
     """Run, write every file of the run directory, and return the summary.
 
     Tokenizer and data are loaded before the run directory exists, so bad input (a missing
     file, no 'text' column, no network) ends with one error line and leaves nothing behind.
+    With `resume_from` (a checkpoint of the run in cfg.out) the run continues in its own
+    directory and appends to its events.jsonl.
     """
     from transformers.utils import logging as hf_logging
 
@@ -103,12 +129,15 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
     phases["tokenizer_load"] = time.time() - t
     tokens, cache_hit = _load_tokens(cfg, tok, notes, phases)
 
-    run_dir = create_run_dir("pretrain", cfg.out)
-    cfg.out = str(run_dir)
-    write_json(run_dir / "config.json", cfg.to_dict())
+    if resume_from is None:
+        run_dir = create_run_dir("pretrain", cfg.out)
+        cfg.out = str(run_dir)
+        write_json(run_dir / "config.json", cfg.to_dict())
+    else:
+        run_dir = Path(cfg.out)
     events = EventLog(run_dir / "events.jsonl", t0=t0)
     emit = events.emit
-    stop = StopRequest()
+    stop = stop or StopRequest()
     stop.install()
     summary: dict = {"kind": "pretrain", "status": "failed", "run_dir": str(run_dir), "demo": cfg.demo,
                      "tokenizer": tok_source}
@@ -121,8 +150,8 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
     log(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
         + (" (token cache hit)" if cache_hit else ""))
     try:
-        summary.update(_run_phases(cfg, run_dir, tok, tokens, cache_hit, emit, stop, phases, on_step, log))
-        summary["status"] = "stopped" if stop() else "completed"
+        summary.update(_run_phases(cfg, run_dir, tok, tokens, cache_hit, emit, stop, phases, on_step, log, resume_from))
+        summary["status"] = "failed" if summary.get("error") else "stopped" if stop() else "completed"
     except KeyboardInterrupt:
         summary.update(status="stopped", error="interrupted twice; stopped without saving the model")
     except Exception as exc:
@@ -138,7 +167,7 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
     return summary
 
 
-def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, phases, on_step, log) -> dict:
+def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, phases, on_step, log, resume_from) -> dict:
     import torch
 
     from core.pretrain.data import pack_blocks
@@ -159,7 +188,8 @@ def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, ph
     log(f"model: GPT-2 {cfg.model_size}, {n_params / 1e6:.1f} M parameters; "
         f"{steps_per_epoch * cfg.epochs} steps of {cfg.batch_size}×{cfg.block_size} tokens")
 
-    result = train(model, train_blocks, eval_blocks, cfg, emit, should_stop=stop, on_step=on_step)
+    result = train(model, train_blocks, eval_blocks, cfg, emit, should_stop=stop, on_step=on_step,
+                   run_dir=run_dir, resume_from=resume_from)
     phases["train"] = result.train_seconds
     emit("phase", name="train", seconds=round(result.train_seconds, 3))
 
@@ -186,7 +216,10 @@ def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, ph
         "tokens_per_second": round(tps, 1) if tps else None,
         "mfu": round(flops_per_token * tps / peak, 4) if (peak and tps) else None,
         "peak_memory_mib": result.peak_memory_mib, "hardware": hw, "optimizations": result.optimizations,
-        "model_dir": str(run_dir / "model"),
+        "model_dir": str(run_dir / "model"), "nonfinite_steps": result.nonfinite_steps,
+        "micro_batch_size": result.micro_batch_size, "oom_retries": result.oom_retries,
+        "checkpoint": result.checkpoint, "resumed_from": str(resume_from) if resume_from else None,
+        **({"error": result.error} if result.error else {}),
     }
 
 
