@@ -25,8 +25,9 @@ REPO_ROOT = BENCH_DIR.parent
 if str(REPO_ROOT) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo root
     sys.path.insert(0, str(REPO_ROOT))
 
-CACHE_DIR = BENCH_DIR / ".cache"   # git-ignored: built tokenizer, random-weight models, data files
-WORK_DIR = BENCH_DIR / ".work"     # git-ignored: run dirs of one bench invocation
+# Both git-ignored; the environment can move them (the tests do, to stay inside their tmp folder).
+CACHE_DIR = Path(os.environ.get("LLMLAB_BENCH_CACHE") or BENCH_DIR / ".cache")  # tokenizers, random models, data
+WORK_DIR = Path(os.environ.get("LLMLAB_BENCH_WORK") or BENCH_DIR / ".work")     # run dirs of one invocation
 RESULTS_DIR = BENCH_DIR / "results"
 GPT2_BPE_ENV = "LLMLAB_GPT2_BPE"
 VENDORED_BPE = BENCH_DIR / "assets" / "gpt2-bpe"

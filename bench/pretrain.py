@@ -128,18 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def apply_smoke(args) -> None:
-    """CI-sized: every figure is produced, nothing is meaningful as a speed claim."""
-    args.model_size, args.rows, args.eval_rows, args.epochs = "tiny", 200, 50, 1
-    args.set = ["block_size=64", "batch_size=8", *args.set]  # tiny's 256-token context and so few rows
-    if args.results_dir is None:
-        args.results_dir = str(RESULTS_DIR / "smoke")
+# CI-sized: every figure is produced, none is meaningful as a speed claim. Defaults only, so
+# `--smoke --rows 64` still means 64 rows.
+SMOKE_DEFAULTS = {"model_size": "tiny", "rows": 200, "eval_rows": 50, "epochs": 1,
+                  "results_dir": str(RESULTS_DIR / "smoke")}
+SMOKE_SETTINGS = ["block_size=64", "batch_size=8"]  # few rows: small blocks still give several steps
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if "--smoke" in argv:
+        parser.set_defaults(**SMOKE_DEFAULTS)
+    args = parser.parse_args(argv)
     if args.smoke:
-        apply_smoke(args)
+        args.set = [*SMOKE_SETTINGS, *args.set]
     t_start = time.monotonic()
     scales = parse_scales(args.scale)
     levers = parse_levers(args.levers, args.lever)

@@ -206,7 +206,8 @@ def run_baseline(job: dict) -> dict:
         "tokens_trained": real_tokens, "n_params": n_params, "peak_memory_mib": peak,
         # Trainer logs the mean loss of the last `logging_steps` (500) steps; a subset run's
         # model is only partly trained, so its losses say nothing about the full recipe.
-        "final_loss": losses[-1] if losses and not timer.stopped_early else None,
+        "final_loss": None if timer.stopped_early else (losses[-1] if losses else round(output.training_loss, 5)),
+        "final_loss_is": "last logged (mean of the last 500 steps)" if losses else "mean over the whole run (< 500 steps)",
         "mean_train_loss": None if timer.stopped_early else round(output.training_loss, 5),
         "own_eval_loss": None,
         "phases": {"read_and_tokenize": round(t_tokenized - t0, 3), "model_and_trainer": round(t_train - t_tokenized, 3),

@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench.common import BENCH_DIR, RESULTS_DIR, fmt, markdown_table, ratio
+from bench.common import BENCH_DIR, RESULTS_DIR, markdown_table, ratio
 
 README = BENCH_DIR / "README.md"
 
@@ -93,31 +93,32 @@ def lever_table(payload: dict) -> str:
 def eval_tables(payload: dict) -> str:
     parts = []
     for block in payload.get("scales", []):
-        base, cold, warm = block.get("baseline"), block.get("llmlab_first"), block.get("llmlab")
-        figures = [("total seconds (weights on disk → answers)", "total_seconds"),
+        base, ours = block.get("baseline"), block.get("llmlab")
+        figures = [("total seconds (CSV + weights on disk → answers)", "total_seconds"),
                    ("process seconds (incl. Python imports)", "process_seconds"),
                    ("generate seconds", "generate_seconds"), ("new tokens", "new_tokens"),
                    ("tokens/s", "tokens_per_second"), ("peak GPU memory MiB", "peak_memory_mib"),
-                   ("accuracy (vs gold)", "accuracy")]
+                   ("batch size", "batch_size"), ("dtype", "dtype"), ("accuracy (vs gold)", "accuracy")]
         rows = []
         for label, key in figures:
-            cells = [_cell_seconds(r, key) for r in (base, cold, warm)]
+            cells = [_cell_seconds(r, key) for r in (base, ours)]
             faster = key in ("total_seconds", "process_seconds", "generate_seconds")
-            speed = ratio(cells[0], cells[2]) if faster else (ratio(cells[2], cells[0]) if key == "tokens_per_second" else None)
+            speed = ratio(cells[0], cells[1]) if faster else (ratio(cells[1], cells[0]) if key == "tokens_per_second" else None)
             rows.append([label, *cells, f"{speed}×" if speed else "-"])
         note = ""
         if base and base.get("scaled_from_questions"):
-            note = f" (baseline scaled from {base['scaled_from_questions']} of {block['questions']} questions)"
+            note = f" (baseline scaled from {base['scaled_from_questions']} questions"
+            note += f" measured at scale {base['estimated_from_scale']}×)" if base.get("estimated_from_scale") else ")"
         agree = block.get("agreement") or {}
-        title = f"**Scale {block['scale']}×: {block['questions']} questions, max_new_tokens {payload['options']['max_new_tokens']}**{note}"
+        title = (f"**Scale {block['scale']}×: {block['questions']} questions, max_new_tokens "
+                 f"{payload['options']['max_new_tokens']}**{note}")
         text = title + "\n\n" + markdown_table(
-            ["figure", "baseline (generate, one question at a time)", "llmlab (first call)", "llmlab (second call)",
-             "baseline ÷ llmlab"], rows)
+            ["figure", "baseline (generate, one question at a time)", "llmlab", "baseline ÷ llmlab"], rows)
         if agree:
             text += (f"\n\nAgreement on the {agree.get('compared')} questions both ran: same answer letter "
-                     f"{agree.get('same_answer')}, identical token sequences {agree.get('same_tokens')}.")
+                     f"{agree.get('same_answer')}, identical replies {agree.get('same_tokens')}.")
         parts.append(text)
-        parts += [f"Failed: {name}: {r['error']}" for name, r in (("baseline", base), ("llmlab", warm)) if r and r.get("error")]
+        parts += [f"Failed: {name}: {r['error']}" for name, r in (("baseline", base), ("llmlab", ours)) if r and r.get("error")]
     if payload.get("fp32_check"):
         c = payload["fp32_check"]
         parts.append(f"**fp32 batched vs batch-1**: {c.get('same_tokens')} of {c.get('compared')} questions "
