@@ -1,5 +1,390 @@
-"""Placeholder app entry point."""
+"""llmlab's Textual app: four tabs over jobs that run as separate processes.
+
+Workers read (hardware, run folders, job files) and post messages; the handlers here own all
+state and hand it to the tabs, which redraw on their own 0.5 s timers. Every worker belongs to
+this App, so one `Worker.StateChanged` handler turns any worker error into a notification.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from core.runs import read_json, runs_root as default_runs_root
+from tui.hardware import HardwareSource, LiveHardware
+from tui.jobs import SUMMARY, Job, JobFollower, Launcher, LaunchError, find_running_jobs, launch, tail_lines
+from tui.messages import (
+    EventsRead,
+    HardwareSampled,
+    JobExited,
+    JobRequested,
+    ResultsRead,
+    RunsLoaded,
+    RunsScanned,
+    StopRequested,
+)
+from tui.runinfo import RunInfo, load_eval, load_pretrain, scan_runs
+from tui.tabs.evaluate import EvaluateTab
+from tui.tabs.hardware import HardwareTab
+from tui.tabs.job_tab import JobTab
+from tui.tabs.pretrain import PretrainTab
+from tui.tabs.runs import RunsTab
+
+TABS = Binding.Group("Tabs", compact=True)
+NARROW = 100  # columns; below this the job tabs show form or live view, not both
+
+
+class LlmlabApp(App[None]):
+    """The terminal workbench. Every outside dependency is a constructor argument so tests can fake it.
+
+    hardware: anything with `sample() -> HardwareSample` (default: this machine via psutil and NVML).
+    clock: returns unix time; used for the elapsed time of a running job.
+    runs_root: the folder of run directories (default: $LLMLAB_RUNS_DIR or ./runs).
+    launcher: builds a job's command line (default: `python -m core pretrain|eval ...`).
+    sample_seconds: hardware refresh period; None samples nothing (tests post HardwareSampled).
+    poll_seconds: how often a job's files are read.
+    attach_running: look for jobs left running by an earlier session and follow them.
+    """
+
+    CSS_PATH = ["app.tcss"]
+    TITLE = "llmlab"
+    ENABLE_COMMAND_PALETTE = False
+    AUTO_FOCUS = "#hardware-tab"
+    BINDINGS = [
+        Binding("1", "show_tab('hardware')", "Hardware", group=TABS),
+        Binding("2", "show_tab('pretrain')", "Pretrain", group=TABS),
+        Binding("3", "show_tab('evaluate')", "Evaluate", group=TABS),
+        Binding("4", "show_tab('runs')", "Runs", group=TABS),
+        Binding("s", "job('start')", "Start"),
+        Binding("x", "job('stop')", "Stop"),
+        Binding("d", "job('demo')", "Demo preset"),
+        Binding("f", "job('toggle_form')", "Form/live"),
+        Binding("o", "job('open_report')", "Report"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        *,
+        hardware: HardwareSource | None = None,
+        clock: Callable[[], float] = time.time,
+        runs_root: Path | None = None,
+        launcher: Launcher | None = None,
+        sample_seconds: float | None = 1.0,
+        poll_seconds: float = 0.25,
+        attach_running: bool = True,
+    ) -> None:
+        super().__init__()
+        self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
+        self.hardware = hardware if hardware is not None else LiveHardware(self.runs_root)
+        self.clock = clock
+        self.launcher = launcher or Launcher()
+        self.sample_seconds = sample_seconds
+        self.poll_seconds = poll_seconds
+        self.attach_running = attach_running
+        self.jobs: dict[Path, Job] = {}
+        self._follow_workers: dict[Worker, Job] = {}
+        self._focus_after_switch: str | None = None
+
+    # ----------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="hardware"):
+            with TabPane("1 Hardware", id="hardware"):
+                yield HardwareTab(id="hardware-tab")
+            with TabPane("2 Pretrain", id="pretrain"):
+                yield PretrainTab(self.clock, id="pretrain-tab")
+            with TabPane("3 Evaluate", id="evaluate"):
+                yield EvaluateTab(self.clock, id="evaluate-tab")
+            with TabPane("4 Runs", id="runs"):
+                yield RunsTab(id="runs-tab")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.set_class(self.size.width < NARROW, "-narrow")
+        if self.sample_seconds:
+            self._sample_hardware()
+        if self.attach_running:
+            self._find_running_jobs()
+        self.set_interval(2.0, self._scan_if_visible)
+        self.scan_runs()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW, "-narrow")
+
+    @property
+    def pretrain_tab(self) -> PretrainTab:
+        return self.query_one(PretrainTab)
+
+    @property
+    def evaluate_tab(self) -> EvaluateTab:
+        return self.query_one(EvaluateTab)
+
+    def tab_for(self, run_dir: Path) -> JobTab | None:
+        """The job tab that shows `run_dir`, if any."""
+        for tab in (self.pretrain_tab, self.evaluate_tab):
+            if tab.run_dir == run_dir:
+                return tab
+        return None
+
+    def tab_of_kind(self, kind: str) -> JobTab:
+        return self.pretrain_tab if kind == "pretrain" else self.evaluate_tab
+
+    # ----------------------------------------------------------------- actions
+
+    def action_show_tab(self, tab: str) -> None:
+        tabs = self.query_one(TabbedContent)
+        if tabs.active == tab:
+            self._focus_tab(tab)
+        else:
+            self._focus_after_switch = tab  # a pane can take focus only once it is displayed
+            tabs.active = tab
+
+    def _focus_tab(self, tab: str) -> None:
+        target = {
+            "hardware": "#hardware-tab", "pretrain": "#pretrain-tab", "evaluate": "#evaluate-tab",
+            "runs": "#runs-table",
+        }[tab]
+        self.query_one(target).focus()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == self._focus_after_switch:
+            self._focus_after_switch = None
+            self.call_after_refresh(self._focus_tab, event.pane.id)
+        if event.pane.id == "runs":
+            self.scan_runs()
+        self.refresh_bindings()
+
+    def active_job_tab(self) -> JobTab | None:
+        active = self.query_one(TabbedContent).active
+        return {"pretrain": self.pretrain_tab, "evaluate": self.evaluate_tab}.get(active)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action != "job":
+            return True
+        tab = self.active_job_tab()
+        return False if tab is None else tab.action_state(parameters[0])
+
+    def action_job(self, action: str) -> None:
+        """Run a Pretrain/Evaluate action on whichever of the two tabs is showing."""
+        tab = self.active_job_tab()
+        if tab is not None and tab.action_state(action):
+            getattr(tab, f"action_{action}")()
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        running = [job for job in self.jobs.values() if job.is_running()]
+        if not running:
+            self.exit()
+            return
+        from tui.screens.quit import QuitScreen
+
+        def chosen(choice: str | None) -> None:
+            if choice == "stop":
+                for job in running:
+                    job.stop()
+            if choice in ("stop", "leave"):
+                self.exit()
+
+        self.push_screen(QuitScreen([job.run_dir.name for job in running]), chosen)
+
+    # ----------------------------------------------------------------- jobs
+
+    @on(JobRequested)
+    def _job_requested(self, message: JobRequested) -> None:
+        try:
+            job = launch(message.kind, message.options, self.runs_root, self.launcher, message.out)
+        except LaunchError as exc:
+            self.notify(str(exc), title=f"Cannot start {message.kind}", severity="error", timeout=10)
+            return
+        self.attach_job(job)
+        self.scan_runs()
+
+    def attach_job(self, job: Job, follow: bool = True) -> None:
+        """Show `job` in its tab and, with `follow`, read its files as they grow."""
+        self.jobs[job.run_dir] = job
+        tab = self.tab_of_kind(job.kind)
+        tab.attach(job.run_dir, status="starting" if job.process is not None else "running")
+        if follow:
+            worker = self.run_worker(
+                partial(self._follow, job), thread=True, exit_on_error=False, group="follow",
+                description=f"Following {job.run_dir.name}",
+            )
+            self._follow_workers[worker] = job
+
+    def _follow(self, job: Job) -> None:
+        """Thread worker: post what the job writes until it exits (or the app closes)."""
+        worker = get_current_worker()
+        follower = JobFollower(job.run_dir)
+        while not worker.is_cancelled:
+            self._post_reads(job, follower)
+            if job.returncode() is not None:
+                break
+            _wait(worker, self.poll_seconds)
+        else:
+            return
+        while self._post_reads(job, follower):  # lines written between the last read and the exit
+            pass
+        self.post_message(JobExited(job.run_dir, job.returncode(), read_json(job.run_dir / SUMMARY),
+                                    tail_lines(job.log_path)))
+
+    def _post_reads(self, job: Job, follower: JobFollower) -> bool:
+        events, rows = follower.poll()
+        if events:
+            self.post_message(EventsRead(job.run_dir, events))
+        if rows:
+            self.post_message(ResultsRead(job.run_dir, rows))
+        return bool(events or rows)
+
+    @on(EventsRead)
+    def _events_read(self, message: EventsRead) -> None:
+        tab = self.tab_for(message.run_dir)
+        if tab is not None:
+            tab.apply_events(message.events)
+
+    @on(ResultsRead)
+    def _results_read(self, message: ResultsRead) -> None:
+        tab = self.tab_for(message.run_dir)
+        if tab is not None:
+            tab.apply_results(message.rows)
+
+    @on(JobExited)
+    def _job_exited(self, message: JobExited) -> None:
+        self.jobs.pop(message.run_dir, None)
+        tab = self.tab_for(message.run_dir)
+        if tab is not None:
+            tab.job_exited(message.returncode, message.summary, message.log_tail)
+            status, error = tab.progress.status, tab.progress.error
+        else:
+            status = (message.summary or {}).get("status") or ("stopped" if message.returncode == 130 else "failed")
+            error = (message.summary or {}).get("error")
+        if status == "failed":
+            where = " (its job.log is shown in its tab)" if tab is not None else ""
+            self.notify(f"{_shorten(error or 'the job failed')}{where}", title=f"{message.run_dir.name} failed",
+                        severity="error", timeout=10)
+        else:
+            self.notify(f"{message.run_dir.name} {status}", title="Job finished")
+        self.scan_runs()
+
+    @on(StopRequested)
+    def _stop_requested(self, message: StopRequested) -> None:
+        job = self.jobs.get(message.run_dir)
+        if job is None or not job.stop():
+            return
+        tab = self.tab_for(message.run_dir)
+        if tab is not None:
+            tab.set_stopping()
+        self.notify(f"Asked {message.run_dir.name} to stop after its current step.", title="Stopping")
+
+    @work(thread=True, exit_on_error=False, group="jobs", description="Looking for jobs still running")
+    def _find_running_jobs(self) -> None:
+        jobs = find_running_jobs(self.runs_root)
+        if jobs:
+            self.call_from_thread(self._reattach, jobs)
+
+    def _reattach(self, jobs: list[Job]) -> None:
+        """Follow jobs an earlier session left running; the newest of each kind gets its tab."""
+        for job in sorted(jobs, key=lambda j: j.run_dir.name):
+            if job.run_dir not in self.jobs and not self.tab_of_kind(job.kind).progress.active:
+                self.attach_job(job)
+        names = ", ".join(job.run_dir.name for job in jobs)
+        self.notify(f"Following {names}", title="Jobs still running")
+
+    # ----------------------------------------------------------------- hardware and runs
+
+    @work(thread=True, exit_on_error=False, group="hardware", description="Reading GPUs, CPU and memory")
+    def _sample_hardware(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            self.post_message(HardwareSampled(self.hardware.sample()))
+            _wait(worker, self.sample_seconds or 1.0)
+
+    @on(HardwareSampled)
+    def _hardware_sampled(self, message: HardwareSampled) -> None:
+        self.query_one(HardwareTab).show(message.sample)
+
+    def scan_runs(self) -> None:
+        self._scan_runs()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="runs", description="Reading the runs folder")
+    def _scan_runs(self) -> None:
+        runs = scan_runs(self.runs_root)
+        if not get_current_worker().is_cancelled:
+            self.post_message(RunsScanned(runs))
+
+    def _scan_if_visible(self) -> None:
+        if self.query_one(TabbedContent).active == "runs" and self.screen is self.screen_stack[0]:
+            self.scan_runs()
+
+    @on(RunsScanned)
+    def _runs_scanned(self, message: RunsScanned) -> None:
+        for run in message.runs:
+            if run.path in self.jobs and self.jobs[run.path].is_running():
+                run.status = "running"
+        self.query_one(RunsTab).show_runs(message.runs)
+
+    def open_run(self, run: RunInfo) -> None:
+        """Enter on a run: its live tab when it is running, else its figures read from disk."""
+        tab = self.tab_for(run.path)
+        if tab is not None and tab.progress.active:
+            self.action_show_tab("pretrain" if run.kind == "pretrain" else "evaluate")
+            return
+        from tui.screens.run_detail import RunScreen
+
+        self.push_screen(RunScreen(run))
+
+    def load_runs(self, runs: list[RunInfo], target) -> None:
+        """Read runs from disk in a worker and post RunsLoaded to `target` (a screen)."""
+        names = " and ".join(run.name for run in runs)
+        self.run_worker(partial(self._load_runs, runs, target), thread=True, exit_on_error=False,
+                        group="load", description=f"Reading {names}")
+
+    def _load_runs(self, runs: list[RunInfo], target) -> None:
+        progresses = [load_pretrain(run.path) if run.kind == "pretrain" else load_eval(run.path) for run in runs]
+        target.post_message(RunsLoaded(progresses))
+
+    # ----------------------------------------------------------------- errors
+
+    @on(Worker.StateChanged)
+    def _worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Any worker that fails becomes a notification; a job's also shows the end of its job.log."""
+        if event.state not in (WorkerState.ERROR, WorkerState.SUCCESS, WorkerState.CANCELLED):
+            return
+        job = self._follow_workers.pop(event.worker, None)
+        if event.state != WorkerState.ERROR:
+            return
+        text = f"{type(event.worker.error).__name__}: {event.worker.error}"
+        if job is not None:
+            text += "\n" + "\n".join(tail_lines(job.log_path, 5))
+        self.notify(text, title=event.worker.description or "A background task failed", severity="error",
+                    timeout=15)
+
+
+def _wait(worker: Worker, seconds: float) -> None:
+    """Sleep in short slices so a cancelled thread worker ends within 50 ms."""
+    deadline = time.monotonic() + seconds
+    while not worker.is_cancelled and time.monotonic() < deadline:
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_app() -> None:
-    raise SystemExit("llmlab app is not built yet")
+    LlmlabApp().run()

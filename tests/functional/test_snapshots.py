@@ -1,0 +1,217 @@
+"""Snapshots of every tab and screen at 80x24 and 120x40, fed by fakes so they never depend on this machine.
+
+Update only after looking at the report: `pytest tests/functional/test_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import SIZES, FakeHardware, eval_events, eval_rows, pretrain_events
+from tui.jobs import Job
+from tui.messages import EventsRead, HardwareSampled, JobExited, ResultsRead
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def feed_hardware(app, hardware: FakeHardware, samples: int = 40) -> None:
+    """Post what the sampler thread would have posted over `samples` seconds."""
+    for _ in range(samples):
+        app.post_message(HardwareSampled(hardware.sample()))
+
+
+def show_job(app, runs_root, kind: str, name: str, events: list[dict], rows: list[dict] | None = None) -> Job:
+    """Attach a job without a process and post the follower's messages for it."""
+    run_dir = runs_root / name
+    run_dir.mkdir(exist_ok=True)
+    job = Job(kind=kind, run_dir=run_dir, pid=None)
+    app.attach_job(job, follow=False)
+    app.post_message(EventsRead(run_dir, events))
+    if rows:
+        app.post_message(ResultsRead(run_dir, rows))
+    return job
+
+
+async def settle(pilot, *tabs) -> None:
+    await pilot.pause()
+    for tab in tabs:
+        tab.flush()
+    await pilot.pause()
+
+
+class TestHardware:
+    @pytest.mark.parametrize("size", SIZES)
+    def test_hardware_tab_shows_every_gpu_with_history(self, snap, make_app, size):
+        """Check that two GPUs, the CPU cores, RAM, swap and disk show with sparklines of 40 readings."""
+        hardware = FakeHardware(gpus=2)
+        app = make_app(hardware=hardware)
+
+        async def run_before(pilot):
+            feed_hardware(app, hardware)
+            await pilot.pause()
+
+        assert snap(app, terminal_size=size, run_before=run_before)
+
+    def test_hardware_tab_without_gpu_is_calm(self, snap, make_app):
+        """Check that a machine without NVML shows a quiet 'no NVIDIA GPU found' panel, not an error."""
+        hardware = FakeHardware(gpus=0, cores=2)
+        app = make_app(hardware=hardware)
+
+        async def run_before(pilot):
+            feed_hardware(app, hardware, samples=5)
+            await pilot.pause()
+
+        assert snap(app, terminal_size=(80, 24), run_before=run_before)
+
+
+class TestPretrain:
+    @pytest.mark.parametrize("size", SIZES)
+    def test_pretrain_form_has_seed_defaults(self, snap, make_app, size):
+        """Check the idle Pretrain tab: the seed task's defaults and the keys to start."""
+        assert snap(make_app(), press=["2"], terminal_size=size)
+
+    def test_pretrain_demo_preset_fills_the_form(self, snap, make_app):
+        assert snap(make_app(), press=["2", "d"], terminal_size=(120, 40))
+
+    @pytest.mark.parametrize("size", SIZES)
+    def test_pretrain_running_shows_chart_progress_and_log(self, snap, make_app, runs_root, size):
+        """Check a running job: loss chart with eval points, step/epoch/tokens/ETA line, log lines."""
+        app = make_app()
+
+        async def run_before(pilot):
+            show_job(app, runs_root, "pretrain", "20260101-120000-pretrain", pretrain_events(status=None))
+            await pilot.press("2")
+            await settle(pilot, app.pretrain_tab)
+
+        assert snap(app, terminal_size=size, run_before=run_before)
+
+    def test_pretrain_finished_shows_figures_and_report(self, snap, make_app, runs_root):
+        app = make_app()
+
+        async def run_before(pilot):
+            job = show_job(app, runs_root, "pretrain", "20260101-120000-pretrain", pretrain_events())
+            (job.run_dir / "report.md").write_text("# report\n")
+            summary = {"status": "completed", "final_loss": 3.412, "eval_loss": 3.702, "total_seconds": 90.0}
+            await pilot.pause()
+            app.post_message(JobExited(job.run_dir, 0, summary, []))
+            await pilot.press("2")
+            await settle(pilot, app.pretrain_tab)
+
+        assert snap(app, terminal_size=(120, 40), run_before=run_before)
+
+    def test_pretrain_failure_shows_job_log_tail(self, snap, make_app, runs_root):
+        """Check that a failed job shows its error and the last lines of job.log, not a crash."""
+        app = make_app()
+
+        async def run_before(pilot):
+            job = show_job(app, runs_root, "pretrain", "20260101-120000-pretrain", pretrain_events(steps=3, status=None)[:5])
+            tail = ["Traceback (most recent call last):", '  File "core/pretrain/data.py", line 88, in load',
+                    "OSError: cannot reach the Hugging Face Hub to stream 'bookcorpus/bookcorpus'"]
+            await pilot.pause()
+            app.post_message(JobExited(job.run_dir, 2, {"status": "failed", "total_seconds": 4.6,
+                                                        "error": "cannot reach the Hugging Face Hub"}, tail))
+            await pilot.press("2")
+            await settle(pilot, app.pretrain_tab)
+
+        assert snap(app, terminal_size=(80, 24), run_before=run_before)
+
+
+class TestEvaluate:
+    @pytest.mark.parametrize("size", SIZES)
+    def test_evaluate_form_has_seed_defaults(self, snap, make_app, size):
+        assert snap(make_app(), press=["3"], terminal_size=size)
+
+    @pytest.mark.parametrize("size", SIZES)
+    def test_evaluate_running_fills_table_and_answer_bar(self, snap, make_app, runs_root, size):
+        """Check a running evaluation: a row per question, running accuracy, answer distribution."""
+        app = make_app()
+
+        async def run_before(pilot):
+            show_job(app, runs_root, "eval", "20260101-140000-eval", eval_events(status=None), eval_rows(12))
+            await pilot.press("3")
+            await settle(pilot, app.evaluate_tab)
+
+        assert snap(app, terminal_size=size, run_before=run_before)
+
+    def test_selecting_a_row_shows_full_prompt_and_reply(self, snap, make_app, runs_root):
+        app = make_app()
+
+        async def run_before(pilot):
+            show_job(app, runs_root, "eval", "20260101-140000-eval", eval_events(status=None), eval_rows(12))
+            await pilot.press("3")
+            await settle(pilot, app.evaluate_tab)
+            app.query_one("#results").focus()
+            await pilot.press("up", "up", "enter")
+
+        assert snap(app, terminal_size=(80, 24), run_before=run_before)
+
+
+class TestRuns:
+    @pytest.mark.parametrize("size", SIZES)
+    def test_runs_tab_lists_every_run(self, snap, make_app, sample_runs, size):
+        app = make_app()
+
+        async def run_before(pilot):
+            await pilot.press("4")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        assert snap(app, terminal_size=size, run_before=run_before)
+
+    @pytest.mark.parametrize("size", SIZES)
+    def test_opening_a_pretrain_run_shows_its_chart(self, snap, make_app, sample_runs, size):
+        app = make_app()
+
+        async def run_before(pilot):
+            await pilot.press("4")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            await pilot.press("down", "down", "down", "enter")  # oldest run: the completed pretrain
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        assert snap(app, terminal_size=size, run_before=run_before)
+
+    def test_opening_an_eval_run_shows_its_results(self, snap, make_app, sample_runs):
+        app = make_app()
+
+        async def run_before(pilot):
+            await pilot.press("4")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            await pilot.press("down", "enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        assert snap(app, terminal_size=(120, 40), run_before=run_before)
+
+    @pytest.mark.parametrize("size", SIZES)
+    def test_comparing_two_runs_overlays_curves_and_diffs_config(self, snap, make_app, sample_runs, size):
+        app = make_app()
+
+        async def run_before(pilot):
+            await pilot.press("4")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            await pilot.press("down", "down", "m", "down", "m", "c")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        assert snap(app, terminal_size=size, run_before=run_before)
+
+
+class TestDialogs:
+    def test_help_lists_every_key(self, snap, make_app):
+        assert snap(make_app(), press=["question_mark"], terminal_size=(80, 24))
+
+    def test_quit_while_a_job_runs_asks_first(self, snap, make_app, runs_root):
+        app = make_app()
+
+        async def run_before(pilot):
+            job = show_job(app, runs_root, "pretrain", "20260101-120000-pretrain", pretrain_events(status=None))
+            job.returncode = lambda: None  # looks alive, without a process
+            await pilot.press("2")
+            await settle(pilot, app.pretrain_tab)
+            await pilot.press("q")
+
+        assert snap(app, terminal_size=(80, 24), run_before=run_before)

@@ -1,0 +1,81 @@
+"""Messages that workers post and the app's handlers apply: each names something that has happened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.message import Message
+
+from tui.hardware import HardwareSample
+from tui.runinfo import RunInfo
+
+
+class EventsRead(Message):
+    """New lines of a job's events.jsonl were read."""
+
+    def __init__(self, run_dir: Path, events: list[dict]) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.events = events
+
+
+class ResultsRead(Message):
+    """New lines of an evaluation's results.jsonl were read."""
+
+    def __init__(self, run_dir: Path, rows: list[dict]) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.rows = rows
+
+
+class JobExited(Message):
+    """A job's process ended; its summary (if written) and the tail of its job.log come along."""
+
+    def __init__(self, run_dir: Path, returncode: int | None, summary: dict | None, log_tail: list[str]) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.returncode = returncode
+        self.summary = summary
+        self.log_tail = log_tail
+
+
+class HardwareSampled(Message):
+    """A new reading of GPUs, CPU, memory and disk was taken."""
+
+    def __init__(self, sample: HardwareSample) -> None:
+        super().__init__()
+        self.sample = sample
+
+
+class RunsScanned(Message):
+    """The runs folder was read again."""
+
+    def __init__(self, runs: list[RunInfo]) -> None:
+        super().__init__()
+        self.runs = runs
+
+
+class JobRequested(Message):
+    """The user asked a tab to start a job with these command-line options."""
+
+    def __init__(self, kind: str, options: list[str], out: str | None) -> None:
+        super().__init__()
+        self.kind = kind
+        self.options = options
+        self.out = out
+
+
+class StopRequested(Message):
+    """The user asked to stop the job shown in a tab."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+
+class RunsLoaded(Message):
+    """Runs were read from disk (events folded, results collected) for a run or compare screen."""
+
+    def __init__(self, progresses: list) -> None:
+        super().__init__()
+        self.progresses = progresses

@@ -1,0 +1,1 @@
+"""Screens pushed over the tabs: help, quit, a report, one question, one run, two runs compared."""

@@ -1,0 +1,45 @@
+"""`?`: what each tab shows and every key."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# llmlab
+
+Pretrain GPT-2 and evaluate small language models. Jobs run as separate processes
+(`llmlab pretrain ...`, `llmlab eval ...`) that write into a run folder; this app follows
+their files, so closing it never stops a job unless you ask.
+
+| Key | Does |
+|---|---|
+| `1` `2` `3` `4` | Hardware, Pretrain, Evaluate, Runs tab |
+| `?` | this help |
+| `q` | quit (asks first when a job is running) |
+| `Tab` / `Shift+Tab` | move between fields and panels |
+| `Esc` | leave a form field, close a screen |
+
+**Pretrain / Evaluate:** `s` or Enter in a field starts a job, `x` stops it (SIGINT: it
+finishes the current step and saves status *stopped*; press again after 10 s to end it),
+`d` fills the Demo preset (offline, small), `f` switches form and live view on narrow
+terminals, `o` opens the finished run's report. In Evaluate, Enter on a row shows the full
+prompt and reply.
+
+**Runs:** `o` or Enter opens a run from disk, `m` marks a run (two at most), `c` compares
+the two marked runs (config differences, figures, loss curves), `r` reloads.
+
+Run folders live in `$LLMLAB_RUNS_DIR` (default `./runs`). Each job's own output is in its
+`job.log`; when a job fails the app shows the last lines of it.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help", classes="dialog"):
+            yield Markdown(HELP)

@@ -1,0 +1,99 @@
+"""One run read from disk: its figures and config beside its loss chart or its results table."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tui import format as fmt
+from tui.messages import RunsLoaded
+from tui.progress import EvalProgress, PretrainProgress
+from tui.runinfo import RunInfo, figures, flatten
+from tui.tabs.job_tab import STATUS_STYLES
+from tui.widgets.answer_bars import AnswerBars
+from tui.widgets.loss_chart import LossChart
+from tui.widgets.results_table import ResultsTable
+
+
+def run_title(run: RunInfo) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(run.name, style="bold").append(f"  {run.kind}  ")
+    text.append(run.status, style=STATUS_STYLES.get(run.status, ""))
+    text.append(f"  started {fmt.timestamp(run.started)}  took {fmt.duration(run.duration)}", style="dim")
+    return text
+
+
+class RunScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape,q", "app.pop_screen", "Back"),
+        Binding("o", "open_report", "Report"),
+    ]
+
+    def __init__(self, run: RunInfo) -> None:
+        super().__init__()
+        self.run = run
+
+    def compose(self) -> ComposeResult:
+        yield Static(run_title(self.run), classes="screen-title")
+        with Horizontal(id="run-body"):
+            with Vertical(id="run-side"):
+                yield Static(id="figures")
+                yield DataTable(id="config", cursor_type="row", show_header=False)
+            with Vertical(id="run-main"):
+                if self.run.kind == "pretrain":
+                    yield LossChart(id="chart", empty_text="no loss recorded")
+                else:
+                    yield AnswerBars(id="answers")
+                    yield ResultsTable(id="results")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#run-side").border_title = "Figures and config"
+        text = Text()
+        for label, value in figures(self.run.kind, self.run.summary) or [("status", self.run.status)]:
+            text.append(f"{label:<17}", style="dim").append(f"{value}\n")
+        if self.run.summary and self.run.summary.get("error"):
+            text.append(str(self.run.summary["error"]), style="red")
+        text.rstrip()
+        self.query_one("#figures", Static).update(text)
+        table = self.query_one("#config", DataTable)
+        table.add_columns("key", "value")
+        for key, value in flatten(self.run.config).items():
+            if key != "kind":
+                table.add_row(key, Text(str(value), overflow="ellipsis"))
+        self.app.load_runs([self.run], self)
+
+    @on(RunsLoaded)
+    def _loaded(self, message: RunsLoaded) -> None:
+        progress = message.progresses[0]
+        if isinstance(progress, PretrainProgress):
+            chart = self.query_one(LossChart)
+            chart.add_loss(progress.losses)
+            chart.add_eval(progress.eval_points)
+            chart.flush()
+        elif isinstance(progress, EvalProgress):
+            self.query_one(AnswerBars).update(progress.answer_counts)
+            self.query_one(ResultsTable).add_results(progress.take_new_rows())
+
+    @on(DataTable.RowSelected, "#results")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        row = self.query_one(ResultsTable).row_for(str(event.row_key.value))
+        if row is not None:
+            from tui.screens.result_detail import ResultDetailScreen
+
+            self.app.push_screen(ResultDetailScreen(row))
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "open_report":
+            return True if (self.run.path / "report.md").exists() else None
+        return True
+
+    def action_open_report(self) -> None:
+        from tui.screens.report import ReportScreen
+
+        self.app.push_screen(ReportScreen(self.run.path / "report.md"))

@@ -1,0 +1,74 @@
+"""The Evaluate tab: the options of `llmlab eval`, and the questions filling a table as they finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.widgets import DataTable, ProgressBar, Static
+
+from tui import format as fmt
+from tui.options import EVAL_DEMO, EVAL_FIELDS
+from tui.progress import EvalProgress
+from tui.tabs.job_tab import JobTab
+from tui.widgets.answer_bars import AnswerBars
+from tui.widgets.results_table import ResultsTable
+
+
+class EvaluateTab(JobTab):
+    kind = "eval"
+    fields = EVAL_FIELDS
+    demo_values = EVAL_DEMO
+
+    progress: EvalProgress
+
+    def new_progress(self, run_dir: Path | None) -> EvalProgress:
+        return EvalProgress(run_dir=run_dir)
+
+    def compose_live(self) -> ComposeResult:
+        yield AnswerBars(id="answers")
+        yield ResultsTable(id="results")
+
+    def reset_live(self) -> None:
+        self.query_one(ResultsTable).reset()
+        self.query_one(AnswerBars).update(self.progress.answer_counts)
+
+    def apply_results(self, rows: list[dict]) -> None:
+        self.progress.add_rows(rows)
+        self.dirty = True
+
+    def render_live(self) -> None:
+        p = self.progress
+        table = self.query_one(ResultsTable)
+        following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        new_rows = p.take_new_rows()
+        if new_rows:
+            table.add_results(new_rows)
+            if following:
+                table.move_cursor(row=table.row_count - 1)
+        self.query_one(AnswerBars).update(p.answer_counts)
+        bar = self.query_one("#progress", ProgressBar)
+        bar.update(total=p.total, progress=p.done if p.total else 0)
+        parts = [f"{p.done:,}/{p.total:,}" if p.total else f"{p.done:,} done"]
+        parts.append(f"acc {fmt.percent(p.accuracy)}" if p.accuracy is not None else "acc -")
+        parts.append(fmt.rate(p.tokens_per_s))
+        parts.append(f"ETA {fmt.duration(p.eta())}")
+        self.query_one("#stats", Static).update(" · ".join(parts))
+
+    def outcome_figures(self) -> list[tuple[str, str]]:
+        summary = self.progress.summary or {}
+        accuracy = summary.get("accuracy", self.progress.accuracy)
+        figures = []
+        if isinstance(accuracy, (int, float)):
+            n = summary.get("n", len(self.progress.rows))
+            figures.append(("accuracy", f"{accuracy * 100:.1f}% of {n}"))
+        return figures
+
+    @on(DataTable.RowSelected, "#results")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        row = self.query_one(ResultsTable).row_for(str(event.row_key.value))
+        if row is not None:
+            from tui.screens.result_detail import ResultDetailScreen
+
+            self.app.push_screen(ResultDetailScreen(row))

@@ -1,0 +1,244 @@
+"""What the Pretrain and Evaluate tabs share: a form, a live view of one job, and a throttled redraw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Log, ProgressBar, Static
+
+from tui import format as fmt
+from tui.messages import JobRequested, StopRequested
+from tui.options import Field, FormError, command_options
+from tui.progress import JobProgress
+from tui.widgets.job_form import JobForm
+
+STATUS_STYLES = {
+    "idle": "dim", "starting": "yellow", "running": "bold green", "stopping": "yellow",
+    "completed": "bold green", "failed": "bold red", "stopped": "bold yellow",
+}
+
+
+class JobTab(Vertical, can_focus=True):
+    """A form on the left and the attached job's live view on the right (stacked when narrow)."""
+
+    # s, x, d, f and o are App bindings that call this tab's actions, so they work wherever focus is.
+    BINDINGS = [Binding("escape", "focus_tab", "Leave form", show=False)]
+
+    kind = "pretrain"
+    fields: tuple[Field, ...] = ()
+    demo_values: dict = {}
+
+    def __init__(self, clock: Callable[[], float], id: str | None = None) -> None:
+        super().__init__(id=id, classes="job-tab -form-shown -idle")
+        self.clock = clock
+        self.progress: JobProgress = self.new_progress(None)
+        self.dirty = False
+        self._was_active = False
+
+    # ----------------------------------------------------------------- building
+
+    def new_progress(self, run_dir: Path | None) -> JobProgress:
+        raise NotImplementedError
+
+    def compose_live(self) -> ComposeResult:
+        raise NotImplementedError
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="form-column"):
+            yield JobForm(self.fields, self.demo_values, id="form")
+            with Horizontal(id="buttons"):
+                yield Button("Start", id="start", variant="success", compact=True)
+                yield Button("Stop", id="stop", variant="error", compact=True, disabled=True)
+            yield Static("s or Enter starts · d Demo preset · Tab next field · Esc leaves the form",
+                         classes="hint form-hint")
+        with Vertical(id="live"):
+            yield Static(id="status", classes="status")
+            with Vertical(id="live-body"):
+                yield ProgressBar(id="progress", show_eta=False)
+                yield Static(id="stats", classes="stats")
+                yield from self.compose_live()
+                yield Static(id="outcome", classes="outcome")
+                yield Log(id="log", max_lines=500, classes="job-log")
+
+    def on_mount(self) -> None:
+        self.set_interval(0.5, self.flush)
+        self.query_one("#outcome").display = False
+        self.render_status()
+
+    # ----------------------------------------------------------------- the attached job
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.progress.run_dir
+
+    def attach(self, run_dir: Path, status: str = "starting") -> None:
+        """Show a new job from its first event; the form moves aside on narrow screens."""
+        self.progress = self.new_progress(run_dir)
+        self.progress.status = status
+        self.remove_class("-idle")
+        self.query_one("#log", Log).clear()
+        self.query_one("#outcome").display = False
+        self.reset_live()
+        self.show_form(False)
+        self.dirty = True
+        self.flush()
+
+    def reset_live(self) -> None:
+        """Clear the kind-specific live widgets."""
+
+    def apply_events(self, events: list[dict]) -> None:
+        for event in events:
+            self.progress.apply(event)
+        self.dirty = True
+
+    def apply_results(self, rows: list[dict]) -> None:
+        """Evaluation rows; pretraining has none."""
+
+    def job_exited(self, returncode: int | None, summary: dict | None, log_tail: list[str]) -> None:
+        self.progress.finish(returncode, summary, log_tail)
+        self.dirty = True
+        self.flush()
+        self.app.refresh_bindings()
+
+    def set_stopping(self) -> None:
+        if self.progress.active:
+            self.progress.status = "stopping"
+            self.dirty = True
+            self.flush()
+
+    # ----------------------------------------------------------------- drawing
+
+    def flush(self) -> None:
+        """Apply what arrived since the last call to the widgets; runs on a 0.5 s timer."""
+        self.render_status()
+        if not self.dirty:
+            return
+        self.dirty = False
+        lines = self.progress.take_new_logs()
+        if lines:
+            self.query_one("#log", Log).write_lines(lines)
+        self.render_live()
+        self.render_outcome()
+        active = self.progress.active
+        self.query_one("#start", Button).disabled = active
+        self.query_one("#stop", Button).disabled = not active
+        if active != self._was_active:
+            self._was_active = active
+            self.app.refresh_bindings()
+
+    def render_live(self) -> None:
+        raise NotImplementedError
+
+    def elapsed(self) -> float | None:
+        p = self.progress
+        if p.active and p.start_time is not None:
+            return max(p.elapsed, self.clock() - p.start_time)
+        return p.elapsed if p.start_time is not None or p.finished else None
+
+    def render_status(self) -> None:
+        p = self.progress
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if p.run_dir is None:
+            text.append("No run yet. ", style="bold")
+            text.append("Fill in the form, then s or Enter starts it; d picks the Demo preset.", style="dim")
+        else:
+            text.append(f"● {p.status}", style=STATUS_STYLES.get(p.status, ""))
+            text.append(f"  {p.run_dir.name}")
+            if p.phase and p.active:
+                text.append(f"  {p.phase}", style="cyan")
+            text.append(f"  {fmt.duration(self.elapsed())}", style="dim")
+        self.query_one("#status", Static).update(text)
+
+    def render_outcome(self) -> None:
+        p = self.progress
+        outcome = self.query_one("#outcome", Static)
+        if not p.finished:
+            outcome.display = False
+            return
+        text = Text()
+        style = STATUS_STYLES.get(p.status, "")
+        text.append(f"{p.status} after {fmt.duration(p.elapsed)}", style=style)
+        for label, value in self.outcome_figures():
+            text.append(f" · {label} ", style="dim").append(value, style="bold")
+        if p.run_dir is not None and (p.run_dir / "report.md").exists():
+            text.append(" · report ", style="dim").append(f"{p.run_dir.name}/report.md", style="underline")
+            text.append(" (o)", style="dim")
+        if p.status == "failed":
+            text.append(f"\n{p.error or 'the job failed'}", style="red")
+            if p.log_tail:
+                text.append("\njob.log:\n", style="dim")
+                text.append("\n".join(p.log_tail[-8:]), style="dim")
+        outcome.update(text)
+        outcome.set_class(p.status == "failed", "-failed")
+        outcome.display = True
+
+    def outcome_figures(self) -> list[tuple[str, str]]:
+        return []
+
+    def show_form(self, shown: bool) -> None:
+        self.set_class(shown, "-form-shown")
+        self.set_class(not shown, "-live-shown")
+
+    # ----------------------------------------------------------------- actions
+
+    def action_state(self, action: str) -> bool | None:
+        """Whether an action applies now: True, or None to show its key dimmed in the footer."""
+        if action == "start":
+            return None if self.progress.active else True
+        if action == "stop":
+            return True if self.progress.active else None
+        if action == "open_report":
+            return True if self.run_dir is not None and (self.run_dir / "report.md").exists() else None
+        return True
+
+    def action_start(self) -> None:
+        form = self.query_one(JobForm)
+        try:
+            options, out = command_options(self.fields, form.values(), self.demo_values if form.demo else None)
+        except FormError as error:
+            form.mark_error(error)
+            self.show_form(True)
+            self.notify(str(error), title="Check the form", severity="warning")
+            return
+        form.mark_error(None)
+        self.post_message(JobRequested(self.kind, options, out))
+
+    def action_stop(self) -> None:
+        if self.run_dir is not None and self.progress.active:
+            self.post_message(StopRequested(self.run_dir))
+
+    def action_demo(self) -> None:
+        form = self.query_one(JobForm)
+        form.use_demo(not form.demo)
+        self.show_form(True)
+
+    def action_toggle_form(self) -> None:
+        self.show_form(not self.has_class("-form-shown"))
+
+    def action_focus_tab(self) -> None:
+        self.focus()
+
+    def action_open_report(self) -> None:
+        if self.run_dir is not None:
+            from tui.screens.report import ReportScreen
+
+            self.app.push_screen(ReportScreen(self.run_dir / "report.md"))
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#stop")
+    def _stop_pressed(self) -> None:
+        self.action_stop()
+
+    @on(JobForm.Submitted)
+    def _form_submitted(self) -> None:
+        if not self.progress.active:
+            self.action_start()

@@ -1,0 +1,62 @@
+"""The Pretrain tab: the options of `llmlab pretrain`, and a live loss chart of the running job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.widgets import ProgressBar, Static
+
+from tui import format as fmt
+from tui.options import PRETRAIN_DEMO, PRETRAIN_FIELDS
+from tui.progress import PretrainProgress
+from tui.tabs.job_tab import JobTab
+from tui.widgets.loss_chart import LossChart
+
+
+class PretrainTab(JobTab):
+    kind = "pretrain"
+    fields = PRETRAIN_FIELDS
+    demo_values = PRETRAIN_DEMO
+
+    progress: PretrainProgress
+
+    def new_progress(self, run_dir: Path | None) -> PretrainProgress:
+        self._charted = (0, 0)  # how many train and eval points the chart already has
+        return PretrainProgress(run_dir=run_dir)
+
+    def compose_live(self) -> ComposeResult:
+        yield LossChart(id="chart")
+
+    def reset_live(self) -> None:
+        self.query_one(LossChart).clear()
+
+    def render_live(self) -> None:
+        p = self.progress
+        chart = self.query_one(LossChart)
+        n_train, n_eval = self._charted
+        chart.add_loss(p.losses[n_train:])
+        chart.add_eval(p.eval_points[n_eval:])
+        self._charted = (len(p.losses), len(p.eval_points))
+        chart.flush()
+        bar = self.query_one("#progress", ProgressBar)
+        bar.update(total=p.total_steps, progress=p.step if p.total_steps else 0)
+        parts = [f"step {p.step:,}/{p.total_steps:,}" if p.total_steps else f"step {p.step:,}"]
+        if p.epochs:
+            parts.append(f"epoch {max(1, p.epoch)}/{p.epochs}")
+        if p.loss is not None:
+            parts.append(f"loss {p.loss:.3f}")
+        parts.append(fmt.rate(p.tokens_per_s))
+        parts.append(f"ETA {fmt.duration(p.eta())}")
+        self.query_one("#stats", Static).update(" · ".join(parts))
+
+    def outcome_figures(self) -> list[tuple[str, str]]:
+        summary = self.progress.summary or {}
+        figures = []
+        final = summary.get("final_loss", self.progress.loss)
+        if isinstance(final, (int, float)):
+            figures.append(("final loss", f"{final:.3f}"))
+        eval_loss = summary.get("eval_loss", self.progress.eval_loss)
+        if isinstance(eval_loss, (int, float)):
+            figures.append(("eval loss", f"{eval_loss:.3f}"))
+        return figures

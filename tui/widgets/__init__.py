@@ -1,0 +1,1 @@
+"""Small widgets of llmlab's app, one per module."""
