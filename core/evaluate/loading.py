@@ -8,42 +8,14 @@ fails within seconds with one line instead of hanging in hub retries.
 from __future__ import annotations
 
 import os
-import socket
-import threading
 from pathlib import Path
-from urllib.parse import urlparse
 
 from core.errors import UsageError
+from core.hub import hub_offline_reason
 
 DEFAULT_DATA = "openai/MMMLU"
-PROBE_SECONDS = 3.0
 # Files a causal LM needs; skips other weight formats (.bin, .gguf, onnx) a repo may also carry.
 MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py"]
-
-
-def hub_offline_reason() -> str | None:
-    """Why the Hub cannot be used now (offline switch or no connection), or None when it answers."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
-            return f"{var} is set"
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
-    outcome: list[str] = []
-
-    def probe():
-        try:
-            socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
-            outcome.append("")
-        except OSError as exc:
-            outcome.append(exc.strerror or type(exc).__name__)
-
-    # getaddrinfo has no timeout of its own, so the probe runs in a thread we stop waiting for.
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(PROBE_SECONDS + 0.5)
-    if not outcome:
-        return f"no answer from {host} within {PROBE_SECONDS:.0f} s"
-    return f"cannot reach {host} ({outcome[0]})" if outcome[0] else None
 
 
 def _looks_like_path(spec: str) -> bool:
