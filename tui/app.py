@@ -143,6 +143,8 @@ class LlmlabApp(App[None]):
     # ----------------------------------------------------------------- actions
 
     def action_show_tab(self, tab: str) -> None:
+        while len(self.screen_stack) > 1:  # a number key from a run, report or dialog goes back to the tabs
+            self.pop_screen()
         tabs = self.query_one(TabbedContent)
         if tabs.active == tab:
             self._focus_tab(tab)

@@ -33,6 +33,9 @@ def headline(kind: str, summary: dict | None) -> str:
     """The one figure that says how a run went: final loss for pretraining, accuracy for evaluation."""
     if not summary:
         return ""
+    if summary.get("status") == "failed" and summary.get("error"):
+        error = " ".join(str(summary["error"]).split())
+        return error if len(error) <= 40 else error[:39] + "…"
     if kind == "pretrain" and isinstance(summary.get("final_loss"), (int, float)):
         text = f"loss {summary['final_loss']:.3f}"
         if isinstance(summary.get("eval_loss"), (int, float)):

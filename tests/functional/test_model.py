@@ -142,7 +142,7 @@ def test_answer_segments_fill_the_width():
 def test_chart_helpers():
     points = [(float(i), float(i)) for i in range(10_000)]
     assert len(thin(points)) == 400 and thin(points)[-1] == points[-1]
-    assert int_ticks(1, 91) == [1, 24, 46, 68, 91]
+    assert int_ticks(1, 91) == [20, 40, 60, 80]
 
 
 def test_formats():

@@ -111,6 +111,8 @@ class TestPretrain:
             app.post_message(JobExited(job.run_dir, 2, {"status": "failed", "total_seconds": 4.6,
                                                         "error": "cannot reach the Hugging Face Hub"}, tail))
             await pilot.press("2")
+            await pilot.pause()
+            app.clear_notifications()  # the toast says the same; keep the tab itself in view
             await settle(pilot, app.pretrain_tab)
 
         assert snap(app, terminal_size=(80, 24), run_before=run_before)

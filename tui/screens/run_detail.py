@@ -22,9 +22,9 @@ from tui.widgets.results_table import ResultsTable
 
 def run_title(run: RunInfo) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(run.name, style="bold").append(f"  {run.kind}  ")
+    text.append(run.name, style="bold").append("  ")
     text.append(run.status, style=STATUS_STYLES.get(run.status, ""))
-    text.append(f"  started {fmt.timestamp(run.started)}  took {fmt.duration(run.duration)}", style="dim")
+    text.append(f"  {fmt.duration(run.duration)}  ").append(f"{run.kind}, started {fmt.timestamp(run.started)}", style="dim")
     return text
 
 

@@ -53,7 +53,8 @@ class EvaluateTab(JobTab):
         parts = [f"{p.done:,}/{p.total:,}" if p.total else f"{p.done:,} done"]
         parts.append(f"acc {fmt.percent(p.accuracy)}" if p.accuracy is not None else "acc -")
         parts.append(fmt.rate(p.tokens_per_s))
-        parts.append(f"ETA {fmt.duration(p.eta())}")
+        if not p.finished:
+            parts.append(f"ETA {fmt.duration(p.eta())}")
         self.query_one("#stats", Static).update(" · ".join(parts))
 
     def outcome_figures(self) -> list[tuple[str, str]]:

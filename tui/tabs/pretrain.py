@@ -39,6 +39,7 @@ class PretrainTab(JobTab):
         chart.add_eval(p.eval_points[n_eval:])
         self._charted = (len(p.losses), len(p.eval_points))
         chart.flush()
+        chart.display = bool(p.losses) or not p.finished  # a run that failed before training needs the room
         bar = self.query_one("#progress", ProgressBar)
         bar.update(total=p.total_steps, progress=p.step if p.total_steps else 0)
         parts = [f"step {p.step:,}/{p.total_steps:,}" if p.total_steps else f"step {p.step:,}"]
@@ -47,7 +48,8 @@ class PretrainTab(JobTab):
         if p.loss is not None:
             parts.append(f"loss {p.loss:.3f}")
         parts.append(fmt.rate(p.tokens_per_s))
-        parts.append(f"ETA {fmt.duration(p.eta())}")
+        if not p.finished:
+            parts.append(f"ETA {fmt.duration(p.eta())}")
         self.query_one("#stats", Static).update(" · ".join(parts))
 
     def outcome_figures(self) -> list[tuple[str, str]]:

@@ -27,7 +27,12 @@ def int_ticks(low: float, high: float, count: int = 5) -> list[int]:
     low, high = int(low), int(high)
     if high - low < count:
         return list(range(low, high + 1))
-    return sorted({round(low + (high - low) * i / (count - 1)) for i in range(count)})
+    raw = (high - low) / count
+    magnitude = 10 ** (len(str(int(raw))) - 1)
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = -(-low // step) * step
+    ticks = list(range(first, high + 1, step))
+    return sorted({low, *ticks, high}) if len(ticks) < 2 else ticks
 
 
 class LossChart(PlotextPlot):

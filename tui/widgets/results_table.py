@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 from textual.widgets import DataTable
 
-REPLY_CHARS = 60
+FIXED_COLUMNS = 44  # cells taken by #, subject, gold, pred, ok and the padding of all six columns
 
 
-def reply_preview(reply: str | None, limit: int = REPLY_CHARS) -> str:
-    """The first characters of a reply on one line."""
+def reply_preview(reply: str | None, cells: int) -> str:
+    """The start of a reply on one line, at most `cells` terminal cells wide (CJK characters take two)."""
     flat = " ".join(str(reply or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    if cell_len(flat) <= cells:
+        return flat
+    return set_cell_size(flat, cells - 1).rstrip() + "…"
 
 
 class ResultsTable(DataTable):
@@ -34,6 +37,7 @@ class ResultsTable(DataTable):
         self.rows_by_key.clear()
 
     def add_results(self, rows: list[dict]) -> None:
+        reply_cells = max(16, (self.size.width or 80) - FIXED_COLUMNS - 2)
         for row in rows:
             key = str(row.get("index", len(self.rows_by_key)))
             correct = bool(row.get("correct"))
@@ -43,7 +47,7 @@ class ResultsTable(DataTable):
                 str(row.get("gold", "")),
                 str(row.get("pred") or "-"),
                 Text("✓", style="bold green") if correct else Text("✗", style="bold red"),
-                reply_preview(row.get("output")),
+                reply_preview(row.get("output"), reply_cells),
             )
             if key in self.rows_by_key:
                 for column, value in zip(("index", "subject", "gold", "pred", "ok", "reply"), cells):
