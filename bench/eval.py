@@ -42,8 +42,8 @@ TINY_QWEN2 = {**QWEN25_05B, "hidden_size": 64, "intermediate_size": 128, "num_hi
 
 LEVERS: dict[str, dict] = {
     "base": {},
-    "batch8": {"batch_size": 8},
-    "batch32": {"batch_size": 32},
+    "batch50": {"batch_size": 50},  # smaller batches: each one still pays all 512 decode steps
+    "batch25": {"batch_size": 25},
     "no-free-finished": {"free_finished": False},
     "static-cache": {"static_cache": True},
     "compile": {"static_cache": True, "compile": True},

@@ -5,8 +5,8 @@
     python bench/pretrain.py --levers fast        # llmlab with one speed lever changed at a time
     python bench/pretrain.py --smoke              # tiny model, 200 rows, 1 epoch: checks the script on a CPU
 
-Per scale it runs, each in a fresh process: llmlab with an empty token cache (cold), llmlab again
-with the cache the first run wrote (warm), and the baseline. The baseline can be timed on a
+Per scale it runs, each in a fresh process: llmlab with an empty token cache (cold; first scale
+only unless --cold-all-scales), llmlab with a filled cache (warm), and the baseline. The baseline can be timed on a
 subset of its steps (--baseline-fraction / --baseline-max-seconds) and scaled linearly; the
 tables say so when that happened. Without --data the rows are synthetic BookCorpus-like
 sentences (core.synthetic), since the hub is unreachable; the results file says which.
@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--baseline-max-seconds-scaled", type=float,
                     help="the same cap for scales above 1 (default: --baseline-max-seconds)")
     ap.add_argument("--skip-baseline", action="store_true")
-    ap.add_argument("--skip-cold", action="store_true", help="run llmlab only once per scale")
+    ap.add_argument("--skip-cold", action="store_true", help="no cold-cache llmlab run at all")
+    ap.add_argument("--cold-all-scales", action="store_true", help="a cold-cache run at every scale, not just the first")
     ap.add_argument("--levers", help="fast | all | none | comma-separated names: " + ", ".join(LEVERS))
     ap.add_argument("--lever", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="a custom lever")
     ap.add_argument("--results-dir", help="where the JSON goes (default bench/results, or bench/results/smoke)")
@@ -189,8 +190,12 @@ def main(argv: list[str] | None = None) -> dict:
         warm_cache[scale] = (data, cache)
         block = {"scale": scale, "rows": rows, "data": data}
         llm = {"engine": "llmlab", "data": data, "cache_dir": cache, "overrides": common_overrides}
-        if not args.skip_cold:
+        if not args.skip_cold and (scale == scales[0] or args.cold_all_scales):
             block["llmlab_cold"] = child({**llm, "rows": rows}, f"llmlab {scale}x cold")
+        else:
+            from bench.pretrain_jobs import fill_token_cache
+
+            fill_token_cache(data, rows, args.eval_rows, tokenizer_dir, cache)
         block["llmlab_warm"] = child({**llm, "rows": rows}, f"llmlab {scale}x warm")
         if not args.skip_baseline:
             cap = args.baseline_max_seconds if scale == 1 else (args.baseline_max_seconds_scaled or args.baseline_max_seconds)
@@ -204,6 +209,9 @@ def main(argv: list[str] | None = None) -> dict:
         if data is None:
             data = str(Path(args.data).resolve()) if args.data else str(synthetic_data_file(args.rows, args.eval_rows, args.seed))
             cache = tempfile.mkdtemp(prefix="token-cache-levers-", dir=WORK_DIR)
+            from bench.pretrain_jobs import fill_token_cache
+
+            fill_token_cache(data, args.rows, args.eval_rows, tokenizer_dir, cache)  # every lever runs warm
         for name, overrides in levers:
             run = child({"engine": "llmlab", "data": data, "cache_dir": cache, "rows": args.rows,
                          "overrides": {**common_overrides, **overrides}}, f"lever {name}")

@@ -74,6 +74,28 @@ def _figures(train_seconds: float | None, tokens: int | None, n_params: int) -> 
 # llmlab
 
 
+def fill_token_cache(data: str, rows: int, eval_rows: int, tokenizer_dir: str, cache_dir: str) -> None:
+    """Write the token cache a first llmlab run would write, with llmlab's own data functions.
+
+    Used where a scale gets no cold run, so its one llmlab run really is warm.
+    """
+    import os
+
+    os.environ["LLMLAB_CACHE_DIR"] = cache_dir
+    from core.pretrain import data as pdata
+    from core.tokenizer import load_tokenizer
+
+    tok, _ = load_tokenizer(tokenizer_dir)
+    path = pdata.token_cache_path(pdata.cache_key(data, rows, eval_rows, tok))
+    if pdata.load_cached(path) is not None:
+        return
+    corpus = pdata.load_corpus(data, rows, eval_rows)
+    pdata.save_cached(path, pdata.TokenizedCorpus(
+        train_ids=pdata.tokenize_rows(corpus.train, tok), eval_ids=pdata.tokenize_rows(corpus.held_out, tok),
+        n_train_rows=len(corpus.train), n_eval_rows=len(corpus.held_out), source=corpus.source,
+        held_out_note=corpus.held_out_note))
+
+
 def run_llmlab(job: dict) -> dict:
     """core.pretrain.run.run_pretrain, exactly as `llmlab pretrain` calls it, timed from outside."""
     import os

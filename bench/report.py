@@ -159,11 +159,11 @@ def latest(bench: str, include_cpu: bool, results_dir: Path = RESULTS_DIR) -> Pa
     return files[-1] if files else None
 
 
-def update_readme(include_cpu: bool = False) -> list[str]:
-    text = README.read_text(encoding="utf-8")
+def update_readme(include_cpu: bool = False, results_dir: Path = RESULTS_DIR, readme: Path = README) -> list[str]:
+    text = readme.read_text(encoding="utf-8")
     changed = []
     for bench in ("pretrain", "eval"):
-        path = latest(bench, include_cpu)
+        path = latest(bench, include_cpu, results_dir)
         if path is None:
             continue
         payload = json.loads(path.read_text(encoding="utf-8"))
@@ -172,7 +172,7 @@ def update_readme(include_cpu: bool = False) -> list[str]:
         if pattern.search(text):
             text = pattern.sub(lambda _m: block, text)
             changed.append(path.name)
-    README.write_text(text, encoding="utf-8")
+    readme.write_text(text, encoding="utf-8")
     return changed
 
 
