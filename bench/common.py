@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -147,10 +148,14 @@ def run_child(module: str, job: dict, timeout: float | None = None, label: str =
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", module, job_path], cwd=REPO_ROOT, env=offline_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    # A watchdog kills a child that outlives its time even when it prints nothing.
+    killer = threading.Timer(timeout, proc.kill) if timeout is not None else None
+    if killer:
+        killer.daemon = True
+        killer.start()
     tail: list[str] = []
     last_bar = 0.0
     try:
-        deadline = None if timeout is None else time.monotonic() + timeout
         for line in proc.stdout:  # type: ignore[union-attr]  (text mode: each \r frame is a line)
             line = line.rstrip("\n")
             tail = (tail + [line])[-30:]
@@ -163,13 +168,13 @@ def run_child(module: str, job: dict, timeout: float | None = None, label: str =
                     continue
                 last_bar = time.monotonic()
             print(prefix + line, flush=True)
-            if deadline is not None and time.monotonic() > deadline:
-                proc.kill()
-                break
-        proc.wait(timeout=None if deadline is None else max(1.0, deadline - time.monotonic() + 30))
-    except subprocess.TimeoutExpired:
-        proc.kill()
         proc.wait()
+    finally:
+        if killer:
+            killer.cancel()
+        if proc.poll() is None:  # interrupted while reading: leave no orphan holding the GPU
+            proc.kill()
+            proc.wait()
     wall = time.perf_counter() - t0
     try:
         result = json.loads(Path(result_path).read_text(encoding="utf-8"))

@@ -52,7 +52,7 @@ def pretrain_tables(payload: dict) -> str:
                 + _note_subset(base)
         parts.append(title + "\n\n" + markdown_table(
             ["figure", "HF Trainer baseline", "llmlab (cold token cache)", "llmlab (warm token cache)",
-             "baseline ÷ llmlab (warm)"], rows))
+             "llmlab (warm) speed-up"], rows))
         errors = [f"{name}: {r['error']}" for name, r in zip(("baseline", "llmlab cold", "llmlab warm"), runs)
                   if r and r.get("error")]
         parts += [f"Failed: {e}" for e in errors]
@@ -113,7 +113,7 @@ def eval_tables(payload: dict) -> str:
         title = (f"**Scale {block['scale']}×: {block['questions']} questions, max_new_tokens "
                  f"{payload['options']['max_new_tokens']}**{note}")
         text = title + "\n\n" + markdown_table(
-            ["figure", "baseline (generate, one question at a time)", "llmlab", "baseline ÷ llmlab"], rows)
+            ["figure", "baseline (generate, one question at a time)", "llmlab", "llmlab speed-up"], rows)
         if agree:
             text += (f"\n\nAgreement on the {agree.get('compared')} questions both ran: same answer letter "
                      f"{agree.get('same_answer')}, identical replies {agree.get('same_tokens')}.")
