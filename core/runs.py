@@ -66,19 +66,34 @@ def read_json(path: Path) -> dict | None:
 
 
 def iter_jsonl(path: Path) -> Iterator[dict]:
-    """Every complete JSON line of `path`; a torn last line (a writer mid-flush) is skipped."""
+    """Every complete JSON line of `path`; a torn last line (a writer mid-flush) is skipped.
+
+    Read as bytes and decoded line by line: a write cut inside a multi-byte character (Chinese
+    text in results.jsonl) must not break the lines before it.
+    """
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, "rb")
     except OSError:
         return
     with fh:
         for line in fh:
-            if not line.endswith("\n"):
+            if not line.endswith(b"\n"):
                 break
             try:
-                yield json.loads(line)
-            except ValueError:
+                yield json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is a ValueError too
                 continue
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Replace a JSON-lines file atomically with `rows` (readers see the old file or the new one)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(dumps(row) + "\n" for row in rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 class JsonlWriter:
@@ -141,6 +156,15 @@ def create_run_dir(kind: str, out: str | Path | None = None) -> Path:
         except OSError as exc:
             raise UsageError(f"cannot create --out {path} ({exc.strerror}); choose a writable folder") from None
         _check_writable(path)
+        # The folder may already exist (the app makes it for job.log), so creating it claims
+        # nothing; creating events.jsonl exclusively does: of two jobs given the same --out at the
+        # same moment, exactly one gets it.
+        try:
+            (path / "events.jsonl").open("x").close()
+        except FileExistsError:
+            raise UsageError(f"--out {path} was just taken by another job; choose a new folder") from None
+        except OSError as exc:
+            raise UsageError(f"cannot write to {path} ({exc.strerror}); pass --out to a writable folder") from None
         return path
 
     root = runs_root()
