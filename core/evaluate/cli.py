@@ -6,6 +6,8 @@ torch and transformers load inside the command when it runs.
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from core.errors import UsageError
@@ -42,9 +44,10 @@ def _batch_size(ctx, param, value: str):
 @click.option("--backend", type=click.Choice(["generate", "continuous"]), default="generate", show_default=True, help="generate: batched model.generate. continuous: transformers continuous batching.")
 @click.option("--free-finished/--no-free-finished", default=True, show_default=True, help="Drop finished rows from the batch and KV cache.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 for --demo).")
+@click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR", help="Continue a stopped eval run: questions it answered are kept, the rest run (its own options are reused).")
 @click.pass_context
 def eval_command(ctx, model, data, locale, subject, limit, max_new_tokens, batch_size, dtype, mode, out, demo,
-                 stop_at_answer, static_cache, compile_, cuda_graphs, backend, free_finished, threads):
+                 stop_at_answer, static_cache, compile_, cuda_graphs, backend, free_finished, threads, resume_dir):
     """Evaluate a causal LM on MMMLU (default: Qwen2.5-0.5B, Chinese, moral_scenarios, first 100).
 
     Writes config.json, events.jsonl, results.jsonl, summary.json and report.md to a new run folder.
@@ -52,6 +55,15 @@ def eval_command(ctx, model, data, locale, subject, limit, max_new_tokens, batch
     from core.evaluate.run import EvalConfig
 
     source = ctx.get_parameter_source
+    if resume_dir:
+        others = [p.opts[0] for p in ctx.command.params
+                  if p.name != "resume_dir" and source(p.name) is click.core.ParameterSource.COMMANDLINE]
+        if others:
+            raise click.UsageError(f"--resume reuses the run's own options; drop {', '.join(others)}")
+        from core.evaluate.run import resume_config
+
+        config = resume_config(resume_dir)
+        return _finish_command(ctx, config, resume=True)
     if demo:
         for name in ("model", "data", "locale"):
             if source(name) is click.core.ParameterSource.COMMANDLINE:
@@ -62,14 +74,19 @@ def eval_command(ctx, model, data, locale, subject, limit, max_new_tokens, batch
         static_cache=static_cache or compile_, compile=compile_, cuda_graphs=cuda_graphs, backend=backend,
         free_finished=free_finished, threads=threads,
     )
-    summary = _run_with_progress(config)
+    return _finish_command(ctx, config)
+
+
+def _finish_command(ctx, config, resume: bool = False):
+    summary = _run_with_progress(config, resume)
     _print_summary(summary)
     if summary["status"] == "stopped":
-        click.echo(f"llmlab: stopped after {summary['n']} of {summary['total']} questions; results so far are in {summary['run_dir']}", err=True)
-        ctx.exit(130)
+        click.echo(f"llmlab: stopped after {summary['n']} of {summary['total']} questions; results so far are in {summary['run_dir']}; "
+                   f"continue with 'llmlab eval --resume {summary['run_dir']}'", err=True)
+        ctx.exit(128 + (summary.get("stop_signal") or signal.SIGINT))
 
 
-def _run_with_progress(config):
+def _run_with_progress(config, resume: bool = False):
     from tqdm import tqdm
 
     from core.evaluate.run import run_eval
@@ -84,6 +101,9 @@ def _run_with_progress(config):
                 click.echo("llmlab eval --demo: a tiny Qwen2 with RANDOM weights on bundled questions; the accuracy means nothing.", err=True)
             click.echo(f"run folder: {event['run_dir']}", err=True)
             bar = tqdm(total=event["total"], unit="q", desc="eval", dynamic_ncols=True, file=click.get_text_stream("stderr"))
+        elif kind == "resume" and bar is not None:
+            bar.write(f"llmlab: resuming: {event['reused']} of {event['total']} questions already answered", file=click.get_text_stream("stderr"))
+            bar.update(event["reused"])
         elif kind == "progress" and bar is not None:
             bar.update(event["done"] - bar.n)
             bar.set_postfix(tok_s=event["tokens_per_s"], bs=event["batch_size"], refresh=False)
@@ -97,7 +117,7 @@ def _run_with_progress(config):
             bar.close()
 
     try:
-        return run_eval(config, progress=progress)
+        return run_eval(config, progress=progress, resume=resume)
     finally:
         if bar is not None:
             bar.close()
@@ -109,7 +129,10 @@ def _print_summary(s: dict) -> None:
     click.echo(f"accuracy {acc} ({s['correct']}/{s['n']}, mode {s['mode']}){demo}")
     timing = f"time {s['total_seconds']:.1f} s (load {s['load_seconds'] or 0:.1f} s, {'generate' if s['mode'] == 'generate' else 'score'} {s['generate_seconds'] or 0:.1f} s"
     if s["tokens_per_second"] is not None and s["tokens_generated"]:
-        timing += f", {s['tokens_generated']} tokens at {s['tokens_per_second']:.0f} tokens/s"
+        if s.get("reused_rows"):
+            timing += f", {s['tokens_this_run']} new tokens at {s['tokens_per_second']:.0f} tokens/s"
+        else:
+            timing += f", {s['tokens_generated']} tokens at {s['tokens_per_second']:.0f} tokens/s"
     click.echo(timing + f"; batch {s['batch_size']}, {s['dtype']})")
     counts = s["answer_counts"]
     click.echo("answers: " + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -108,23 +108,81 @@ def resolve_dtype(name: str, device: str):
     return table[name], name
 
 
-def load_model(path: Path, dtype, device: str):
-    """(model in eval mode on `device`, tokenizer padding on the left with a pad token).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
-    Always through AutoTokenizer/AutoModelForCausalLM, so a local folder and the demo model
-    load exactly like a Hub checkpoint.
+
+def check_model_folder(path: Path) -> None:
+    """Refuse, in one line, a model folder that could not load: no weights, or damaged safetensors.
+
+    Cheap (file names and safetensors headers only), so it runs before the run folder is made.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    path = Path(path)
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        from core.runs import read_json
+
+        if (read_json(path / "config.json") or {}).get("kind") == "pretrain" and (path / "model" / "config.json").is_file():
+            raise UsageError(f"{path} is a pretraining run folder; its model is in {path / 'model'}: pass --model {path / 'model'}")
+        raise UsageError(f"model folder {path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); "
+                         f"point --model at a folder written by save_pretrained")
+    from safetensors import safe_open
+
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt"):
+                pass
+        except Exception as exc:  # SafetensorError: a torn download, a half-written save, not safetensors at all
+            raise UsageError(f"{file} is damaged ({_first_line(exc)}); save or download the model again") from None
+
+
+def model_context(path: Path) -> int | None:
+    """The model's context length in tokens from its config.json, or None when it does not say."""
+    from core.runs import read_json
+
+    config = read_json(Path(path) / "config.json") or {}
+    for section in (config, config.get("text_config") or {}):
+        for key in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+            value = section.get(key)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def load_tokenizer(path: Path):
+    """The model's tokenizer, padding on the left with a pad token; one line when it is missing or broken."""
+    from transformers import AutoTokenizer
 
     from core.evaluate.demo import quiet_transformers
 
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UsageError(f"could not load a causal LM from {path} ({_first_line(exc)})") from None
+    except Exception as exc:  # tokenizers raises its own types for a broken tokenizer.json
+        raise UsageError(f"could not load the tokenizer in {path} ({_first_line(exc)})") from None
+    if len(tokenizer) <= 1:
+        # transformers builds an empty tokenizer from config.json alone instead of failing.
+        raise UsageError(f"model folder {path} has no tokenizer files (tokenizer.json, or vocab.json and merges.txt); "
+                         f"save the tokenizer next to the model")
     if tokenizer.pad_token is None:
         # Padding is masked out, so any token works; EOS is the usual choice for base models.
-        tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.convert_ids_to_tokens(0)
+    return tokenizer
+
+
+def load_model(path: Path, dtype, device: str, tokenizer=None):
+    """(model in eval mode on `device`, tokenizer padding on the left with a pad token).
+
+    Always through AutoTokenizer/AutoModelForCausalLM, so a local folder and the demo model
+    load exactly like a Hub checkpoint. Pass `tokenizer` when it is already loaded.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from core.evaluate.demo import quiet_transformers
+
+    if tokenizer is None:
+        tokenizer = load_tokenizer(path)
+    try:
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except Exception as exc:  # OSError, ValueError, SafetensorError ...: the folder cannot be loaded as a causal LM
+        raise UsageError(f"could not load a causal LM from {path} ({_first_line(exc)})") from None
     return model.to(device).eval(), tokenizer
