@@ -7,6 +7,7 @@ and exit code 2; Ctrl-C ends with 130.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -62,6 +63,10 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+# No space left / disk quota exceeded: the one OSError a user fixes themselves, so one line, not a traceback.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
     try:
@@ -77,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except UsageError as exc:
         click.echo(f"llmlab: error: {exc}", err=True)
+        return 2
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        click.echo(f"llmlab: error: the disk is full ({exc.strerror or 'no space left on device'}{where}); free some space "
+                   f"and run again (a stopped eval, or a pretraining run with a checkpoint, continues with --resume RUN_DIR)", err=True)
         return 2
     except (click.Abort, KeyboardInterrupt):
         click.echo("llmlab: interrupted", err=True)

@@ -29,14 +29,29 @@ def _fsync_dir(path: Path) -> None:
 
 def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict) -> Path:
     """Write one checkpoint atomically and prune all but the newest KEEP."""
-    from safetensors.torch import save_file
-
     root = run_dir / "checkpoints"
     root.mkdir(exist_ok=True)
     final = root / f"step-{state['step']:06d}"
     tmp = root / f".tmp-step-{state['step']:06d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    try:
+        _write_files(tmp, model, optimizer, scheduler, state)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not also keep half a checkpoint
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    for old in list_checkpoints(run_dir)[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_files(tmp: Path, model, optimizer, scheduler, state: dict) -> None:
+    from safetensors.torch import save_file
+
     # GPT-2 ties lm_head to the token embedding; safetensors refuses shared storage, so the
     # tied copy is dropped here and restored by load_state_dict(strict=False) + tie_weights().
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "lm_head.weight"}
@@ -50,13 +65,6 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict) -> 
             os.fsync(fh.fileno())
     (tmp / MARKER).write_text("ok\n")
     _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(root)
-    for old in list_checkpoints(run_dir)[:-KEEP]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -66,6 +74,33 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         return []
     done = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / MARKER).exists()]
     return sorted(done, key=lambda p: p.name)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a complete-looking checkpoint cannot be loaded (damaged files), or None when it looks sound.
+
+    Cheap: the safetensors header is parsed and checked against the file size, the torch files'
+    zip directories are read and state.json is parsed; no tensor is loaded.
+    """
+    import zipfile
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path / "model.safetensors"), "pt") as fh:
+            if not list(fh.keys()):
+                return "model.safetensors holds no tensors"
+    except Exception as exc:  # SafetensorError or OSError
+        return f"model.safetensors: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    for name in ("optimizer.pt", "scheduler.pt", "rng.pt"):
+        if not zipfile.is_zipfile(path / name):
+            return f"{name} is missing or damaged"
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        missing = [k for k in ("step", "epoch", "next_index", "order", "eval_losses") if k not in state]
+    except (OSError, ValueError) as exc:
+        return f"state.json is unreadable ({exc})"
+    return f"state.json lacks {', '.join(missing)}" if missing else None
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:

@@ -35,6 +35,15 @@ def is_local(data: str) -> bool:
     return path.exists() or path.suffix.lower() in LOCAL_SUFFIXES or data.startswith((".", "/", "~"))
 
 
+def _looks_binary(path: Path) -> bool:
+    """A NUL byte in the first 8 KiB: text in UTF-8 or a legacy encoding such as GBK never holds one."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise UsageError(f"{path.name} is UTF-16 text; convert it (e.g. iconv -f UTF-16 -t UTF-8) and retry")
+    return b"\x00" in head
+
+
 def _read_local_rows(path: Path, limit: int) -> list[str]:
     """Up to `limit` rows of a local file: lines of a .txt, or the `text` column of a table."""
     if not path.exists():
@@ -46,6 +55,8 @@ def _read_local_rows(path: Path, limit: int) -> list[str]:
     suffix = path.suffix.lower()
     if suffix not in LOCAL_SUFFIXES:
         raise UsageError(f"cannot read {path.name}: use a .txt (one row per line), .jsonl, .csv or .parquet file with a 'text' column")
+    if suffix != ".parquet" and _looks_binary(path):
+        raise UsageError(f"{path} looks like a binary file, not text; pass a .txt (one row per line), .jsonl, .csv or .parquet file")
     try:
         if suffix == ".txt":
             rows: list[str] = []

@@ -85,19 +85,26 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
 
 def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
     """The config of a pretraining run to resume and its newest complete checkpoint."""
-    from core.pretrain.checkpoint import list_checkpoints
+    from core.pretrain.checkpoint import checkpoint_problem, list_checkpoints
     from core.runs import read_json
 
     path = Path(run_dir).expanduser()
     config = read_json(path / "config.json")
     if config is None:
         raise UsageError(f"{path} is not a run directory (no readable config.json)")
-    if config.get("kind") != "pretrain":
-        raise UsageError(f"{path} is a {config.get('kind', 'unknown')} run, not a pretraining run; "
-                         f"resume it with 'llmlab {config.get('kind', 'eval')} --resume'")
+    kind = config.get("kind")
+    if kind == "eval":
+        raise UsageError(f"{path} is an eval run, not a pretraining run; resume it with 'llmlab eval --resume {path}'")
+    if kind != "pretrain":
+        raise UsageError(f"{path} is not a pretraining run (its config.json says kind {kind!r})")
     checkpoints = list_checkpoints(path)
     if not checkpoints:
         raise UsageError(f"{path} has no complete checkpoint to resume from; start a new run")
+    problem = checkpoint_problem(checkpoints[-1])
+    if problem:
+        older = (f"delete {checkpoints[-1]} to resume from {checkpoints[-2].name}" if len(checkpoints) > 1
+                 else "there is no older checkpoint; start a new run")
+        raise UsageError(f"checkpoint {checkpoints[-1].name} of {path} is damaged ({problem}); {older}")
     config.pop("kind", None)
     known = PretrainConfig.__dataclass_fields__
     cfg = PretrainConfig(**{k: v for k, v in config.items() if k in known})
@@ -126,6 +133,10 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
     notes: list[str] = []
     t = time.time()
     tok, tok_source = load_tokenizer(cfg.tokenizer)
+    if len(tok) <= 1 or tok.eos_token_id is None:
+        # transformers builds an empty tokenizer from a folder that holds only a config.json.
+        raise UsageError(f"--tokenizer {cfg.tokenizer} has no vocabulary or no end-of-text token "
+                         f"(no tokenizer.json, or vocab.json and merges.txt?); pass a tokenizer folder or --tokenizer gpt2")
     phases["tokenizer_load"] = time.time() - t
     tokens, cache_hit = _load_tokens(cfg, tok, notes, phases)
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from core.errors import OutOfMemory
+from core.errors import OutOfMemory, UsageError
 from core.pretrain.checkpoint import load_checkpoint, save_checkpoint
 from core.pretrain.config import MODEL_PRESETS, PretrainConfig
 
@@ -160,7 +160,10 @@ def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     step, first_epoch, start_index, order = 0, 1, 0, None
     if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler)
+        try:
+            state = load_checkpoint(resume_from, model, optimizer, scheduler)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:  # damage checkpoint_problem() could not see
+            raise UsageError(f"cannot resume from checkpoint {resume_from}: {str(exc).splitlines()[0]}") from None
         _set_rng_state(generator, state["rng"])
         step, first_epoch, start_index = state["step"], state["epoch"], state["next_index"]
         order = torch.tensor(state["order"], device=device)
