@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from core.errors import UsageError
+from core.errors import OutOfMemory, UsageError
 from core.hardware import peak_bf16_flops, snapshot
 from core.pretrain.config import PretrainConfig
 from core.runs import EventLog, create_run_dir, write_json
@@ -165,6 +165,9 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
         summary["status"] = "failed" if summary.get("error") else "stopped" if stop() else "completed"
     except KeyboardInterrupt:
         summary.update(status="stopped", error="interrupted twice; stopped without saving the model")
+    except OutOfMemory as exc:  # already halved down to one sequence: the user has to change something
+        summary["error"] = str(exc)
+        raise UsageError(str(exc)) from None
     except Exception as exc:
         summary["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
         (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")

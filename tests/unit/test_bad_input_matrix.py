@@ -236,6 +236,33 @@ def test_a_full_disk_while_checkpointing_says_so_and_leaves_no_half_checkpoint(w
     assert snapshot(world["runs"]) == before
 
 
+def test_out_of_memory_even_at_one_sequence_is_one_line(world, capsys, monkeypatch):
+    import torch
+
+    from core.pretrain import train as train_module
+
+    real_build = train_module.build_model
+
+    def build(cfg, vocab_size):
+        model = real_build(cfg, vocab_size)
+
+        def no_memory(*args, **kwargs):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+        model.forward = no_memory
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build)
+    out = world["in"] / "oom-run"
+    assert main(["pretrain", "--data", str(world["in"] / "corpus.txt"), *TINY, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    (line,) = error_lines(err)
+    assert "out of memory even with one sequence per micro-batch" in line and err.strip().splitlines()[-1] == line
+    summary = read_json(out / "summary.json")
+    assert summary["status"] == "failed" and "out of memory" in summary["error"]
+    assert [e["micro_batch_size"] for e in iter_jsonl(out / "events.jsonl") if e["type"] == "oom"] == [4, 2, 1]
+
+
 def test_a_row_far_longer_than_the_context_still_trains(world, capsys):
     """Packing cuts a 100,000-character row into blocks like any other text.
 
