@@ -301,7 +301,7 @@ class LlmlabApp(App[None]):
 
     def _reattach(self, jobs: list[Job]) -> None:
         """Follow jobs an earlier session left running; the newest of each kind gets its tab."""
-        for job in sorted(jobs, key=lambda j: j.run_dir.name):
+        for job in sorted(jobs, key=lambda j: j.run_dir.name, reverse=True):
             if job.run_dir not in self.jobs and not self.tab_of_kind(job.kind).progress.active:
                 self.attach_job(job)
         names = ", ".join(job.run_dir.name for job in jobs)

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from fakes import T0, FakeHardware, FakeLauncher, FixedClock, eval_events, eval_rows, pretrain_events, write_run
+from app_fakes import T0, FakeHardware, FakeLauncher, FixedClock, eval_events, eval_rows, pretrain_events, write_run
 
 from tui.app import LlmlabApp
 

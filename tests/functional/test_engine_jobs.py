@@ -7,7 +7,7 @@ Each test skips itself until `llmlab pretrain|eval --help` offers `--demo`; they
 from __future__ import annotations
 
 import pytest
-from fakes import engine_has_demo, run_async, wait_until
+from app_fakes import engine_has_demo, run_async, wait_until
 
 from core.runs import read_json
 from tui.jobs import Launcher

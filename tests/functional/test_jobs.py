@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from fakes import FakeHardware, FakeLauncher, run_async, wait_until
+from app_fakes import FakeHardware, FakeLauncher, run_async, wait_until
 
 from core.runs import read_json
 from tui.jobs import Job, launch

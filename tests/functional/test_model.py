@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakes import T0, eval_events, eval_rows, pretrain_events, write_run
+from app_fakes import T0, eval_events, eval_rows, pretrain_events, write_run
 
 from tui import format as fmt
 from tui.jobs import JobFollower, JsonlTail, claim_run_dir, find_running_jobs, tail_lines

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from fakes import SIZES, FakeHardware, eval_events, eval_rows, pretrain_events
+from app_fakes import SIZES, FakeHardware, eval_events, eval_rows, pretrain_events
 from tui.jobs import Job
 from tui.messages import EventsRead, HardwareSampled, JobExited, ResultsRead
 

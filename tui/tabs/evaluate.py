@@ -6,7 +6,7 @@ from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
-from textual.widgets import DataTable, ProgressBar, Static
+from textual.widgets import DataTable, Static
 
 from tui import format as fmt
 from tui.options import EVAL_DEMO, EVAL_FIELDS
@@ -48,8 +48,7 @@ class EvaluateTab(JobTab):
             if following:
                 table.move_cursor(row=table.row_count - 1)
         self.query_one(AnswerBars).update(p.answer_counts)
-        bar = self.query_one("#progress", ProgressBar)
-        bar.update(total=p.total, progress=p.done if p.total else 0)
+        self.set_progress(p.total, p.done)
         parts = [f"{p.done:,}/{p.total:,}" if p.total else f"{p.done:,} done"]
         parts.append(f"acc {fmt.percent(p.accuracy)}" if p.accuracy is not None else "acc -")
         parts.append(fmt.rate(p.tokens_per_s))

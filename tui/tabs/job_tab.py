@@ -40,6 +40,7 @@ class JobTab(Vertical, can_focus=True):
         self.progress: JobProgress = self.new_progress(None)
         self.dirty = False
         self._was_active = False
+        self._bar_width = -1
 
     # ----------------------------------------------------------------- building
 
@@ -134,6 +135,20 @@ class JobTab(Vertical, can_focus=True):
 
     def render_live(self) -> None:
         raise NotImplementedError
+
+    def on_resize(self) -> None:
+        self.dirty = True  # widths changed: the next flush redraws everything
+
+    def set_progress(self, total: int | None, done: int) -> None:
+        """Fill the progress bar; a finished job with no known total shows an empty or full bar."""
+        p = self.progress
+        if total is None and p.finished:
+            total, done = 1, int(p.status == "completed")
+        bar = self.query_one("#progress", ProgressBar)
+        if bar.size.width != self._bar_width:  # the bar rounds to half cells of the width it had when set
+            self._bar_width = bar.size.width
+            bar.update(total=total, progress=0)
+        bar.update(total=total, progress=done if total else 0)
 
     def elapsed(self) -> float | None:
         p = self.progress

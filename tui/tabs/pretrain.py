@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import ComposeResult
-from textual.widgets import ProgressBar, Static
+from textual.widgets import Static
 
 from tui import format as fmt
 from tui.options import PRETRAIN_DEMO, PRETRAIN_FIELDS
@@ -40,8 +40,7 @@ class PretrainTab(JobTab):
         self._charted = (len(p.losses), len(p.eval_points))
         chart.flush()
         chart.display = bool(p.losses) or not p.finished  # a run that failed before training needs the room
-        bar = self.query_one("#progress", ProgressBar)
-        bar.update(total=p.total_steps, progress=p.step if p.total_steps else 0)
+        self.set_progress(p.total_steps, p.step)
         parts = [f"step {p.step:,}/{p.total_steps:,}" if p.total_steps else f"step {p.step:,}"]
         if p.epochs:
             parts.append(f"epoch {max(1, p.epoch)}/{p.epochs}")

@@ -23,21 +23,41 @@ class ResultsTable(DataTable):
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.rows_by_key: dict[str, dict] = {}
+        self._reply_cells = 0
 
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        self._reply_cells = self.reply_cells()
         self.add_column("#", key="index")
         self.add_column("subject", key="subject")
         self.add_column("gold", key="gold")
         self.add_column("pred", key="pred")
         self.add_column("ok", key="ok")
-        self.add_column("reply", key="reply")
+        self.add_column("reply", key="reply", width=self._reply_cells)
 
     def reset(self) -> None:
         self.clear()
         self.rows_by_key.clear()
 
+    def reply_cells(self) -> int:
+        """How wide the reply column may be so that the table never scrolls sideways."""
+        return max(16, (self.size.width or 80) - FIXED_COLUMNS - 2)
+
+    def on_resize(self) -> None:
+        if self._reply_cells != self.reply_cells():  # rebuild at the new width, keeping the cursor
+            cursor = self.cursor_row
+            rows = list(self.rows_by_key.values())
+            self.clear(columns=True)
+            self.rows_by_key.clear()
+            self._add_columns()
+            self.add_results(rows)
+            if rows:
+                self.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+
     def add_results(self, rows: list[dict]) -> None:
-        reply_cells = max(16, (self.size.width or 80) - FIXED_COLUMNS - 2)
+        reply_cells = self._reply_cells
         for row in rows:
             key = str(row.get("index", len(self.rows_by_key)))
             correct = bool(row.get("correct"))
