@@ -185,6 +185,29 @@ def create_run_dir(kind: str, out: str | Path | None = None) -> Path:
     raise UsageError(f"could not find a free run name under {root}")
 
 
+def running_pid(run_dir: Path) -> int | None:
+    """The pid of another live process still writing `run_dir`: its last `start` event has no `end` after it.
+
+    A job killed outright (SIGKILL, power loss) never writes `end`; its pid is then gone and
+    this returns None, so the run can be resumed.
+    """
+    pid = None
+    for event in iter_jsonl(Path(run_dir) / "events.jsonl"):
+        if event.get("type") == "start":
+            pid = event.get("pid")
+        elif event.get("type") == "end":
+            pid = None
+    if not isinstance(pid, int) or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, but someone else's
+        return pid
+    return pid
+
+
 def resolve_run_name(name: str, root: Path | None = None) -> Path:
     """A run folder named by the user, kept strictly inside the runs folder."""
     root = (root or runs_root()).resolve()

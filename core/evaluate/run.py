@@ -25,7 +25,7 @@ from typing import Callable
 
 from core.errors import OutOfMemory, UsageError
 from core.mmmlu import PROMPT_TEMPLATE, extract_answer, load_csv, select_questions
-from core.runs import EventLog, JsonlWriter, create_run_dir, iter_jsonl, read_json, write_json, write_jsonl
+from core.runs import EventLog, JsonlWriter, create_run_dir, iter_jsonl, read_json, running_pid, write_json, write_jsonl
 
 MODES = ("generate", "logprob")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
@@ -210,25 +210,6 @@ def _check_same_settings(run_dir: Path, previous: dict, settings: dict, settings
                      f"so its answers would not be comparable; start a new run")
 
 
-def _running_pid(run_dir: Path) -> int | None:
-    """The pid of a live process still writing this run (a start event with no end after it)."""
-    pid = None
-    for event in iter_jsonl(run_dir / "events.jsonl"):
-        if event.get("type") == "start":
-            pid = event.get("pid")
-        elif event.get("type") == "end":
-            pid = None
-    if not isinstance(pid, int) or pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
-
-
 def _reusable_rows(path: Path, keys: list[str]) -> tuple[list[dict], bool]:
     """(rows to keep: one per expected key, first seen wins; whether results.jsonl needs cleaning).
 
@@ -307,7 +288,7 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
             raise UsageError("resuming needs the run folder (config.out)")
         resume_config(config.out)  # refuses what is not a resumable eval run, in one line
         previous = read_json(Path(config.out) / "config.json")
-        pid = _running_pid(Path(config.out))
+        pid = running_pid(Path(config.out))
         if pid is not None:
             raise UsageError(f"{config.out} is still being written by process {pid}; stop that job first")
 

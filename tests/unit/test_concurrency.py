@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from core.evaluate import demo as demo_mod
 from core.runs import iter_jsonl, list_runs, read_json
 
@@ -124,3 +126,18 @@ def test_the_runs_list_stays_readable_while_jobs_write(tmp_path):
     assert len(runs) == 25 and reads > 25
     assert all(len(list(iter_jsonl(r / "events.jsonl"))) == 40 for r in runs)
 
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "eval"])
+def test_a_run_another_live_process_is_writing_cannot_be_resumed(tmp_path, capsys, kind):
+    from core.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"kind": kind, "settings_hash": "x"}), encoding="utf-8")
+    other = os.getppid()  # alive, and not this process
+    (run / "events.jsonl").write_text(json.dumps({"type": "start", "pid": other}) + "\n", encoding="utf-8")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir())
+    assert main([kind, "--resume", str(run)]) == 2
+    assert f"still being written by process {other}" in capsys.readouterr().err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir()) == before
