@@ -131,8 +131,8 @@ class LlmlabApp(App[None]):
         return self.query_one(EvaluateTab)
 
     def tab_for(self, run_dir: Path) -> JobTab | None:
-        """The job tab that shows `run_dir`, if any."""
-        for tab in (self.pretrain_tab, self.evaluate_tab):
+        """The job tab that shows `run_dir`, if any (none while the app shuts down)."""
+        for tab in self.query(JobTab):
             if tab.run_dir == run_dir:
                 return tab
         return None
@@ -318,7 +318,8 @@ class LlmlabApp(App[None]):
 
     @on(HardwareSampled)
     def _hardware_sampled(self, message: HardwareSampled) -> None:
-        self.query_one(HardwareTab).show(message.sample)
+        for tab in self.query(HardwareTab):  # a reading can still arrive while the app shuts down
+            tab.show(message.sample)
 
     def scan_runs(self) -> None:
         self._scan_runs()
@@ -338,7 +339,8 @@ class LlmlabApp(App[None]):
         for run in message.runs:
             if run.path in self.jobs and self.jobs[run.path].is_running():
                 run.status = "running"
-        self.query_one(RunsTab).show_runs(message.runs)
+        for tab in self.query(RunsTab):  # a scan can still arrive while the app shuts down
+            tab.show_runs(message.runs)
 
     def open_run(self, run: RunInfo) -> None:
         """Enter on a run: its live tab when it is running, else its figures read from disk."""

@@ -54,9 +54,9 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#run-side").border_title = "Figures and config"
-        text = Text()
+        text = Text(no_wrap=True, overflow="ellipsis")
         for label, value in figures(self.run.kind, self.run.summary) or [("status", self.run.status)]:
-            text.append(f"{label:<17}", style="dim").append(f"{value}\n")
+            text.append(f"{label:<18}", style="dim").append(f"{value}\n")
         if self.run.summary and self.run.summary.get("error"):
             text.append(str(self.run.summary["error"]), style="red")
         text.rstrip()
@@ -78,7 +78,8 @@ class RunScreen(Screen[None]):
             chart.flush()
         elif isinstance(progress, EvalProgress):
             self.query_one(AnswerBars).update(progress.answer_counts)
-            self.query_one(ResultsTable).add_results(progress.take_new_rows())
+            rows = sorted(progress.rows.values(), key=lambda row: (not isinstance(row.get("index"), int), row.get("index")))
+            self.query_one(ResultsTable).add_results(rows)
 
     @on(DataTable.RowSelected, "#results")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
