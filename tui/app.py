@@ -190,11 +190,14 @@ class LlmlabApp(App[None]):
         self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
+        from tui.screens.quit import QuitScreen
+
+        if isinstance(self.screen, QuitScreen):  # q or ctrl+q again while it asks: the dialog decides
+            return
         running = [job for job in self.jobs.values() if job.is_running()]
         if not running:
             self.exit()
             return
-        from tui.screens.quit import QuitScreen
 
         def chosen(choice: str | None) -> None:
             if choice == "stop":

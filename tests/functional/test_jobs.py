@@ -138,8 +138,9 @@ async def test_quitting_while_a_job_streams_takes_under_two_seconds(make_app, sp
         await wait_until(pilot, lambda: tab.progress.step >= 50)
         pid = app.jobs[tab.run_dir].pid
         spawned.append(pid)
-        await pilot.press("q")
+        await pilot.press("q", "q")  # asking twice opens one dialog
         await wait_until(pilot, lambda: app.screen.__class__.__name__ == "QuitScreen")
+        assert len(app.screen_stack) == 2
         started = time.monotonic()
         await pilot.press("l")  # leave it running
     assert time.monotonic() - started < 2.0
