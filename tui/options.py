@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.pretrain.config import PretrainConfig, demo_config
+
+_SEED = PretrainConfig()
+_DEMO = demo_config()
+
 
 @dataclass(frozen=True)
 class Field:
@@ -23,26 +28,27 @@ class Field:
 
 
 PRETRAIN_FIELDS = (
-    Field("data", "Data", "bookcorpus/bookcorpus", placeholder="hub id or local .txt/.jsonl/.csv/.parquet"),
-    Field("rows", "Rows", "10000", integer=True),
-    Field("epochs", "Epochs", "3", integer=True),
-    Field("model-size", "Model size", "default", choices=("default", "tiny")),
-    Field("tokenizer", "Tokenizer", "gpt2"),
-    Field("batch-size", "Batch size", "16", integer=True),
+    Field("data", "Data", _SEED.data, placeholder="hub id or local .txt/.jsonl/.csv/.parquet"),
+    Field("rows", "Rows", str(_SEED.rows), integer=True),
+    Field("epochs", "Epochs", str(_SEED.epochs), integer=True),
+    Field("model-size", "Model size", _SEED.model_size, choices=("default", "tiny")),
+    Field("tokenizer", "Tokenizer", _SEED.tokenizer),
+    Field("batch-size", "Batch size", str(_SEED.batch_size), integer=True),
     Field("compile", "Compile", False),
     Field("out", "Output", "", placeholder="new folder under the runs folder"),
 )
 
 # What `llmlab pretrain --demo` runs (bundled corpus and tokenizer, tiny model); shown so the
 # form never hides what will happen. Only fields changed after choosing the preset are passed.
+# The numbers come from the engine's own demo config, so the form cannot drift from it.
 PRETRAIN_DEMO = {
     "data": "bundled demo corpus",
-    "rows": "4000",
-    "epochs": "3",
-    "model-size": "tiny",
+    "rows": str(_DEMO.rows),
+    "epochs": str(_DEMO.epochs),
+    "model-size": _DEMO.model_size,
     "tokenizer": "bundled gpt2",
-    "batch-size": "16",
-    "compile": False,
+    "batch-size": str(_DEMO.batch_size),
+    "compile": _DEMO.compile,
 }
 
 EVAL_FIELDS = (
