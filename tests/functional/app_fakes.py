@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -149,12 +148,6 @@ async def wait_until(pilot, predicate, timeout: float = 10.0, step: float = 0.05
 
 
 @functools.lru_cache(maxsize=None)
-def engine_has_demo(kind: str) -> bool:
-    """Whether `llmlab <kind>` is the real engine yet (it accepts --demo)."""
-    out = subprocess.run([sys.executable, "-m", "core", kind, "--help"], capture_output=True, text=True)
-    return out.returncode == 0 and "--demo" in out.stdout
-
-
 def run_async(test):
     """Run an `async def` test on a fresh event loop (the suite needs no asyncio pytest plugin)."""
 

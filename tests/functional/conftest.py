@@ -22,7 +22,7 @@ SNAPSHOT_VERSIONS = {"textual": "8.2.8", "textual-plotext": "1.0.1", "plotext": 
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "engine: needs the real `llmlab pretrain/eval` engine (skipped until it has --demo)")
+    config.addinivalue_line("markers", "engine: drives the real `llmlab pretrain/eval` engine (tiny demo jobs)")
     config.addinivalue_line("markers", "serial: spawns job processes; keep off crowded workers")
     if config.getoption("--snapshot-update", default=False):
         wrong = {name: metadata.version(name) for name, want in SNAPSHOT_VERSIONS.items()
@@ -106,13 +106,3 @@ def snap(snap_compare):
         return matched
 
     return compare
-
-
-def pytest_collection_modifyitems(config, items):
-    """Engine tests take minutes: they run with `-m engine` or LLMLAB_ENGINE_TESTS=1, else skip."""
-    if "engine" in (config.getoption("markexpr", default="") or "") or os.environ.get("LLMLAB_ENGINE_TESTS") == "1":
-        return
-    skip = pytest.mark.skip(reason="real-engine test: run with -m engine or LLMLAB_ENGINE_TESTS=1")
-    for item in items:
-        if "engine" in item.keywords:
-            item.add_marker(skip)

@@ -1,13 +1,13 @@
 """The app driving the real engine: tiny offline `--demo` jobs, started, followed and stopped from the UI.
 
-Each test skips itself until `llmlab pretrain|eval --help` offers `--demo`; they are marked
-`engine` and `slow` (run alone with `-m engine`).
+They run in the default suite (tiny sizes, about half a minute together) and carry the
+`engine` marker, so `-m engine` runs just them.
 """
 
 from __future__ import annotations
 
 import pytest
-from app_fakes import engine_has_demo, run_async, wait_until
+from app_fakes import run_async, wait_until
 
 from core.runs import read_json
 from tui.jobs import Launcher
@@ -15,10 +15,6 @@ from tui.widgets.loss_chart import LossChart
 from tui.widgets.results_table import ResultsTable
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
-
-def needs(kind: str):
-    return pytest.mark.skipif(not engine_has_demo(kind), reason=f"`llmlab {kind}` has no --demo yet")
 
 
 async def start_demo(app, pilot, tab_key: str, **fields) -> None:
@@ -29,7 +25,6 @@ async def start_demo(app, pilot, tab_key: str, **fields) -> None:
     await pilot.press("s")
 
 
-@needs("pretrain")
 @run_async
 async def test_a_tiny_demo_pretrain_fills_the_chart(make_app):
     app = make_app(launcher=Launcher())
@@ -43,7 +38,6 @@ async def test_a_tiny_demo_pretrain_fills_the_chart(make_app):
         assert read_json(tab.run_dir / "summary.json")["status"] == "completed"
 
 
-@needs("pretrain")
 @run_async
 async def test_stopping_a_demo_pretrain_leaves_a_stopped_run(make_app):
     app = make_app(launcher=Launcher())
@@ -57,7 +51,6 @@ async def test_stopping_a_demo_pretrain_leaves_a_stopped_run(make_app):
     assert read_json(tab.run_dir / "summary.json")["status"] == "stopped"
 
 
-@needs("eval")
 @run_async
 async def test_a_tiny_demo_eval_fills_a_row_per_question(make_app):
     app = make_app(launcher=Launcher())
