@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import signal
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,17 @@ from typing import Callable
 
 from core.errors import OutOfMemory, UsageError
 from core.mmmlu import PROMPT_TEMPLATE, extract_answer, load_csv, select_questions
-from core.runs import EventLog, JsonlWriter, create_run_dir, iter_jsonl, read_json, running_pid, write_json, write_jsonl
+from core.runs import (
+    EventLog,
+    JsonlWriter,
+    create_run_dir,
+    iter_jsonl,
+    read_json,
+    running_pid,
+    write_json,
+    write_jsonl,
+)
+from core.signals import StopRequest
 
 MODES = ("generate", "logprob")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
@@ -69,35 +78,15 @@ def _check(config: EvalConfig) -> None:
         raise UsageError(f"--threads must be at least 1 (got {config.threads})")
 
 
-class _Interrupts:
-    """First Ctrl-C (SIGINT) or SIGTERM: finish the current batch, then stop. A second one: stop at once."""
+class _Interrupts(StopRequest):
+    """A StopRequest that also logs what it is doing into the run's events."""
 
     def __init__(self, emit):
-        self.signal: int | None = None
-        self._emit = emit
-        self._previous: dict[int, object] = {}
+        def announce(signum: int) -> None:
+            what = "interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
+            emit("log", message=f"{what}: finishing the current batch, then stopping (Ctrl-C again to stop now)")
 
-    @property
-    def requested(self) -> bool:
-        return self.signal is not None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None:
-            raise KeyboardInterrupt
-        self.signal = signum
-        what = "interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
-        self._emit("log", message=f"{what}: finishing the current batch, then stopping (Ctrl-C again to stop now)")
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            if handler is not None:
-                signal.signal(sig, handler)
+        super().__init__(on_signal=announce)
 
 
 def _optimizations(config: EvalConfig, batch_size: int, dtype: str, device: str, attn: str | None) -> list[str]:
@@ -279,7 +268,13 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
     _check(config)
     from core.evaluate import demo as demo_mod
     from core.evaluate.loading import (
-        check_model_folder, load_tokenizer, model_context, pick_device, resolve_data, resolve_dtype, resolve_model,
+        check_model_folder,
+        load_tokenizer,
+        model_context,
+        pick_device,
+        resolve_data,
+        resolve_dtype,
+        resolve_model,
     )
 
     previous = None
@@ -418,7 +413,12 @@ def _execute(config, work, total, model_path, tokenizer, tokenizer_seconds, thre
     """Answer `work` = [(question, prompt, key, characters cut)], appending a row per answer to results.jsonl."""
     import torch
 
-    from core.evaluate.engine import auto_batch_size, generate_answers, prompt_lengths, score_choices
+    from core.evaluate.engine import (
+        auto_batch_size,
+        generate_answers,
+        prompt_lengths,
+        score_choices,
+    )
     from core.evaluate.loading import load_model, pick_device, resolve_dtype
 
     if threads:

@@ -7,8 +7,6 @@ train, save, report. `total_seconds` runs from the process start to the report b
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -18,6 +16,7 @@ from core.errors import OutOfMemory, UsageError
 from core.hardware import peak_bf16_flops, snapshot
 from core.pretrain.config import PretrainConfig
 from core.runs import EventLog, create_run_dir, write_json
+from core.signals import StopRequest
 
 
 def process_start_time() -> float:
@@ -28,31 +27,6 @@ def process_start_time() -> float:
         return psutil.Process().create_time()
     except Exception:
         return time.time()
-
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM; the loop finishes its step, then the run ends as `stopped`."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, object] = {}
-
-    def __call__(self) -> bool:
-        return self.signal is not None
-
-    def _handle(self, signum, frame) -> None:
-        if self.signal is not None:  # a second Ctrl-C means "now"
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):

@@ -8,7 +8,7 @@ Speed-ups (each switchable from PretrainConfig and reported in the summary only 
   - SDPA attention with no attention mask: blocks have no padding inside, so the causal fast path holds;
   - the loss is read back from the device only every `log_every` steps (the only host sync);
   - optional torch.compile (its compile time is part of train_seconds).
-Reliability: checkpoints (checkpoint.py), resume, clean stop on SIGINT/SIGTERM, micro-batches
+Reliability: checkpoints (checkpoint.py), resume, clean stop on SIGINT/SIGTERM/SIGHUP, micro-batches
 halved with doubled accumulation on out-of-memory (same effective batch).
 """
 

@@ -16,8 +16,9 @@ from core.errors import UsageError
 from core.pretrain import train as train_module
 from core.pretrain.checkpoint import MARKER, list_checkpoints
 from core.pretrain.config import PretrainConfig
-from core.pretrain.run import StopRequest, resume_config, run_pretrain
+from core.pretrain.run import resume_config, run_pretrain
 from core.runs import iter_jsonl, read_json
+from core.signals import StopRequest
 from core.synthetic import bookcorpus_like_rows
 
 
@@ -174,7 +175,7 @@ def test_too_many_non_finite_losses_in_a_row_stop_the_run(corpus, tmp_path, monk
     assert "not finite" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_stops_the_job_cleanly_with_a_checkpoint(corpus, tmp_path, sig, code):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "core", "pretrain", "--data", str(corpus), "--rows", "120", "--model-size", "tiny",
