@@ -208,6 +208,24 @@ def running_pid(run_dir: Path) -> int | None:
     return pid
 
 
+def load_run_config(run_dir: str | Path, kind: str) -> tuple[Path, dict]:
+    """The folder and config.json of a `kind` run that may be resumed, or one clear UsageError."""
+    path = Path(run_dir).expanduser()
+    config = read_json(path / "config.json")
+    if config is None:
+        raise UsageError(f"{path} is not a run directory (no readable config.json); pass the folder of a {kind} run")
+    actual = config.get("kind")
+    if actual != kind:
+        names = {"pretrain": "a pretraining run", "eval": "an eval run"}
+        if actual in names:
+            raise UsageError(f"{path} is {names[actual]}, not {names[kind]}; resume it with 'llmlab {actual} --resume {path}'")
+        raise UsageError(f"{path} is not {names.get(kind, kind)} (its config.json says kind {actual!r})")
+    pid = running_pid(path)
+    if pid is not None:
+        raise UsageError(f"{path} is still being written by process {pid}; stop that job first")
+    return path, config
+
+
 def resolve_run_name(name: str, root: Path | None = None) -> Path:
     """A run folder named by the user, kept strictly inside the runs folder."""
     root = (root or runs_root()).resolve()

@@ -29,8 +29,8 @@ from core.runs import (
     JsonlWriter,
     create_run_dir,
     iter_jsonl,
+    load_run_config,
     read_json,
-    running_pid,
     write_json,
     write_jsonl,
 )
@@ -131,15 +131,7 @@ def _flag_warnings(config: EvalConfig, device: str) -> list[str]:
 
 def resume_config(run_dir: str | Path) -> EvalConfig:
     """The options of the eval run in `run_dir`, to continue it with run_eval(..., resume=True)."""
-    path = Path(run_dir).expanduser()
-    config = read_json(path / "config.json")
-    if config is None:
-        raise UsageError(f"{path} is not a run directory (no readable config.json); pass the folder of an eval run")
-    kind = config.get("kind")
-    if kind == "pretrain":
-        raise UsageError(f"{path} is a pretraining run, not an evaluation; resume it with 'llmlab pretrain --resume {path}'")
-    if kind != "eval":
-        raise UsageError(f"{path} is not an eval run (its config.json says kind {kind!r})")
+    path, config = load_run_config(run_dir, "eval")
     if not config.get("settings_hash"):
         raise UsageError(f"{path} was written by an older llmlab that did not key its results, so it cannot be resumed; start a new run")
     known = EvalConfig.__dataclass_fields__
@@ -281,11 +273,8 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
     if resume:
         if not config.out:
             raise UsageError("resuming needs the run folder (config.out)")
-        resume_config(config.out)  # refuses what is not a resumable eval run, in one line
+        resume_config(config.out)  # refuses what is not a resumable eval run (or one still running), in one line
         previous = read_json(Path(config.out) / "config.json")
-        pid = running_pid(Path(config.out))
-        if pid is not None:
-            raise UsageError(f"{config.out} is still being written by process {pid}; stop that job first")
 
     # Inputs first: nothing is written until they are known to be usable.
     if config.demo:

@@ -60,20 +60,9 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
 def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
     """The config of a pretraining run to resume and its newest complete checkpoint."""
     from core.pretrain.checkpoint import checkpoint_problem, list_checkpoints
-    from core.runs import read_json, running_pid
+    from core.runs import load_run_config
 
-    path = Path(run_dir).expanduser()
-    config = read_json(path / "config.json")
-    if config is None:
-        raise UsageError(f"{path} is not a run directory (no readable config.json)")
-    kind = config.get("kind")
-    if kind == "eval":
-        raise UsageError(f"{path} is an eval run, not a pretraining run; resume it with 'llmlab eval --resume {path}'")
-    if kind != "pretrain":
-        raise UsageError(f"{path} is not a pretraining run (its config.json says kind {kind!r})")
-    pid = running_pid(path)
-    if pid is not None:
-        raise UsageError(f"{path} is still being written by process {pid}; stop that job first")
+    path, config = load_run_config(run_dir, "pretrain")
     checkpoints = list_checkpoints(path)
     if not checkpoints:
         raise UsageError(f"{path} has no complete checkpoint to resume from; start a new run")
