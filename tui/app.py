@@ -20,7 +20,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from core.runs import read_json, runs_root as default_runs_root
 from tui.hardware import HardwareSource, LiveHardware
-from tui.jobs import SUMMARY, Job, JobFollower, Launcher, LaunchError, find_running_jobs, launch, tail_lines
+from tui.jobs import FORCE_AFTER, SUMMARY, Job, JobFollower, Launcher, LaunchError, find_running_jobs, launch, tail_lines
 from tui.messages import (
     EventsRead,
     HardwareSampled,
@@ -85,7 +85,8 @@ class LlmlabApp(App[None]):
         attach_running: bool = True,
     ) -> None:
         super().__init__()
-        self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
+        # Absolute, so the paths a scan lists match the run folders jobs are launched into.
+        self.runs_root = (Path(runs_root) if runs_root is not None else default_runs_root()).resolve()
         self.hardware = hardware if hardware is not None else LiveHardware(self.runs_root)
         self.clock = clock
         self.launcher = launcher or Launcher()
@@ -215,6 +216,7 @@ class LlmlabApp(App[None]):
         try:
             job = launch(message.kind, message.options, self.runs_root, self.launcher, message.out)
         except LaunchError as exc:
+            self.tab_of_kind(message.kind).launch_failed()
             self.notify(str(exc), title=f"Cannot start {message.kind}", severity="error", timeout=10)
             return
         self.attach_job(job)
@@ -289,12 +291,19 @@ class LlmlabApp(App[None]):
     @on(StopRequested)
     def _stop_requested(self, message: StopRequested) -> None:
         job = self.jobs.get(message.run_dir)
-        if job is None or not job.stop():
-            return
-        tab = self.tab_for(message.run_dir)
-        if tab is not None:
-            tab.set_stopping()
-        self.notify(f"Asked {message.run_dir.name} to stop after its current step.", title="Stopping")
+        outcome = job.stop() if job is not None else None
+        name = message.run_dir.name
+        if outcome == "asked":
+            tab = self.tab_for(message.run_dir)
+            if tab is not None:
+                tab.set_stopping()
+            self.notify(f"Asked {name} to stop after its current step.", title="Stopping")
+        elif outcome == "waiting":
+            wait = FORCE_AFTER - (time.monotonic() - job.stop_requested)
+            self.notify(f"{name} is finishing its current step. To end it without waiting, press x again "
+                        f"in {wait:.0f} s.", title="Already stopping")
+        elif outcome == "forced":
+            self.notify(f"Ended {name} without waiting for its step (SIGTERM).", title="Stopping", severity="warning")
 
     @work(thread=True, exit_on_error=False, group="jobs", description="Looking for jobs still running")
     def _find_running_jobs(self) -> None:

@@ -24,6 +24,8 @@ RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
 # One poll reads at most this much of a file, so a replay of a long run arrives in bounded messages.
 MAX_READ_BYTES = 4 * 2**20
+# Seconds after a first Stop before a second one ends the job instead of waiting for its step.
+FORCE_AFTER = 10.0
 
 
 class LaunchError(Exception):
@@ -63,25 +65,32 @@ class Job:
     def is_running(self) -> bool:
         return self.returncode() is None
 
-    def stop(self) -> bool:
-        """Ask the job to finish its current step and write status `stopped` (SIGINT).
+    def stop(self) -> str | None:
+        """Ask the job to finish its current step and write status `stopped`; say what was done.
 
-        A second call, once the first has had ten seconds, ends the job's whole process group
-        with SIGTERM. Returns False when the job had already ended.
+        "asked": SIGINT sent. "waiting": asked less than FORCE_AFTER seconds ago, so nothing is
+        sent (the engine takes a second signal as "stop now, without saving the model", so a
+        double press must not send one). "forced": asked long enough ago, so SIGTERM ends the
+        job's process group (or only the job, when it does not lead its own group, e.g. started
+        from a shell). None: the job had already ended.
         """
         if self.pid is None or not self.is_running():
-            return False
+            return None
         now = time.monotonic()
+        if self.stop_requested is not None and now - self.stop_requested < FORCE_AFTER:
+            return "waiting"
         try:
-            if self.stop_requested is not None and now - self.stop_requested > 10:
+            if self.stop_requested is None:
+                os.kill(self.pid, signal.SIGINT)
+                self.stop_requested = now
+                return "asked"
+            if os.getpgid(self.pid) == self.pid:
                 os.killpg(self.pid, signal.SIGTERM)
             else:
-                os.kill(self.pid, signal.SIGINT)
+                os.kill(self.pid, signal.SIGTERM)
+            return "forced"
         except (ProcessLookupError, PermissionError):
-            return False
-        if self.stop_requested is None:
-            self.stop_requested = now
-        return True
+            return None
 
 
 def pid_alive(pid: int) -> bool:

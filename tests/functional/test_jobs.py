@@ -9,15 +9,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from app_fakes import FakeHardware, FakeLauncher, run_async, wait_until
+from textual import events
+from textual.widgets import TabbedContent
 
 from core.runs import read_json
-from tui.jobs import Job, launch
+from tui.jobs import FORCE_AFTER, Job, launch
 from tui.messages import JobExited
+from tui.tabs.runs import RunsTab
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.results_table import ResultsTable
 
@@ -229,3 +234,61 @@ async def test_a_failing_worker_becomes_a_notification(make_app):
         assert note.severity == "error"
         assert "NVML exploded" in note.message
         assert app.is_running
+
+
+@run_async
+async def test_two_starts_arriving_together_launch_one_job(make_app, runs_root):
+    """Check that a second s queued before the app has handled the first Start is ignored.
+
+    A terminal read can hold both key presses of a quick double tap, so both are queued at once.
+    """
+    app = make_app(launcher=FakeLauncher(forever=True, delay=0.05))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        app.post_message(events.Key("s", "s"))
+        app.post_message(events.Key("s", "s"))
+        await wait_until(pilot, lambda: app.pretrain_tab.progress.step >= 1)
+        await pilot.pause(0.3)
+        assert len(list(runs_root.iterdir())) == 1
+        await pilot.press("x")
+        await wait_until(pilot, lambda: app.pretrain_tab.progress.finished)
+
+
+@run_async
+async def test_enter_on_a_running_run_opens_its_live_tab_with_a_relative_runs_folder(make_app, tmp_path, monkeypatch):
+    """Check that scans of ./runs and the absolute run folders jobs get name the same run."""
+    monkeypatch.chdir(tmp_path)
+    app = make_app(runs_root=Path("runs"), launcher=FakeLauncher(forever=True, delay=0.05))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2", "s")
+        await wait_until(pilot, lambda: app.pretrain_tab.progress.step >= 1)
+        await pilot.press("4")
+        await wait_until(pilot, lambda: app.query_one(RunsTab).runs)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.query_one(TabbedContent).active == "pretrain")
+        assert len(app.screen_stack) == 1  # the live tab, not a snapshot read from disk
+        await pilot.press("x")
+        await wait_until(pilot, lambda: app.pretrain_tab.progress.finished)
+
+
+def test_a_second_stop_within_the_grace_period_sends_nothing_and_a_later_one_ends_the_job(tmp_path, spawned):
+    """The engine takes a second SIGINT as "stop now, without saving", so a double press must not send one."""
+    received = tmp_path / "signals"
+    child = (f"import signal, time\n"
+             f"signal.signal(signal.SIGINT, lambda *a: open({str(received)!r}, 'a').write('INT\\n'))\n"
+             f"open({str(received)!r}, 'a').write('ready\\n')\n"
+             f"time.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-c", child], start_new_session=True)
+    spawned.append(process.pid)
+    deadline = time.monotonic() + 10
+    while not received.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job = Job(kind="pretrain", run_dir=tmp_path, pid=process.pid, process=process)
+    assert job.stop() == "asked"
+    assert job.stop() == "waiting"
+    time.sleep(0.3)
+    assert received.read_text().split() == ["ready", "INT"]
+    job.stop_requested -= FORCE_AFTER  # as if the first press was long ago
+    assert job.stop() == "forced"
+    assert process.wait(timeout=10) == -signal.SIGTERM
+    assert job.stop() is None

@@ -39,6 +39,9 @@ class JobTab(Vertical, can_focus=True):
         self.clock = clock
         self.progress: JobProgress = self.new_progress(None)
         self.dirty = False
+        # Set from Start until the app attaches the job (or says it could not start): a second s
+        # pressed before the JobRequested message is handled must not launch a second job.
+        self.start_pending = False
         self._was_active = False
         self._bar_width = -1
 
@@ -80,6 +83,7 @@ class JobTab(Vertical, can_focus=True):
 
     def attach(self, run_dir: Path, status: str = "starting") -> None:
         """Show a new job from its first event; the form moves aside on narrow screens."""
+        self.start_pending = False
         self.progress = self.new_progress(run_dir)
         self.progress.status = status
         self.remove_class("-idle")
@@ -205,7 +209,7 @@ class JobTab(Vertical, can_focus=True):
     def action_state(self, action: str) -> bool | None:
         """Whether an action applies now: True, or None to show its key dimmed in the footer."""
         if action == "start":
-            return None if self.progress.active else True
+            return None if self.progress.active or self.start_pending else True
         if action == "stop":
             return True if self.progress.active else None
         if action == "open_report":
@@ -222,7 +226,11 @@ class JobTab(Vertical, can_focus=True):
             self.notify(str(error), title="Check the form", severity="warning")
             return
         form.mark_error(None)
+        self.start_pending = True
         self.post_message(JobRequested(self.kind, options, out))
+
+    def launch_failed(self) -> None:
+        self.start_pending = False
 
     def action_stop(self) -> None:
         if self.run_dir is not None and self.progress.active:
@@ -247,7 +255,8 @@ class JobTab(Vertical, can_focus=True):
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:
-        self.action_start()
+        if self.action_state("start"):
+            self.action_start()
 
     @on(Button.Pressed, "#stop")
     def _stop_pressed(self) -> None:
@@ -255,5 +264,5 @@ class JobTab(Vertical, can_focus=True):
 
     @on(JobForm.Submitted)
     def _form_submitted(self) -> None:
-        if not self.progress.active:
+        if self.action_state("start"):
             self.action_start()
