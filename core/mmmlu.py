@@ -36,9 +36,9 @@ _LATIN = "A-Za-zＡ-Ｚａ-ｚ"
 # Opening marks that may wrap the letter: (A) （A） [A] 【A】 **A** "A" 「A」 《A》
 _OPENERS = r"\(\[（【\*\"'“‘「《<"
 _LEADING = re.compile(rf"\s*[{_OPENERS}]*\s*({_LETTER})(?=([^{_LATIN}])|$)")
+# Only the keyword ignores case: the letter must be a capital, so "the answer is a ..." is not A.
 _EXPLICIT = re.compile(
-    rf"(?:答案[\s*]*(?:是|为|应该是|应为)?[\s*]*[:：]?|\banswer[\s*]*(?:is[\s*]*)?[:：]?)\s*[{_OPENERS}]*\s*({_LETTER})(?=([^{_LATIN}])|$)",
-    re.IGNORECASE,
+    rf"(?:答案[\s*]*(?:是|为|应该是|应为)?[\s*]*[:：]?|\b(?i:answer)[\s*]*(?:(?i:is)[\s*]*)?[:：]?)\s*[{_OPENERS}]*\s*({_LETTER})(?=([^{_LATIN}])|$)"
 )
 
 
@@ -60,11 +60,9 @@ def answer_state(text: str) -> tuple[str | None, bool]:
         return match.group(1).translate(_FULL_WIDTH), match.group(2) is not None
     line, complete = _first_line(text)
     match = _EXPLICIT.search(line)
-    if match and (match.group(2) is not None or complete):
-        return match.group(1).translate(_FULL_WIDTH), True
-    if complete:
-        return (match.group(1).translate(_FULL_WIDTH) if match else None), True
-    return (match.group(1).translate(_FULL_WIDTH) if match else None), False
+    if match:
+        return match.group(1).translate(_FULL_WIDTH), match.group(2) is not None or complete
+    return None, complete
 
 
 def extract_answer(text: str) -> str | None:

@@ -54,6 +54,10 @@ def test_prompt_keeps_fields_verbatim():
         ("   ", None),
         ("1. A", None),
         ("a", None),  # lower case is not an answer letter
+        ("Answer: b", None),  # ... not after the keyword either, whose own case does not matter
+        ("The answer is a matter of taste", None),
+        ("答案是ａ", None),
+        ("ANSWER IS C", "C"),
         ("E", None),
         ("这是一道道德题。\nA) 错误", None),
     ],
