@@ -47,13 +47,22 @@ class BatchDone:
 Log = Callable[[str], None]
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def _eos_ids(model) -> set[int]:
+    """The tokens `generate` itself stops a row at: the generation_config's, and only those
+    (no fallback to the tokenizer's EOS, which would end rows that plain `generate` continues)."""
     eos = model.generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
     if eos is None:
         return set()
     return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
+
+
+def _counts_from_call_start(config) -> bool:
+    """Whether a generation setting depends on how many tokens this `generate` call has made.
+
+    Continuing rows in a second call restarts that count, so such a setting would act again
+    and the continued rows would differ from one uninterrupted call; then rows are not dropped.
+    """
+    return bool(config.min_new_tokens or config.begin_suppress_tokens or config.exponential_decay_length_penalty)
 
 
 def _device(model) -> torch.device:
@@ -102,7 +111,7 @@ def _generate_batch(model, tokenizer, prompts, max_new_tokens, *, stop_at_answer
     device = _device(model)
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=True)
     ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-    eos_ids = _eos_ids(model, tokenizer)
+    eos_ids = _eos_ids(model)
     extra = {}
     if model.generation_config.pad_token_id is None and tokenizer.pad_token_id is not None:
         extra["pad_token_id"] = tokenizer.pad_token_id  # only fills a gap; never overrides the model's value
@@ -113,7 +122,7 @@ def _generate_batch(model, tokenizer, prompts, max_new_tokens, *, stop_at_answer
         extra["disable_compile"] = not compile
         if compile:
             extra["compile_config"] = CompileConfig(mode="reduce-overhead" if cuda_graphs else "default")
-    prune = free_finished and not static_cache and len(prompts) > 1
+    prune = free_finished and not static_cache and len(prompts) > 1 and not _counts_from_call_start(model.generation_config)
 
     rows = list(range(len(prompts)))
     tokens: list[list[int]] = [[] for _ in prompts]

@@ -15,12 +15,14 @@ MAX_NEW = 24
 
 @pytest.fixture(scope="module")
 def tiny():
-    """(model, tokenizer): the demo recipe, whose rows sometimes stop at EOS after a few tokens."""
+    """(model, tokenizer): the demo recipe with a milder skew and seed 3, whose rows end at EOS
+    after 3 to 15 tokens or run to the limit (the demo's own seed ends rows only at token 3), so
+    finished rows leave the batch several times and rows still running go on past the cut."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 64-wide model is faster on one thread than two
     tokenizer = gpt2_tokenizer()
     tokenizer.padding_side = "left"
-    model = build_tiny_qwen2(tokenizer, seed=2, skew_tokens=demo_skew_tokens(tokenizer))
+    model = build_tiny_qwen2(tokenizer, seed=3, skew_tokens=demo_skew_tokens(tokenizer), skew=2.0)
     yield model, tokenizer
     torch.set_num_threads(threads)
 
@@ -43,7 +45,7 @@ def reference(tiny):
 
 def test_reference_has_rows_that_stop_early_and_rows_that_run_to_the_limit(reference):
     lengths = [g.new_tokens for g in reference]
-    assert min(lengths) < MAX_NEW and max(lengths) == MAX_NEW
+    assert len({n for n in lengths if n < MAX_NEW}) >= 4 and max(lengths) == MAX_NEW
 
 
 def test_batch_one_is_plain_generate(tiny, reference):
@@ -163,5 +165,20 @@ def test_finished_rows_leave_the_batch(tiny, reference, monkeypatch):
 
     monkeypatch.setattr(model, "generate", counting_generate)
     results, _ = generate_answers(model, tokenizer, _prompts(), max_new_tokens=MAX_NEW, batch_size=10)
-    assert rows_per_call[0] == 10 and len(rows_per_call) > 1 and rows_per_call[-1] < 10
+    # Rows end at several different steps, so the batch shrinks more than once, each time
+    # continuing from the pruned cache of the call before.
+    assert rows_per_call[0] == 10 and len(rows_per_call) >= 3
+    assert rows_per_call == sorted(rows_per_call, reverse=True) and len(set(rows_per_call)) == len(rows_per_call)
     assert [g.text for g in results] == [g.text for g in reference]
+
+
+def test_settings_counted_from_the_call_start_keep_finished_rows_in_the_batch(tiny, reference, monkeypatch):
+    """min_new_tokens would act again in a continuation call, so then rows are not dropped."""
+    model, tokenizer = tiny
+    monkeypatch.setattr(model.generation_config, "min_new_tokens", 6)
+    prompts = _prompts()
+    single = _single(model, tokenizer, prompts)
+    # In force: rows of the reference that ended at EOS before token 6 now run longer.
+    assert min(g.new_tokens for g in reference) < 6 <= min(g.new_tokens for g in single)
+    batched, _ = generate_answers(model, tokenizer, prompts, max_new_tokens=MAX_NEW, batch_size=10)
+    assert [(g.text, g.new_tokens) for g in batched] == [(g.text, g.new_tokens) for g in single]
