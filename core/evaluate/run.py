@@ -62,6 +62,12 @@ class EvalConfig:
     free_finished: bool = True
     threads: int | None = None  # torch CPU threads; None: torch's default (the demo uses 1)
 
+    def __post_init__(self):
+        # The engine compiles only the static-cache decode step, so compile without it would
+        # do nothing while the report listed it; the API gets what --compile gets.
+        if self.compile:
+            self.static_cache = True
+
 
 def _check(config: EvalConfig) -> None:
     if config.mode not in MODES:
