@@ -55,7 +55,9 @@ def render_report(summary: dict, rows: list[dict], hardware_table: str) -> str:
     ]
     if s["mode"] == "generate":
         rate = "-" if s["tokens_per_second"] is None else f"{s['tokens_per_second']:.0f}"
-        lines.append(f"| Tokens generated | {s['tokens_generated']} ({rate} tokens/s) |")
+        # A resumed run's rate covers only the tokens this process made, not the reused rows'.
+        this_run = f"{s['tokens_this_run']} of them in this run at " if s.get("reused_rows") else ""
+        lines.append(f"| Tokens generated | {s['tokens_generated']} ({this_run}{rate} tokens/s) |")
     lines += ["", "## Answer distribution", "", "| | A | B | C | D | none |", "|---|---|---|---|---|---|"]
     gold = answer_counts(r["gold"] for r in rows)
     lines.append("| predicted | " + " | ".join(str(s["answer_counts"][k]) for k in (*LETTERS, "none")) + " |")
