@@ -13,75 +13,34 @@ only the questions without one, and refuses in one line when the settings or dat
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from core.errors import OutOfMemory, UsageError
-from core.mmmlu import PROMPT_TEMPLATE, extract_answer, load_csv, select_questions
+from core.evaluate.config import BACKENDS, DTYPES, MODES, EvalConfig, check_config  # noqa: F401 (re-exported API)
+from core.evaluate.resume import (
+    check_same_settings,
+    digest,
+    recorded_path,
+    resume_config,
+    reusable_rows,
+    row_key,
+    settings_of,
+)
+from core.mmmlu import extract_answer, load_csv, select_questions
 from core.runs import (
     EventLog,
     JsonlWriter,
     create_run_dir,
-    iter_jsonl,
-    load_run_config,
     read_json,
     write_json,
     write_jsonl,
 )
 from core.signals import StopRequest
-
-MODES = ("generate", "logprob")
-DTYPES = ("auto", "bf16", "fp16", "fp32")
-BACKENDS = ("generate", "continuous")
-
-
-@dataclass
-class EvalConfig:
-    model: str = "Qwen/Qwen2.5-0.5B"  # Hub id or local folder
-    data: str = "openai/MMMLU"  # Hub dataset id, local CSV, or a folder holding test/mmlu_<locale>.csv
-    locale: str = "ZH_CN"
-    subject: str = "moral_scenarios"  # or "all"
-    limit: int | None = 100  # None: every selected question
-    max_new_tokens: int = 512
-    batch_size: int | str = "auto"
-    dtype: str = "auto"
-    mode: str = "generate"
-    out: str | None = None  # run folder; default runs/<timestamp>-eval
-    demo: bool = False  # tiny random Qwen2 + assets/mmmlu_demo_zh.csv, fully offline
-    stop_at_answer: bool = False
-    static_cache: bool = False
-    compile: bool = False
-    cuda_graphs: bool = False
-    backend: str = "generate"  # or "continuous" (transformers generate_batch)
-    free_finished: bool = True
-    threads: int | None = None  # torch CPU threads; None: torch's default (the demo uses 1)
-
-    def __post_init__(self):
-        # The engine compiles only the static-cache decode step, so compile without it would
-        # do nothing while the report listed it; the API gets what --compile gets.
-        if self.compile:
-            self.static_cache = True
-
-
-def _check(config: EvalConfig) -> None:
-    if config.mode not in MODES:
-        raise UsageError(f"--mode {config.mode} is not one of {', '.join(MODES)}")
-    if config.dtype not in DTYPES:
-        raise UsageError(f"--dtype {config.dtype} is not one of {', '.join(DTYPES)}")
-    if config.backend not in BACKENDS:
-        raise UsageError(f"--backend {config.backend} is not one of {', '.join(BACKENDS)}")
-    if config.max_new_tokens < 1:
-        raise UsageError(f"--max-new-tokens must be at least 1 (got {config.max_new_tokens})")
-    if config.batch_size != "auto" and (not isinstance(config.batch_size, int) or config.batch_size < 1):
-        raise UsageError(f"--batch-size must be a positive number or auto (got {config.batch_size})")
-    if config.threads is not None and config.threads < 1:
-        raise UsageError(f"--threads must be at least 1 (got {config.threads})")
 
 
 class _Interrupts(StopRequest):
@@ -135,88 +94,6 @@ def _flag_warnings(config: EvalConfig, device: str) -> list[str]:
     return notes
 
 
-def resume_config(run_dir: str | Path) -> EvalConfig:
-    """The options of the eval run in `run_dir`, to continue it with run_eval(..., resume=True)."""
-    path, config = load_run_config(run_dir, "eval")
-    if not config.get("settings_hash"):
-        raise UsageError(f"{path} was written by an older llmlab that did not key its results, so it cannot be resumed; start a new run")
-    known = EvalConfig.__dataclass_fields__
-    cfg = EvalConfig(**{k: v for k, v in config.items() if k in known})
-    cfg.out = str(path)
-    return cfg
-
-
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _settings(config: EvalConfig, model_path: Path, data_path: Path, dtype: str, context: int | None) -> dict:
-    """Everything a result row depends on; a resume must match all of it."""
-    from fnmatch import fnmatch
-
-    from core.evaluate.demo import DEMO_MODEL_NAME
-    from core.evaluate.loading import MODEL_FILES
-
-    if config.demo:  # rebuilt the same way in every cache folder
-        model = {"model": DEMO_MODEL_NAME}
-    else:
-        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in model_path.iterdir()
-                       if f.is_file() and any(fnmatch(f.name, pattern) for pattern in MODEL_FILES))
-        model = {"model": str(model_path), "model_files": _digest(files)}
-    settings = {**model, "data_sha256": _file_sha256(data_path), "prompt_template": _digest(PROMPT_TEMPLATE),
-                "mode": config.mode, "dtype": dtype, "context": context}
-    if config.mode == "generate":
-        settings.update(max_new_tokens=config.max_new_tokens, stop_at_answer=config.stop_at_answer, backend=config.backend,
-                        static_cache=config.static_cache, compile=config.compile, cuda_graphs=config.cuda_graphs)
-    return settings
-
-
-def _row_key(settings_hash: str, question) -> str:
-    return _digest([settings_hash, str(question.index), question.prompt])
-
-
-_SETTING_WORDS = {"data_sha256": "the data file changed (its sha256 differs)", "model": "the model folder changed",
-                  "model_files": "the model's files changed", "prompt_template": "llmlab's prompt template changed"}
-
-
-def _check_same_settings(run_dir: Path, previous: dict, settings: dict, settings_hash: str) -> None:
-    if previous.get("settings_hash") == settings_hash:
-        return
-    old = previous.get("settings") or {}
-    changed = [_SETTING_WORDS.get(k, f"{k} was {old.get(k)!r}, now {settings.get(k)!r}")
-               for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
-    raise UsageError(f"cannot resume {run_dir}: {'; '.join(changed) or 'its settings changed'} since it started, "
-                     f"so its answers would not be comparable; start a new run")
-
-
-def _reusable_rows(path: Path, keys: list[str]) -> tuple[list[dict], bool]:
-    """(rows to keep: one per expected key, first seen wins; whether results.jsonl needs cleaning).
-
-    A torn last line (a write cut short by a crash or kill) is not a row: that question runs again.
-    """
-    wanted, kept, seen, lines = set(keys), [], set(), 0
-    for row in iter_jsonl(path):
-        lines += 1
-        key = row.get("key")
-        if key in wanted and key not in seen:
-            seen.add(key)
-            kept.append(row)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return kept, False
-    complete_lines = raw.count(b"\n")
-    return kept, len(kept) != lines or lines != complete_lines or not raw.endswith(b"\n") and bool(raw)
-
-
 def _fit_prompts(questions, tokenizer, context: int | None, config: EvalConfig) -> tuple[list[str], list[int]]:
     """(prompts the model can take, characters cut from each one's start).
 
@@ -246,12 +123,6 @@ def _fit_prompts(questions, tokenizer, context: int | None, config: EvalConfig) 
     return prompts, cuts
 
 
-def _recorded_path(previous: dict | None, key: str) -> Path | None:
-    """A path a resumed run recorded, when it is still there (so a resume works from any folder)."""
-    value = (previous or {}).get(key)
-    return Path(value) if value and Path(value).exists() else None
-
-
 def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
              resume: bool = False) -> dict:
     """Run one eval and return its summary (also written to summary.json).
@@ -263,7 +134,7 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
     status "failed" and re-raised.
     """
     t0 = time.time()
-    _check(config)
+    check_config(config)
     from core.evaluate import demo as demo_mod
     from core.evaluate.loading import (
         check_model_folder,
@@ -286,13 +157,13 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
     if config.demo:
         data_path = demo_mod.DEMO_DATA
     else:
-        data_path = _recorded_path(previous, "data_path") or resolve_data(config.data, config.locale)
+        data_path = recorded_path(previous, "data_path") or resolve_data(config.data, config.locale)
     data_path = Path(data_path).absolute()
     questions, notes = select_questions(load_csv(data_path), config.subject, config.limit)
     if config.demo:
         model_path = demo_mod.ensure_demo_model()
     else:
-        model_path = _recorded_path(previous, "model_path") or resolve_model(config.model)
+        model_path = recorded_path(previous, "model_path") or resolve_model(config.model)
     model_path = Path(model_path).absolute()
     check_model_folder(model_path)
     tokenizer_start = time.time()
@@ -301,14 +172,14 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
     context = model_context(model_path)
     dtype_name = resolve_dtype(config.dtype, pick_device())[1]
     prompts, cuts = _fit_prompts(questions, tokenizer, context, config)
-    settings = _settings(config, model_path, data_path, dtype_name, context)
-    settings_hash = _digest(settings)
-    keys = [_row_key(settings_hash, q) for q in questions]
+    settings = settings_of(config, model_path, data_path, dtype_name, context)
+    settings_hash = digest(settings)
+    keys = [row_key(settings_hash, q) for q in questions]
     reused: list[dict] = []
     if resume:
         run_dir = Path(config.out)
-        _check_same_settings(run_dir, previous, settings, settings_hash)
-        reused, needs_cleaning = _reusable_rows(run_dir / "results.jsonl", keys)
+        check_same_settings(run_dir, previous, settings, settings_hash)
+        reused, needs_cleaning = reusable_rows(run_dir / "results.jsonl", keys)
         if needs_cleaning:  # drop a torn last line and rows that match no question, so each question has one row
             write_jsonl(run_dir / "results.jsonl", reused)
     model_label = demo_mod.DEMO_LABEL if config.demo else config.model
