@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, TabbedContent, TabPane
@@ -28,6 +28,7 @@ from tui.messages import (
     JobRequested,
     ResultsRead,
     RunsLoaded,
+    RunningJobsFound,
     RunsScanned,
     StopRequested,
 )
@@ -120,8 +121,9 @@ class LlmlabApp(App[None]):
         self.set_interval(2.0, self._scan_if_visible)
         self.scan_runs()
 
-    def on_resize(self) -> None:
-        self.set_class(self.size.width < NARROW, "-narrow")
+    def on_resize(self, event: events.Resize) -> None:
+        # event.size: this handler runs before App's own, so self.size is still the old size here.
+        self.set_class(event.size.width < NARROW, "-narrow")
 
     @property
     def pretrain_tab(self) -> PretrainTab:
@@ -309,15 +311,22 @@ class LlmlabApp(App[None]):
     def _find_running_jobs(self) -> None:
         jobs = find_running_jobs(self.runs_root)
         if jobs:
-            self.call_from_thread(self._reattach, jobs)
+            self.post_message(RunningJobsFound(jobs))
 
-    def _reattach(self, jobs: list[Job]) -> None:
-        """Follow jobs an earlier session left running; the newest of each kind gets its tab."""
-        for job in sorted(jobs, key=lambda j: j.run_dir.name, reverse=True):
+    @on(RunningJobsFound)
+    def _running_jobs_found(self, message: RunningJobsFound) -> None:
+        """Follow the newest running job of each kind in its tab; a tab shows one job, so others are only listed."""
+        followed = []
+        for job in sorted(message.jobs, key=lambda j: j.run_dir.name, reverse=True):
             if job.run_dir not in self.jobs and not self.tab_of_kind(job.kind).progress.active:
                 self.attach_job(job)
-        names = ", ".join(job.run_dir.name for job in jobs)
-        self.notify(f"Following {names}", title="Jobs still running")
+                followed.append(job.run_dir.name)
+        others = [job.run_dir.name for job in message.jobs if job.run_dir.name not in followed]
+        lines = [f"Following {', '.join(followed)}"] if followed else []
+        if others:
+            lines.append(f"Also running, listed in the Runs tab: {', '.join(others)}")
+        if lines:
+            self.notify("\n".join(lines), title="Jobs still running")
 
     # ----------------------------------------------------------------- hardware and runs
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from textual.message import Message
 
 from tui.hardware import HardwareSample
+from tui.jobs import Job
 from tui.runinfo import RunInfo
 
 
@@ -37,6 +38,14 @@ class JobExited(Message):
         self.returncode = returncode
         self.summary = summary
         self.log_tail = log_tail
+
+
+class RunningJobsFound(Message):
+    """Jobs that an earlier session left running were found in the runs folder."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        super().__init__()
+        self.jobs = jobs
 
 
 class HardwareSampled(Message):

@@ -21,7 +21,7 @@ from textual.widgets import TabbedContent
 
 from core.runs import read_json
 from tui.jobs import FORCE_AFTER, Job, launch
-from tui.messages import JobExited
+from tui.messages import JobExited, RunningJobsFound
 from tui.tabs.runs import RunsTab
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.results_table import ResultsTable
@@ -292,3 +292,17 @@ def test_a_second_stop_within_the_grace_period_sends_nothing_and_a_later_one_end
     assert job.stop() == "forced"
     assert process.wait(timeout=10) == -signal.SIGTERM
     assert job.stop() is None
+
+
+@run_async
+async def test_of_two_running_evals_found_the_newest_gets_the_tab_and_the_other_is_named(make_app, runs_root):
+    """Check the notice says which job is followed and which is only listed, instead of "following" both."""
+    older, newer = runs_root / "20260101-120000-eval", runs_root / "20260101-130000-eval"
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.post_message(RunningJobsFound([Job("eval", older, pid=os.getpid()), Job("eval", newer, pid=os.getpid())]))
+        await wait_until(pilot, lambda: app._notifications)
+        assert app.evaluate_tab.run_dir == newer
+        assert list(app.jobs) == [newer]
+        message = list(app._notifications)[0].message
+        assert message == f"Following {newer.name}\nAlso running, listed in the Runs tab: {older.name}"

@@ -8,16 +8,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from tui.messages import RunsLoaded
 from tui.progress import PretrainProgress
 from tui.runinfo import RunInfo, config_diff, figures, flatten
+from tui.widgets.key_value_table import KeyValueTable
 from tui.widgets.loss_chart import LossChart
 
 
 class CompareScreen(Screen[None]):
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
+    AUTO_FOCUS = "#diff"  # screens would inherit the app's "#hardware-tab", which is not here: nothing would scroll
 
     def __init__(self, a: RunInfo, b: RunInfo) -> None:
         super().__init__()
@@ -29,25 +31,20 @@ class CompareScreen(Screen[None]):
         title.append("B ", style="bold magenta").append(self.b.name)
         yield Static(title, classes="screen-title")
         with Horizontal(id="compare-body"):
-            yield DataTable(id="diff", cursor_type="row", zebra_stripes=True)
+            yield KeyValueTable(("", "A", "B"), id="diff")
             yield LossChart(id="overlay", empty_text="no loss curves to overlay")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#diff", DataTable)
-        table.add_column("", key="key")
-        table.add_column("A", key="a")
-        table.add_column("B", key="b")
         fig_a, fig_b = dict(figures(self.a.kind, self.a.summary)), dict(figures(self.b.kind, self.b.summary))
-        table.add_row(Text("figures", style="bold"), "", "")
-        table.add_row("status", self.a.status, self.b.status)
+        rows: list[tuple] = [(Text("figures", style="bold"), "", ""), ("status", self.a.status, self.b.status)]
         for label in list(fig_a) + [k for k in fig_b if k not in fig_a]:
-            table.add_row(label, fig_a.get(label, "-"), fig_b.get(label, "-"))
+            rows.append((label, fig_a.get(label, "-"), fig_b.get(label, "-")))
         diff = config_diff(self.a.config, self.b.config)
         same = len(set(flatten(self.a.config)) | set(flatten(self.b.config))) - len(diff)
-        table.add_row(Text(f"config: {len(diff)} differ, {same} same", style="bold"), "", "")
-        for key, va, vb in diff:
-            table.add_row(key, Text(str(va), overflow="ellipsis"), Text(str(vb), overflow="ellipsis"))
+        rows.append((Text(f"config: {len(diff)} differ, {same} same", style="bold"), "", ""))
+        rows += [(key, str(va), str(vb)) for key, va, vb in diff]
+        self.query_one(KeyValueTable).set_rows(rows)
         self.app.load_runs([self.a, self.b], self)
 
     @on(RunsLoaded)

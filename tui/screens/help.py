@@ -34,11 +34,14 @@ the two marked runs (config differences, figures, loss curves), `r` reloads.
 
 Run folders live in `$LLMLAB_RUNS_DIR` (default `./runs`). Each job's own output is in its
 `job.log`; when a job fails the app shows the last lines of it.
+
+*Arrows or Page Down scroll this help; Esc or `?` closes it.*
 """
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+    AUTO_FOCUS = "#help"  # so arrows and Page Down scroll it: at 80x24 most of it is below the fold
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):

@@ -13,6 +13,7 @@ from textual.widgets import Footer, Markdown, Static
 
 class ReportScreen(Screen[None]):
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back")]
+    AUTO_FOCUS = "#report"  # screens would inherit the app's "#hardware-tab": the keys would scroll nothing
 
     def __init__(self, path: Path) -> None:
         super().__init__()

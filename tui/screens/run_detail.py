@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from tui import format as fmt
 from tui.messages import RunsLoaded
@@ -16,6 +16,7 @@ from tui.progress import EvalProgress, PretrainProgress
 from tui.runinfo import RunInfo, figures, flatten
 from tui.tabs.job_tab import STATUS_STYLES
 from tui.widgets.answer_bars import AnswerBars
+from tui.widgets.key_value_table import KeyValueTable
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.results_table import ResultsTable
 
@@ -37,13 +38,17 @@ class RunScreen(Screen[None]):
     def __init__(self, run: RunInfo) -> None:
         super().__init__()
         self.run = run
+        # An evaluation's results, else the config (a chart takes no keys). Unset, the screen would
+        # inherit the app's "#hardware-tab" and the arrow keys would move nothing.
+        self.AUTO_FOCUS = "#results" if run.kind == "eval" else "#config"
 
     def compose(self) -> ComposeResult:
         yield Static(run_title(self.run), classes="screen-title")
         with Horizontal(id="run-body"):
             with Vertical(id="run-side"):
                 yield Static(id="figures")
-                yield DataTable(id="config", cursor_type="row", show_header=False)
+                yield Static(id="run-error")
+                yield KeyValueTable(("key", "value"), key_share=0.5, show_header=False, id="config")
             with Vertical(id="run-main"):
                 if self.run.kind == "pretrain":
                     yield LossChart(id="chart", empty_text="no loss recorded")
@@ -54,18 +59,18 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#run-side").border_title = "Figures and config"
-        text = Text(no_wrap=True, overflow="ellipsis")
-        for label, value in figures(self.run.kind, self.run.summary) or [("status", self.run.status)]:
-            text.append(f"{label:<18}", style="dim").append(f"{value}\n")
-        if self.run.summary and self.run.summary.get("error"):
-            text.append(str(self.run.summary["error"]), style="red")
+        text = Text()
+        rows = figures(self.run.kind, self.run.summary) or [("status", self.run.status)]
+        label_cells = max(len(label) for label, _ in rows) + 1
+        for label, value in rows:
+            text.append(f"{label:<{label_cells}}", style="dim").append(f"{value}\n")
         text.rstrip()
         self.query_one("#figures", Static).update(text)
-        table = self.query_one("#config", DataTable)
-        table.add_columns("key", "value")
-        for key, value in flatten(self.run.config).items():
-            if key != "kind":
-                table.add_row(key, Text(str(value), overflow="ellipsis"))
+        error = (self.run.summary or {}).get("error")
+        self.query_one("#run-error", Static).update(Text(str(error or ""), style="red"))
+        self.query_one("#run-error").display = bool(error)
+        config = flatten(self.run.config)
+        self.query_one(KeyValueTable).set_rows([(key, value) for key, value in config.items() if key != "kind"])
         self.app.load_runs([self.run], self)
 
     @on(RunsLoaded)
@@ -80,14 +85,6 @@ class RunScreen(Screen[None]):
             self.query_one(AnswerBars).update(progress.answer_counts)
             rows = sorted(progress.rows.values(), key=lambda row: (not isinstance(row.get("index"), int), row.get("index")))
             self.query_one(ResultsTable).add_results(rows)
-
-    @on(DataTable.RowSelected, "#results")
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
-        row = self.query_one(ResultsTable).row_for(str(event.row_key.value))
-        if row is not None:
-            from tui.screens.result_detail import ResultDetailScreen
-
-            self.app.push_screen(ResultDetailScreen(row))
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "open_report":

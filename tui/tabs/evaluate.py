@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import on
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from tui import format as fmt
 from tui.options import EVAL_DEMO, EVAL_FIELDS
@@ -64,11 +63,3 @@ class EvaluateTab(JobTab):
             n = summary.get("n", len(self.progress.rows))
             figures.append(("accuracy", f"{accuracy * 100:.1f}% of {n}"))
         return figures
-
-    @on(DataTable.RowSelected, "#results")
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
-        row = self.query_one(ResultsTable).row_for(str(event.row_key.value))
-        if row is not None:
-            from tui.screens.result_detail import ResultDetailScreen
-
-            self.app.push_screen(ResultDetailScreen(row))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
+from textual import on
 from textual.widgets import DataTable
 
 FIXED_COLUMNS = 44  # cells taken by #, subject, gold, pred, ok and the padding of all six columns
@@ -18,7 +19,10 @@ def reply_preview(reply: str | None, cells: int) -> str:
 
 
 class ResultsTable(DataTable):
-    """Columns #, subject, gold, predicted, ✓/✗ and the start of the reply; keyed by question index."""
+    """Columns #, subject, gold, predicted, ✓/✗ and the start of the reply; keyed by question index.
+
+    Enter on a row opens the question's full prompt and reply, wherever the table is shown.
+    """
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
@@ -78,3 +82,12 @@ class ResultsTable(DataTable):
 
     def row_for(self, key: str) -> dict | None:
         return self.rows_by_key.get(key)
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        row = self.row_for(str(event.row_key.value))
+        if row is not None:
+            from tui.screens.result_detail import ResultDetailScreen
+
+            self.app.push_screen(ResultDetailScreen(row))

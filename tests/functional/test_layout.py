@@ -1,0 +1,61 @@
+"""Layout and focus as a keyboard user meets them: resizing, and which widget the keys reach on each screen."""
+
+from __future__ import annotations
+
+from app_fakes import run_async, wait_until
+
+from tui.widgets.key_value_table import KeyValueTable
+
+
+@run_async
+async def test_widening_the_terminal_puts_form_and_live_view_side_by_side(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        assert app.has_class("-narrow")
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.1)
+        assert not app.has_class("-narrow")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.1)
+        assert app.has_class("-narrow")
+
+
+@run_async
+async def test_help_compare_and_run_screens_scroll_with_the_keyboard(make_app, sample_runs):
+    """Check that each pushed screen focuses what the arrow keys should move, with no Tab first."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert app.screen.query_one("#help").scroll_y > 0
+        await pilot.press("escape", "4")
+        await wait_until(pilot, lambda: app.query_one("#runs-table").row_count == 4)
+        await pilot.press("down", "enter")  # the evaluation
+        await wait_until(pilot, lambda: app.screen.query("#results"))
+        assert app.focused is app.screen.query_one("#results")
+        await pilot.press("escape", "down", "m", "down", "m", "c")
+        await wait_until(pilot, lambda: app.screen.query(KeyValueTable))
+        table = app.screen.query_one(KeyValueTable)
+        assert app.focused is table
+        await pilot.pause()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert table.cursor_row == 2
+
+
+@run_async
+async def test_compare_table_shows_both_runs_columns_even_with_long_values(make_app, sample_runs):
+    """A long config value must end in … rather than push run B's column out of view."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await wait_until(pilot, lambda: app.query_one("#runs-table").row_count == 4)
+        await pilot.press("down", "down", "m", "down", "m", "c")
+        await wait_until(pilot, lambda: app.screen.query(KeyValueTable))
+        table = app.screen.query_one(KeyValueTable)
+        table.set_rows([("data", "/a/very/long/local/path/" * 6, "bookcorpus/bookcorpus")])
+        await pilot.pause()
+        assert table.virtual_size.width <= table.size.width
