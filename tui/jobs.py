@@ -280,14 +280,3 @@ class JobFollower:
 
     def poll(self) -> tuple[list[dict], list[dict]]:
         return self.events.read_new(), self.results.read_new()
-
-    def drained(self) -> bool:
-        """True when the last poll reached the end of both files."""
-        return all(_size(t.path) <= t.offset for t in (self.events, self.results))
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -120,6 +118,3 @@ class RunsTab(Vertical):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open()
-
-    def run_for(self, path: Path) -> RunInfo | None:
-        return self.runs.get(str(path))
