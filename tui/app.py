@@ -32,6 +32,7 @@ from tui.messages import (
     RunsScanned,
     StopRequested,
 )
+from tui.progress import final_status
 from tui.runinfo import RunInfo, load_eval, load_pretrain, scan_runs
 from tui.tabs.evaluate import EvaluateTab
 from tui.tabs.hardware import HardwareTab
@@ -280,7 +281,7 @@ class LlmlabApp(App[None]):
             tab.job_exited(message.returncode, message.summary, message.log_tail)
             status, error = tab.progress.status, tab.progress.error
         else:
-            status = (message.summary or {}).get("status") or ("stopped" if message.returncode == 130 else "failed")
+            status = final_status(message.summary, message.returncode)
             error = (message.summary or {}).get("error")
         if status == "failed":
             where = " (its job.log is shown in its tab)" if tab is not None else ""

@@ -16,6 +16,17 @@ NEXT_PHASE = {"data": "tokenize", "tokenize": "model_init", "model_init": "train
               "report": "finishing"}
 
 
+# Exit codes of a clean stop: 128 + SIGINT, SIGTERM or SIGHUP (see core/signals.py).
+STOP_EXIT_CODES = (130, 143, 129)
+
+
+def final_status(summary: dict | None, returncode: int | None) -> str:
+    """A finished job's status: summary.json's word when there is one, else read from the exit code."""
+    if summary and summary.get("status"):
+        return str(summary["status"])
+    return "stopped" if returncode in STOP_EXIT_CODES else "failed"
+
+
 @dataclass
 class JobProgress:
     """State every job has: status, timing, log lines, and how it ended."""
@@ -79,13 +90,10 @@ class JobProgress:
             self.status = str(summary["status"])
             self.error = summary.get("error") or self.error
         elif not self.finished:
-            if returncode == 130:
-                self.status = "stopped"
-            else:
-                self.status = "failed"
-                if self.error is None:
-                    ended = f"exited with code {returncode}" if returncode not in (None, -1) else "ended"
-                    self.error = f"the job {ended} without writing summary.json"
+            self.status = final_status(None, returncode)
+            if self.status == "failed" and self.error is None:
+                ended = f"exited with code {returncode}" if returncode not in (None, -1) else "ended"
+                self.error = f"the job {ended} without writing summary.json"
         if summary and isinstance(summary.get("total_seconds"), (int, float)):
             self.elapsed = float(summary["total_seconds"])
 

@@ -28,8 +28,8 @@ class QuitScreen(ModalScreen[str | None]):
             names = "\n".join(f"  • {name}" for name in self.running)
             noun = "A job is" if len(self.running) == 1 else f"{len(self.running)} jobs are"
             yield Static(f"{noun} still running:\n{names}\n\n"
-                         "Stopping lets each finish its current step and save status 'stopped'. "
-                         "Left running, they carry on; reopen llmlab to follow them again.", id="dialog-text")
+                         "Stop: each finishes its current step and saves status 'stopped'. "
+                         "Leave: each carries on; reopen llmlab to follow it again.", id="dialog-text")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Stop and quit (s)", id="stop", variant="error", compact=True)
                 yield Button("Leave running (l)", id="leave", variant="primary", compact=True)
