@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,8 +164,12 @@ def tokenizer_fingerprint(tok) -> str:
     return f"{type(tok).__name__}:{len(tok)}:{tok.eos_token_id}:{sample}"
 
 
+# Bump when tokenize_rows or the cache file's layout changes, so old files are not read as new ones.
+TOKEN_CACHE_VERSION = 1
+
+
 def cache_key(data: str, rows: int, eval_rows: int, tok) -> str:
-    raw = json.dumps([data_fingerprint(data), rows, eval_rows, tokenizer_fingerprint(tok), 1])
+    raw = json.dumps([data_fingerprint(data), rows, eval_rows, tokenizer_fingerprint(tok), TOKEN_CACHE_VERSION])
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
@@ -197,12 +202,13 @@ def save_cached(path: Path, corpus: TokenizedCorpus) -> None:
 
 
 def load_cached(path: Path) -> TokenizedCorpus | None:
+    """The cached ids, or None when the file is missing or damaged (then the rows are tokenized again)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             return TokenizedCorpus(npz["train_ids"], npz["eval_ids"], meta["n_train_rows"], meta["n_eval_rows"],
                                    meta["source"], meta["held_out_note"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # empty or cut short by a crash
         return None
 
 
@@ -215,17 +221,22 @@ def token_cache_path(key: str) -> Path:
 
 
 def pack_blocks(ids: np.ndarray, block_size: int, pad_id: int):
-    """(inputs, labels) of shape (n_blocks, block_size): every token kept, only the last block padded.
+    """(inputs, labels) of shape (n_blocks, block_size): only the last block padded; no ids, no blocks.
 
     The padding sits at the end of the last block, so causal attention never lets a real token
     see it, and its labels are -100 so it is left out of the loss.
+    A block's first token is never a target, so a last block holding a single token would have
+    nothing to predict: its mean loss is 0/0 = NaN, which poisons an eval batch or skips a
+    training step. That one token (the closing EOS) is dropped instead.
     """
     import torch
 
     n = len(ids)
-    n_blocks = max(1, -(-n // block_size))
+    if n % block_size == 1:
+        n -= 1
+    n_blocks = -(-n // block_size)
     inputs = np.full(n_blocks * block_size, pad_id, dtype=np.int64)
-    inputs[:n] = ids
+    inputs[:n] = ids[:n]
     labels = inputs.copy()
     labels[n:] = -100
     return (torch.from_numpy(inputs).view(n_blocks, block_size),

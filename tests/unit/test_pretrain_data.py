@@ -102,6 +102,27 @@ def test_packing_exact_multiple_has_no_padding():
     assert inputs.shape == (2, 4) and (labels != -100).all()
 
 
+def test_packing_never_makes_a_block_with_nothing_to_predict():
+    """A last block of one token has no target: its loss would be 0/0 = NaN (an eval loss of NaN)."""
+    inputs, labels = data.pack_blocks(np.arange(1, 10, dtype=np.int32), block_size=4, pad_id=0)
+    assert inputs.shape == (2, 4) and inputs.flatten().tolist() == list(range(1, 9))
+    assert (labels[:, 1:] != -100).any(dim=1).all()
+    inputs, labels = data.pack_blocks(np.zeros(0, dtype=np.int32), block_size=4, pad_id=0)
+    assert inputs.shape == labels.shape == (0, 4)
+
+
+def test_eval_loss_is_finite_when_the_last_batch_is_the_shortest_block():
+    import contextlib
+
+    from core.pretrain.config import PretrainConfig
+    from core.pretrain.train import build_model, evaluate_loss
+
+    model = build_model(PretrainConfig(model_size="tiny"), vocab_size=50257)
+    inputs, labels = data.pack_blocks(np.arange(1, 66, dtype=np.int32), block_size=32, pad_id=0)  # 2·32 + 1 tokens
+    for batch_size in (1, 2, 3):
+        assert np.isfinite(evaluate_loss(model, inputs, labels, batch_size, contextlib.nullcontext))
+
+
 def test_token_cache_round_trip_and_key_changes_with_rows(tmp_path):
     tok = bundled_gpt2_tokenizer()
     path = write_all_formats(tmp_path, ROWS)["txt"]
@@ -114,3 +135,10 @@ def test_token_cache_round_trip_and_key_changes_with_rows(tmp_path):
     # Editing the file changes its fingerprint, so stale ids are never reused.
     path.write_text("changed\n", encoding="utf-8")
     assert data.cache_key(str(path), 20, 5, tok) != key
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04cut short", b"not a zip at all"])
+def test_a_damaged_token_cache_file_is_a_miss_not_a_crash(tmp_path, content):
+    path = tmp_path / "tokens.npz"
+    path.write_bytes(content)
+    assert data.load_cached(path) is None
