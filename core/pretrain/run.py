@@ -148,16 +148,13 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
 
 
 def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, phases, on_step, log, resume_from) -> dict:
-    import torch
-
     from core.pretrain.data import pack_blocks
     from core.pretrain.train import build_model, train
 
     t = time.time()
     pad_id = tok.eos_token_id
     train_blocks = pack_blocks(tokens.train_ids, cfg.block_size, pad_id)
-    eval_blocks = pack_blocks(tokens.eval_ids, cfg.block_size, pad_id) if len(tokens.eval_ids) else \
-        (torch.zeros(0, cfg.block_size, dtype=torch.long), torch.zeros(0, cfg.block_size, dtype=torch.long))
+    eval_blocks = pack_blocks(tokens.eval_ids, cfg.block_size, pad_id)
     model = build_model(cfg, vocab_size=len(tok))
     n_params = sum(p.numel() for p in model.parameters())
     phases["model_init"] = time.time() - t
@@ -180,15 +177,15 @@ def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, ph
     emit("phase", name="save", seconds=round(phases["save"], 3))
 
     hw = snapshot()
-    trained_tokens = len(tokens.train_ids) * result.epochs_done
-    tps = trained_tokens / result.train_seconds if result.train_seconds > 0 and result.epochs_done else None
+    # Only the tokens this process trained on: after a resume, train_seconds covers just this process too.
+    tps = result.tokens_trained / result.train_seconds if result.train_seconds > 0 else None
     peak = peak_bf16_flops(hw["gpus"][0]["name"]) if hw["gpus"] and result.device.startswith("cuda") else None
     # 6·N FLOPs per token for forward+backward through the weights, plus the attention scores.
     flops_per_token = 6 * n_params + 12 * model.config.n_layer * model.config.n_embd * cfg.block_size
     return {
         "train_seconds": round(result.train_seconds, 3), "epochs": cfg.epochs, "epochs_completed": result.epochs_done,
         "rows": tokens.n_train_rows, "eval_rows": tokens.n_eval_rows, "held_out": tokens.held_out_note,
-        "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps,
+        "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps, "tokens_trained": result.tokens_trained,
         "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
         "eval_losses": result.eval_losses, "n_params": n_params,
         "data_source": tokens.source, "token_cache_hit": cache_hit, "model_size": cfg.model_size,
@@ -207,7 +204,8 @@ def _finish(run_dir: Path, summary: dict, t0: float, emit, log) -> None:
     """Chart, report and summary, whatever the status; the report's total time is measured last."""
     from core.pretrain.report import plot_loss, write_report
 
-    summary.setdefault("hardware", snapshot())
+    if "hardware" not in summary:  # a run that failed before training has not taken it yet
+        summary["hardware"] = snapshot()
     t = time.time()
     try:
         plot_loss(run_dir / "events.jsonl", run_dir / "loss.png", f"GPT-2 pretraining — {run_dir.name}")

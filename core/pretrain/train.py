@@ -37,6 +37,7 @@ class TrainResult:
     stopped: bool = False
     error: str | None = None            # set when the run had to stop itself (non-finite losses)
     nonfinite_steps: int = 0            # updates skipped because the loss was NaN/inf
+    tokens_trained: int = 0             # predicted tokens of the steps this process ran (not those before a resume)
     micro_batch_size: int = 0
     oom_retries: int = 0
     checkpoint: str | None = None       # the newest checkpoint written by this process
@@ -164,6 +165,9 @@ def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[
             state = load_checkpoint(resume_from, model, optimizer, scheduler)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:  # damage checkpoint_problem() could not see
             raise UsageError(f"cannot resume from checkpoint {resume_from}: {str(exc).splitlines()[0]}") from None
+        if state["order"] and len(state["order"]) != n_blocks:  # the final checkpoint's order is empty
+            raise UsageError(f"checkpoint {resume_from.name} was made from {len(state['order'])} blocks of training "
+                             f"tokens, but the data now gives {n_blocks}: the data or tokenizer changed since; start a new run")
         _set_rng_state(generator, state["rng"])
         step, first_epoch, start_index = state["step"], state["epoch"], state["next_index"]
         order = torch.tensor(state["order"], device=device)
@@ -247,6 +251,7 @@ def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[
                     [loss_sum / n_finite.clamp(min=1), n_finite, bad_run_max, tokens_since.float(), bad_total]).tolist()
                 now = time.time()
                 result.nonfinite_steps = int(nbad)
+                result.tokens_trained += int(ntok)
                 if finite_count:
                     emit("loss", step=step, epoch=epoch, loss=round(mean_loss, 5), lr=scheduler.get_last_lr()[0],
                          tokens_per_s=round(ntok / max(now - t_log, 1e-9), 1))
@@ -273,6 +278,7 @@ def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[
         if eval_loss is not None:
             result.eval_losses.append(eval_loss)
             emit("eval", epoch=epoch, step=step, eval_loss=round(eval_loss, 5))
+        t_log = time.time()  # the next interval's tokens/s measures training, not this evaluation
     finished = not (result.stopped or result.error)
     if run_dir is not None and cfg.save_every and finished and not (result.checkpoint or "").endswith(f"step-{step:06d}"):
         checkpoint(cfg.epochs + 1, 0, torch.zeros(0, dtype=torch.long))  # "at the end": nothing left to do

@@ -81,6 +81,10 @@ def test_stopped_then_resumed_run_matches_an_uninterrupted_one(corpus, tmp_path)
     assert [v for _, v in train_b] == pytest.approx([v for _, v in train_a], abs=1e-4)
     assert [v for _, v in eval_b] == pytest.approx([v for _, v in eval_a], abs=1e-4)
     assert resumed["eval_losses"] == pytest.approx(full["eval_losses"], abs=1e-4)
+    # Throughput counts only what each process trained, so a resume does not claim the tokens before it.
+    assert 0 < part["tokens_trained"] < full["tokens_trained"]
+    assert part["tokens_trained"] + resumed["tokens_trained"] == full["tokens_trained"]
+    assert resumed["tokens_per_second"] == pytest.approx(resumed["tokens_trained"] / resumed["train_seconds"], rel=1e-3)
 
 
 def test_checkpoints_keep_the_newest_two_and_ignore_torn_ones(corpus, tmp_path):
@@ -101,10 +105,24 @@ def test_resume_refuses_runs_without_a_complete_checkpoint_or_of_another_kind(co
     other = tmp_path / "evalrun"
     other.mkdir()
     (other / "config.json").write_text('{"kind": "eval"}')
-    with pytest.raises(UsageError, match="is a eval run|is an eval run|not a pretraining run"):
+    with pytest.raises(UsageError, match="is an eval run, not a pretraining run"):
         resume_config(other)
     with pytest.raises(UsageError, match="not a run directory"):
         resume_config(tmp_path / "nothing-here")
+
+
+def test_resume_refuses_a_checkpoint_whose_data_changed(corpus, tmp_path):
+    stop = StopRequest()
+
+    def stop_at_step_3(step, total):
+        if step == 3:
+            stop.signal = signal.SIGINT
+
+    run_pretrain(small_cfg(corpus, tmp_path / "run"), on_step=stop_at_step_3, stop=stop, log=quiet)
+    corpus.write_text("\n".join(bookcorpus_like_rows(160, seed=4)[:80]) + "\n", encoding="utf-8")  # fewer tokens now
+    cfg, checkpoint = resume_config(tmp_path / "run")
+    with pytest.raises(UsageError, match="the data or tokenizer changed since"):
+        run_pretrain(cfg, resume_from=checkpoint, log=quiet)
 
 
 def _wrap_forward(monkeypatch, wrapper):
@@ -189,8 +207,5 @@ def test_a_signal_stops_the_job_cleanly_with_a_checkpoint(corpus, tmp_path, sig,
     summary = read_json(out / "summary.json")
     assert summary["status"] == "stopped" and summary["stop_signal"] == sig
     assert list_checkpoints(out) and (out / "model" / "model.safetensors").exists()
-    assert [e for e in iter_jsonl(out / "events.jsonl")][-1] == {**_last(out), "status": "stopped"}
-
-
-def _last(out):
-    return list(iter_jsonl(out / "events.jsonl"))[-1]
+    last = list(iter_jsonl(out / "events.jsonl"))[-1]
+    assert last["type"] == "end" and last["status"] == "stopped"
