@@ -46,15 +46,21 @@ def dumps(obj: Any, indent: int | None = None) -> str:
     return json.dumps(obj, ensure_ascii=False, default=_to_jsonable, indent=indent)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+def _replace_atomically(path: Path, text: str) -> None:
+    """Write a sibling temporary file, fsync it, then rename it over `path`: a reader sees the old
+    file or the new one, never half of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(dumps(obj, indent=2) + "\n")
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Replace a JSON file atomically with `obj`."""
+    _replace_atomically(path, dumps(obj, indent=2) + "\n")
 
 
 def read_json(path: Path) -> dict | None:
@@ -86,14 +92,8 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Replace a JSON-lines file atomically with `rows` (readers see the old file or the new one)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(dumps(row) + "\n" for row in rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Replace a JSON-lines file atomically with `rows`."""
+    _replace_atomically(path, "".join(dumps(row) + "\n" for row in rows))
 
 
 class JsonlWriter:
