@@ -50,6 +50,8 @@ class PretrainConfig:
         for name in ("rows", "epochs", "block_size", "batch_size", "log_every", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.block_size < 2:  # a block's first token is never predicted, so one token teaches nothing
+            raise UsageError(f"--block-size must be at least 2 (got {self.block_size})")
         if self.eval_rows < 0:
             raise UsageError(f"--eval-rows must be 0 or more (got {self.eval_rows})")
         for name in ("micro_batch_size", "save_every", "save_minutes"):

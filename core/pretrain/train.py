@@ -227,7 +227,8 @@ def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[
                 continue  # the same batch again, in smaller pieces
             finite = torch.isfinite(loss)
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                finite &= torch.isfinite(grad_norm)  # a finite loss can still have inf/NaN gradients
             if fused:
                 optimizer.found_inf = (~finite).float()  # the fused kernel skips the update on the device
                 optimizer.step()

@@ -123,6 +123,7 @@ CASES = [
     ("pretrain-zero-rows", "pretrain --data {in}/corpus.txt --rows 0", "--rows must be at least 1"),
     ("pretrain-negative-epochs", "pretrain --data {in}/corpus.txt --epochs -1", "--epochs must be at least 1"),
     ("pretrain-zero-block", "pretrain --data {in}/corpus.txt --block-size 0", "--block-size must be at least 1"),
+    ("pretrain-one-token-block", "pretrain --data {in}/corpus.txt --block-size 1", "--block-size must be at least 2"),
     ("pretrain-zero-batch", "pretrain --data {in}/corpus.txt --batch-size 0", "--batch-size must be at least 1"),
     ("pretrain-negative-lr", "pretrain --data {in}/corpus.txt --lr -0.1", "--lr must be a positive number"),
     ("pretrain-negative-eval-rows", "pretrain --data {in}/corpus.txt --eval-rows -5", "--eval-rows must be 0 or more"),

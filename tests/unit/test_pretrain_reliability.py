@@ -209,3 +209,23 @@ def test_a_signal_stops_the_job_cleanly_with_a_checkpoint(corpus, tmp_path, sig,
     assert list_checkpoints(out) and (out / "model" / "model.safetensors").exists()
     last = list(iter_jsonl(out / "events.jsonl"))[-1]
     assert last["type"] == "end" and last["status"] == "stopped"
+
+
+def test_a_finite_loss_with_infinite_gradients_is_skipped_too(corpus, tmp_path, monkeypatch):
+    real_build = train_module.build_model
+
+    def build(cfg, vocab_size):
+        model = real_build(cfg, vocab_size)
+        calls = {"n": 0}
+
+        def poison_third_backward(grad):
+            calls["n"] += 1
+            return grad * float("inf") if calls["n"] == 3 else grad
+
+        model.transformer.ln_f.weight.register_hook(poison_third_backward)
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build)
+    summary = run_pretrain(small_cfg(corpus, tmp_path / "run"), log=quiet)
+    assert summary["status"] == "completed" and summary["nonfinite_steps"] == 1
+    assert all(torch.isfinite(w).all() for w in weights(tmp_path / "run").values())
