@@ -107,16 +107,25 @@ def _stream_hub_rows(data: str, limit: int) -> tuple[list[str], str]:
                          f"run 'llmlab pretrain --demo' (bundled sample) or pass --data FILE")
     from datasets import load_dataset
 
-    attempts = [(None, data), ("refs/convert/parquet", f"{data}@refs/convert/parquet")]
+    # 1. the dataset as published; 2. the hub's own Parquet export (datasets >= 4 refuses the
+    # loading script bookcorpus still had); 3. that export's files by pattern, because very large
+    # sets are only partly exported, into a `partial-train` folder that is not the `train` split.
+    export_files = f"hf://datasets/{data}@refs%2Fconvert%2Fparquet/*/*train/*.parquet"
+    attempts = [
+        (lambda: load_dataset(data, split="train", streaming=True), data),
+        (lambda: load_dataset(data, split="train", streaming=True, revision="refs/convert/parquet"),
+         f"{data}@refs/convert/parquet"),
+        (lambda: load_dataset("parquet", data_files=export_files, split="train", streaming=True),
+         f"{data}@refs/convert/parquet (Parquet files)"),
+    ]
     last_error = ""
-    for revision, label in attempts:
+    for open_stream, label in attempts:
         try:
-            stream = load_dataset(data, split="train", streaming=True, revision=revision)
-            rows = [str(r["text"]) for r in stream.take(limit)]
+            rows = [str(r["text"]) for r in open_stream().take(limit)]
             return rows, f"{label} (streamed, first {len(rows)} rows)"
         except KeyError:
             raise UsageError(f"hub dataset {data!r} has no 'text' column") from None
-        except Exception as exc:  # e.g. "Dataset scripts are no longer supported": try the Parquet export
+        except Exception as exc:  # e.g. "Dataset scripts are no longer supported": try the next source
             last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     raise UsageError(f"cannot stream {data!r} from the hub: {last_error}")
 

@@ -142,3 +142,43 @@ def test_a_damaged_token_cache_file_is_a_miss_not_a_crash(tmp_path, content):
     path = tmp_path / "tokens.npz"
     path.write_bytes(content)
     assert data.load_cached(path) is None
+
+
+class _FakeStream:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def take(self, n):
+        return [{"text": r} for r in self.rows[:n]]
+
+
+def test_hub_streaming_falls_back_to_the_parquet_export(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, **kwargs):
+        calls.append((path, kwargs.get("revision"), kwargs.get("data_files")))
+        if len(calls) < 3:
+            raise RuntimeError("Dataset scripts are no longer supported, but found bookcorpus.py")
+        return _FakeStream([f"row {i}" for i in range(100)])
+
+    monkeypatch.setattr(data, "hub_reachable", lambda: True)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    corpus = data.load_corpus("bookcorpus/bookcorpus", rows=10, eval_rows=5)
+    assert corpus.train == [f"row {i}" for i in range(10)] and corpus.held_out == [f"row {i}" for i in range(10, 15)]
+    assert [c[1] for c in calls] == [None, "refs/convert/parquet", None]
+    assert calls[2][0] == "parquet" and "refs%2Fconvert%2Fparquet" in calls[2][2]
+    assert "Parquet files" in corpus.source and "first 15 rows" in corpus.source
+
+
+def test_hub_streaming_that_fails_everywhere_is_one_usage_error(monkeypatch):
+    import datasets
+
+    def always_fails(path, **kwargs):
+        raise RuntimeError("404 Client Error: not found\nmore detail")
+
+    monkeypatch.setattr(data, "hub_reachable", lambda: True)
+    monkeypatch.setattr(datasets, "load_dataset", always_fails)
+    with pytest.raises(UsageError, match=r"cannot stream 'nobody/nothing' from the hub: 404 Client Error: not found$"):
+        data.load_corpus("nobody/nothing", rows=10, eval_rows=0)
