@@ -24,17 +24,8 @@ SUMMARY_FIELDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    """One demo model for the whole module instead of one per test."""
-    folder = tmp_path_factory.mktemp("cache")
-    demo_mod.ensure_demo_model(folder / demo_mod.DEMO_MODEL_NAME)
-    return folder
-
-
-@pytest.fixture(autouse=True)
-def use_shared_cache(shared_cache, monkeypatch):
-    monkeypatch.setenv("LLMLAB_CACHE_DIR", str(shared_cache))
+# One demo model for the whole module instead of one per test.
+pytestmark = pytest.mark.usefixtures("shared_demo_model")
 
 
 def _read(run):

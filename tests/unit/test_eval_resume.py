@@ -16,16 +16,8 @@ from core.runs import iter_jsonl, read_json
 from core.mmmlu import load_csv, select_questions
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cache")
-    demo_mod.ensure_demo_model(folder / demo_mod.DEMO_MODEL_NAME)
-    return folder
-
-
-@pytest.fixture(autouse=True)
-def use_shared_cache(shared_cache, monkeypatch):
-    monkeypatch.setenv("LLMLAB_CACHE_DIR", str(shared_cache))
+# One demo model for the whole module instead of one per test.
+pytestmark = pytest.mark.usefixtures("shared_demo_model")
 
 
 DEMO = ["eval", "--demo", "--subject", "all", "--limit", "8", "--max-new-tokens", "6", "--batch-size", "3"]
