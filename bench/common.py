@@ -131,6 +131,35 @@ def slug(text: str) -> str:
 _PROGRESS_BAR = re.compile(r"\d+%\||\d+/\d+ \[\d")
 
 
+class ChildRunner:
+    """Runs one bench's engine jobs as children, each within what is left of `--timeout`/`--deadline`.
+
+    `defaults` are merged under every job; each job also gets a fresh `out` folder. A job that
+    would start with under MIN_SECONDS left is skipped and reported as such, not run short.
+    """
+
+    MIN_SECONDS = 20
+
+    def __init__(self, module: str, timeout: float, deadline: float | None, defaults: dict, t_start: float):
+        self.module, self.timeout, self.deadline, self.defaults = module, timeout, deadline, defaults
+        self.t_start = t_start  # time.monotonic() when the bench began: the deadline counts from there
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t_start
+
+    def remaining(self) -> float:
+        return self.timeout if self.deadline is None else min(self.timeout, self.deadline - self.elapsed())
+
+    def __call__(self, job: dict, label: str) -> dict:
+        left = self.remaining()
+        if left < self.MIN_SECONDS:
+            print(f"[bench] skipping {label}: the --deadline leaves {left:.0f} s", flush=True)
+            return {"error": f"skipped: --deadline reached before {label}"}
+        print(f"[bench] {label} ...", flush=True)
+        job = {**self.defaults, "out": tempfile.mkdtemp(prefix=f"{label.replace(' ', '-')}-", dir=WORK_DIR), **job}
+        return run_child(self.module, job, timeout=left, label=label)
+
+
 def run_child(module: str, job: dict, timeout: float | None = None, label: str = "") -> dict:
     """Run `python -m module job.json` and return the dict it wrote to job['result_path'].
 

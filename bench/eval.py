@@ -27,8 +27,16 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (CACHE_DIR, RESULTS_DIR, WORK_DIR, device_facts, gpt2_tokenizer_dir, parse_scales, run_child,
-                          save_results)
+from bench.common import (
+    CACHE_DIR,
+    RESULTS_DIR,
+    WORK_DIR,
+    ChildRunner,
+    device_facts,
+    gpt2_tokenizer_dir,
+    parse_scales,
+    save_results,
+)
 from bench.mmmlu_synth import write_csv
 from bench.report import render
 
@@ -153,18 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     facts = device_facts()
     WORK_DIR.mkdir(parents=True, exist_ok=True)
 
-    def remaining() -> float:
-        return args.timeout if args.deadline is None else min(args.timeout, args.deadline - (time.monotonic() - t_start))
-
-    def child(job: dict, label: str) -> dict:
-        left = remaining()
-        if left < 20:
-            print(f"[bench] skipping {label}: the --deadline leaves {left:.0f} s", flush=True)
-            return {"error": f"skipped: --deadline reached before {label}"}
-        print(f"[bench] {label} ...", flush=True)
-        job = {"model_dir": model_dir, "max_new_tokens": args.max_new_tokens,
-               "out": tempfile.mkdtemp(prefix=f"{label.replace(' ', '-')}-", dir=WORK_DIR), **job}
-        return run_child(JOBS, job, timeout=left, label=label)
+    child = ChildRunner(JOBS, args.timeout, args.deadline, {"max_new_tokens": args.max_new_tokens}, t_start)
 
     notes = []
     if not facts["hardware"]["gpus"]:
@@ -188,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         notes.append("Tokenizer: GPT-2 BPE (no Qwen tokenizer on disk), widened with unreachable <idN> entries to "
                      "151,936 ids so replies compare token-exactly; prompts encode to GPT-2 ids (< 50,257), about 3x "
                      "as many prompt tokens as Qwen's tokenizer would give for Chinese.")
+    child.defaults["model_dir"] = model_dir  # every later job evaluates this folder
     notes.append(f"Data: {args.data}" if args.data else
                  "Data: synthetic moral_scenarios-shaped Chinese questions (bench/mmmlu_synth.py), not the real MMMLU rows.")
     notes.append("Baseline: AutoModelForCausalLM.from_pretrained(dir) with its default dtype ('auto': the checkpoint's "

@@ -24,8 +24,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` and `core` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (CACHE_DIR, RESULTS_DIR, WORK_DIR, device_facts, gpt2_tokenizer_dir, parse_scales,
-                          run_child, save_results)
+from bench.common import (
+    CACHE_DIR,
+    RESULTS_DIR,
+    WORK_DIR,
+    ChildRunner,
+    device_facts,
+    gpt2_tokenizer_dir,
+    parse_scales,
+    save_results,
+)
 from bench.report import render
 
 JOBS = "bench.pretrain_jobs"
@@ -167,19 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
                  f"every 500 steps), per_device_train_batch_size={args.baseline_batch_size}, rows tokenized one by one, "
                  "DataCollatorForLanguageModeling(mlm=False) padding per batch.")
 
-    def remaining() -> float:
-        return args.timeout if args.deadline is None else min(args.timeout, args.deadline - (time.monotonic() - t_start))
-
-    def child(job: dict, label: str) -> dict:
-        left = remaining()
-        if left < 20:
-            print(f"[bench] skipping {label}: the --deadline leaves {left:.0f} s", flush=True)
-            return {"error": f"skipped: --deadline reached before {label}"}
-        job = {"rows": job.pop("rows"), "eval_rows": args.eval_rows, "epochs": args.epochs, "model_size": args.model_size,
-               "seed": args.seed, "tokenizer_dir": tokenizer_dir, "keep_models": args.keep_models,
-               "out": tempfile.mkdtemp(prefix=f"{label.replace(' ', '-')}-", dir=WORK_DIR), **job}
-        print(f"[bench] {label} ...", flush=True)
-        return run_child(JOBS, job, timeout=left, label=label)
+    child = ChildRunner(JOBS, args.timeout, args.deadline,
+                        {"eval_rows": args.eval_rows, "epochs": args.epochs, "model_size": args.model_size,
+                         "seed": args.seed, "tokenizer_dir": tokenizer_dir, "keep_models": args.keep_models}, t_start)
 
     blocks = []
     warm_cache = {}
