@@ -42,13 +42,13 @@ JOBS = "bench.pretrain_jobs"
 # compilation on a fresh machine would eat most of a short GPU session.
 LEVERS: dict[str, dict] = {
     "base": {},
-    "batch8": {"batch_size": 8},
+    "batch16": {"batch_size": 16},
     "batch32": {"batch_size": 32},
-    "batch64": {"batch_size": 64},
     "batch64-lr2e-3": {"batch_size": 64, "lr": 2e-3},
-    "block128": {"block_size": 128},
+    "block256": {"block_size": 256},
     "block512": {"block_size": 512},
-    "block1024": {"block_size": 1024},
+    "b16x256": {"batch_size": 16, "block_size": 256},  # the earlier default
+    "lr6e-4": {"lr": 6e-4},
     "no-bf16": {"bf16": False},
     "no-tf32": {"tf32": False},
     "no-fused-adamw": {"fused_adamw": False},

@@ -24,8 +24,12 @@ class PretrainConfig:
     epochs: int = 3
     tokenizer: str = "gpt2"              # hub id, local dir, or "gpt2" (falls back to the bundled exact BPE)
     model_size: str = "default"          # key of MODEL_PRESETS
-    block_size: int = 256                # tokens per packed training sequence
-    batch_size: int = 16                 # sequences per optimizer step
+    # 8 x 128 tokens per step gives an estimated 400-500 optimizer steps on the seed task. Larger
+    # batches train faster per token but leave too few steps: on CPU with the tiny preset,
+    # 16 x 256 (21 steps) ended at held-out loss 9.58, 8 x 128 (75 steps) at 6.23, against 8.42
+    # for the Trainer baseline (bench/README.md, "CPU evidence"). Re-check on a GPU with --levers.
+    block_size: int = 128                # tokens per packed training sequence
+    batch_size: int = 8                  # sequences per optimizer step
     lr: float = 1e-3                     # peak learning rate
     min_lr_ratio: float = 0.1            # cosine decays to lr * min_lr_ratio
     warmup_ratio: float = 0.05           # share of steps spent warming up linearly

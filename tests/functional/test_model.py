@@ -55,7 +55,7 @@ def test_runs_whose_pid_is_gone_are_not_reattached(tmp_path):
 def test_form_options_pass_every_field_without_a_preset():
     options, out = command_options(PRETRAIN_FIELDS, defaults(PRETRAIN_FIELDS))
     assert options == ["--data", "bookcorpus/bookcorpus", "--rows", "10000", "--epochs", "3", "--model-size", "default",
-                       "--tokenizer", "gpt2", "--batch-size", "16", "--no-compile"]
+                       "--tokenizer", "gpt2", "--batch-size", "8", "--no-compile"]
     assert out is None
 
 
