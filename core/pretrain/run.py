@@ -149,7 +149,7 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
 
 def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, phases, on_step, log, resume_from) -> dict:
     from core.pretrain.data import pack_blocks
-    from core.pretrain.train import build_model, train
+    from core.pretrain.train import build_model, count_steps_per_epoch, train
 
     t = time.time()
     pad_id = tok.eos_token_id
@@ -159,7 +159,7 @@ def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, ph
     n_params = sum(p.numel() for p in model.parameters())
     phases["model_init"] = time.time() - t
     emit("phase", name="model_init", seconds=round(phases["model_init"], 3))
-    steps_per_epoch = -(-train_blocks[0].shape[0] // cfg.batch_size)
+    steps_per_epoch = count_steps_per_epoch(train_blocks[0].shape[0], cfg.batch_size)
     emit("plan", total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
          blocks=train_blocks[0].shape[0], tokens_per_epoch=len(tokens.train_ids), n_params=n_params)
     log(f"model: GPT-2 {cfg.model_size}, {n_params / 1e6:.1f} M parameters; "

@@ -61,6 +61,11 @@ def build_model(cfg: PretrainConfig, vocab_size: int):
     return model
 
 
+def count_steps_per_epoch(n_blocks: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: the last batch may be short, but it is a step (no block is dropped)."""
+    return math.ceil(n_blocks / batch_size)
+
+
 def _param_groups(model, weight_decay: float) -> list[dict]:
     """Decay matrices (weights, embeddings) but not biases or LayerNorm gains."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -144,7 +149,7 @@ def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[
     if not fused:
         optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     n_blocks = inputs.shape[0]
-    steps_per_epoch = math.ceil(n_blocks / cfg.batch_size)
+    steps_per_epoch = count_steps_per_epoch(n_blocks, cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, num_warmup_steps=max(1, int(cfg.warmup_ratio * total_steps)),
