@@ -60,8 +60,20 @@ def settings_of(config: EvalConfig, model_path: Path, data_path: Path, dtype: st
     return settings
 
 
-def row_key(settings_hash: str, question) -> str:
-    return digest([settings_hash, str(question.index), question.prompt])
+def row_key(settings_hash: str, question, occurrence: int = 0) -> str:
+    base = [settings_hash, str(question.index), question.prompt]
+    return digest(base if occurrence == 0 else [*base, occurrence])
+
+
+def row_keys(settings_hash: str, questions) -> list[str]:
+    """One key per question; a row repeated in the CSV (same index and prompt) gets its own key per repeat."""
+    seen: dict[tuple, int] = {}
+    keys = []
+    for q in questions:
+        n = seen.get((str(q.index), q.prompt), 0)
+        seen[(str(q.index), q.prompt)] = n + 1
+        keys.append(row_key(settings_hash, q, n))
+    return keys
 
 
 _SETTING_WORDS = {"data_sha256": "the data file changed (its sha256 differs)", "model": "the model folder changed",

@@ -28,7 +28,7 @@ from core.evaluate.resume import (
     recorded_path,
     resume_config,
     reusable_rows,
-    row_key,
+    row_keys,
     settings_of,
 )
 from core.mmmlu import extract_answer, load_csv, select_questions
@@ -49,31 +49,37 @@ class _Interrupts(StopRequest):
     def __init__(self, emit):
         def announce(signum: int) -> None:
             what = "interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
-            emit("log", message=f"{what}: finishing the current batch, then stopping (Ctrl-C again to stop now)")
+            emit("log", message=f"{what}: stopping at the next generation step; finished questions are kept "
+                                f"and 'llmlab eval --resume' runs the rest (Ctrl-C again to stop now)")
 
         super().__init__(on_signal=announce)
 
 
-def _optimizations(config: EvalConfig, batch_size: int, dtype: str, device: str, attn: str | None) -> list[str]:
-    """Only what is active in this run, in words a report reader understands."""
+def _optimizations(config: EvalConfig, stats, model, device: str) -> list[str]:
+    """What this run really used, read from the engine's stats and the loaded model, in words a report reader understands."""
+    import torch
+
     active = []
-    if dtype in ("bf16", "fp16"):
-        active.append(f"{dtype} weights and activations")
-    if attn == "sdpa":
+    dtype = next(model.parameters()).dtype
+    if dtype in (torch.bfloat16, torch.float16):
+        active.append(f"{'bf16' if dtype == torch.bfloat16 else 'fp16'} weights and activations")
+    if getattr(model.config, "_attn_implementation", None) == "sdpa":
         active.append("SDPA attention kernels")
     if config.mode == "logprob":
         active.append("log-prob scoring: one forward pass per batch, no generation")
-    if batch_size > 1:
-        active.append(f"batched inference (batch size {batch_size}, left padding)")
+    largest = max(stats.batch_sizes, default=0)
+    if largest > 1:
+        active.append(f"batched inference (up to {largest} rows per batch, left padding)")
+    if stats.batches > 1 and largest > 1:  # one batch, or batches of one row, have nothing to sort for
         active.append("prompts sorted by token length to cut padding")
-    if config.mode == "generate":
+    if config.mode == "generate" and stats.generate_calls:
         if config.backend == "continuous":
-            active.append("continuous batching (transformers generate_batch): finished rows free their slots")
+            active.append("continuous batching (transformers ContinuousBatchingManager): finished rows free their slots")
             if config.cuda_graphs and device == "cuda":
                 active.append("CUDA graphs (continuous batching)")
         else:
-            if config.free_finished and not config.static_cache and batch_size > 1:
-                active.append("finished rows dropped from the batch and its KV cache")
+            if stats.rows_dropped:
+                active.append(f"finished rows dropped from the batch and its KV cache ({stats.rows_dropped} rows)")
             if config.static_cache:
                 active.append("static KV cache")
             if config.compile and device == "cuda":
@@ -166,15 +172,15 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
         model_path = recorded_path(previous, "model_path") or resolve_model(config.model)
     model_path = Path(model_path).absolute()
     check_model_folder(model_path)
-    tokenizer_start = time.time()
+    tokenizer_start = time.perf_counter()
     tokenizer = load_tokenizer(model_path)
-    tokenizer_seconds = time.time() - tokenizer_start
+    tokenizer_seconds = time.perf_counter() - tokenizer_start
     context = model_context(model_path)
     dtype_name = resolve_dtype(config.dtype, pick_device())[1]
     prompts, cuts = _fit_prompts(questions, tokenizer, context, config)
     settings = settings_of(config, model_path, data_path, dtype_name, context)
     settings_hash = digest(settings)
-    keys = [row_key(settings_hash, q) for q in questions]
+    keys = row_keys(settings_hash, questions)
     reused: list[dict] = []
     if resume:
         run_dir = Path(config.out)
@@ -279,21 +285,16 @@ def _execute(config, work, total, model_path, tokenizer, tokenizer_seconds, thre
     """Answer `work` = [(question, prompt, key, characters cut)], appending a row per answer to results.jsonl."""
     import torch
 
-    from core.evaluate.engine import (
-        auto_batch_size,
-        generate_answers,
-        prompt_lengths,
-        score_choices,
-    )
+    from core.evaluate.engine import EngineStats, auto_batch_size, generate_answers, prompt_lengths, score_choices
     from core.evaluate.loading import load_model, pick_device, resolve_dtype
 
     if threads:
         torch.set_num_threads(threads)
     device = pick_device()
     dtype, dtype_name = resolve_dtype(config.dtype, device)
-    start = time.time()
+    start = time.perf_counter()
     model, tokenizer = load_model(model_path, dtype, device, tokenizer)
-    state["load_seconds"] = tokenizer_seconds + time.time() - start
+    state["load_seconds"] = tokenizer_seconds + time.perf_counter() - start
     if model.generation_config.do_sample:
         emit("log", message="the model's generation_config samples (do_sample=True), so answers vary from run to run; it is kept as the model ships it")
     prompts = [prompt for _, prompt, _, _ in work]
@@ -303,34 +304,36 @@ def _execute(config, work, total, model_path, tokenizer, tokenizer_seconds, thre
     if batch_size == "auto":
         batch_size = auto_batch_size(model, lengths, config.max_new_tokens, config.mode)
     batch_size = min(batch_size, len(prompts))
-    attn = getattr(model.config, "_attn_implementation", None)
-    state.update(batch_size=batch_size, dtype=dtype_name, device=device,
-                 optimizations=_optimizations(config, batch_size, dtype_name, device, attn))
+    state.update(batch_size=batch_size, dtype=dtype_name, device=device)
     if resolved is not None:
         write_json(run_dir / "config.json", {**resolved, "batch_size": batch_size, "dtype": dtype_name, "device": device})
     for note in _flag_warnings(config, device):
         emit("log", message=note)
 
-    gen_start = time.time()
+    stats = EngineStats()
+    state["scored_tokens"] = 0
+    gen_start = time.perf_counter()
 
-    def on_batch(batch):
-        for i, result in zip(batch.indices, batch.results):
-            q, prompt, key, cut = work[i]
-            if config.mode == "generate":
-                pred, output, new_tokens, extra = extract_answer(result.text), result.text, result.new_tokens, {}
-            else:
-                pred = max(result, key=result.get)
-                output, new_tokens, extra = "", 0, {"logprobs": {k: round(v, 4) for k, v in result.items()}}
-            if cut:
-                extra["prompt_cut"] = cut  # characters cut from the start of the question to fit the context
-            row = {"index": q.index, "subject": q.subject, "question": q.question, "prompt": prompt, "gold": q.gold,
-                   "pred": pred, "correct": pred == q.gold, "output": output, "new_tokens": new_tokens, **extra, "key": key}
-            results.write(row)
-            rows.append(row)
-            state["tokens_this_run"] += new_tokens
-        emit("progress", done=len(rows), total=total, batch_size=batch.batch_size,
-             tokens_per_s=round(batch.tokens / batch.seconds, 1) if batch.seconds > 0 else None,
-             correct=sum(r["correct"] for r in rows))
+    def on_row(i, result):
+        """Write a question's line the moment its row ends, then say how far the run is."""
+        q, prompt, key, cut = work[i]
+        if config.mode == "generate":
+            pred, output, new_tokens, extra = extract_answer(result.text), result.text, result.new_tokens, {}
+        else:
+            pred = max(result, key=result.get)
+            output, new_tokens, extra = "", 0, {"logprobs": {k: round(v, 4) for k, v in result.items()}}
+        if cut:
+            extra["prompt_cut"] = cut  # characters cut from the start of the question to fit the context
+        row = {"index": q.index, "subject": q.subject, "question": q.question, "prompt": prompt, "gold": q.gold,
+               "pred": pred, "correct": pred == q.gold, "output": output, "new_tokens": new_tokens, **extra, "key": key}
+        results.write(row)
+        rows.append(row)
+        state["tokens_this_run"] += new_tokens
+        seconds = time.perf_counter() - gen_start
+        state["scored_tokens"] += lengths[i]
+        rate = (stats.tokens if config.mode == "generate" else state["scored_tokens"]) / seconds
+        emit("progress", done=len(rows), total=total, batch_size=stats.batch_sizes[-1] if stats.batch_sizes else batch_size,
+             tokens_per_s=round(rate, 1) if seconds > 0 else None, correct=sum(r["correct"] for r in rows))
 
     def log(message):
         emit("log", message=message)
@@ -341,12 +344,14 @@ def _execute(config, work, total, model_path, tokenizer, tokenizer_seconds, thre
                 model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, batch_size=batch_size,
                 stop_at_answer=config.stop_at_answer, static_cache=config.static_cache, compile=config.compile and device == "cuda",
                 cuda_graphs=config.cuda_graphs and device == "cuda", free_finished=config.free_finished, backend=config.backend,
-                on_batch=on_batch, should_stop=stop_requested, log=log,
+                on_row=on_row, should_stop=stop_requested, log=log, stats=stats,
             )
         else:
-            _, state["batch_size"] = score_choices(model, tokenizer, prompts, batch_size=batch_size, on_batch=on_batch, should_stop=stop_requested, log=log)
+            _, state["batch_size"] = score_choices(model, tokenizer, prompts, batch_size=batch_size, on_row=on_row,
+                                                   should_stop=stop_requested, log=log, stats=stats)
     finally:
-        state["generate_seconds"] = time.time() - gen_start
+        state["generate_seconds"] = time.perf_counter() - gen_start
+        state["optimizations"] = _optimizations(config, stats, model, device)
 
 
 def _finish(config, state, rows, questions, resolved, t0) -> dict:

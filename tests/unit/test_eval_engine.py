@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from core.errors import OutOfMemory
 from core.evaluate.demo import DEMO_DATA, build_tiny_qwen2, demo_skew_tokens, gpt2_tokenizer
-from core.evaluate.engine import generate_answers, score_choices
+from core.evaluate.engine import EngineStats, generate_answers, score_choices
 from core.mmmlu import extract_answer, load_csv, select_questions
 
 MAX_NEW = 24
@@ -181,4 +183,40 @@ def test_settings_counted_from_the_call_start_keep_finished_rows_in_the_batch(ti
     # In force: rows of the reference that ended at EOS before token 6 now run longer.
     assert min(g.new_tokens for g in reference) < 6 <= min(g.new_tokens for g in single)
     batched, _ = generate_answers(model, tokenizer, prompts, max_new_tokens=MAX_NEW, batch_size=10)
+    assert [(g.text, g.new_tokens) for g in batched] == [(g.text, g.new_tokens) for g in single]
+
+
+@pytest.mark.parametrize("options", [{}, {"free_finished": False}, {"static_cache": True}], ids=["drop", "keep", "static"])
+def test_rows_are_reported_the_step_they_end_even_in_one_batch(tiny, reference, options):
+    model, tokenizer = tiny
+    stats = EngineStats()
+    seen = []
+    results, _ = generate_answers(model, tokenizer, _prompts(), max_new_tokens=MAX_NEW, batch_size=10, stats=stats,
+                                  on_row=lambda i, g: seen.append((i, g.new_tokens, stats.tokens)), **options)
+    assert sorted(i for i, _, _ in seen) == list(range(10))  # every row exactly once
+    assert [(g.text, g.new_tokens) for g in results] == [(g.text, g.new_tokens) for g in reference]
+    lengths = [n for _, n, _ in seen]
+    assert lengths == sorted(lengths)  # in the order the rows ended
+    _, first_length, tokens_then = seen[0]
+    assert first_length < MAX_NEW and tokens_then < stats.tokens  # reported while the long rows still generated
+    assert stats.tokens == sum(g.new_tokens for g in reference) and stats.batches == 1
+
+
+def test_should_stop_ends_mid_batch_and_keeps_the_rows_that_ended(tiny, reference):
+    model, tokenizer = tiny
+    seen = []
+    results, _ = generate_answers(model, tokenizer, _prompts(), max_new_tokens=MAX_NEW, batch_size=10,
+                                  on_row=lambda i, g: seen.append(i), should_stop=lambda: len(seen) >= 2)
+    kept = [i for i, g in enumerate(results) if g is not None]
+    assert 2 <= len(kept) < 10 and sorted(seen) == kept
+    assert all((results[i].text, results[i].new_tokens) == (reference[i].text, reference[i].new_tokens) for i in kept)
+
+
+@pytest.mark.gpu
+def test_fp32_batched_equals_batch_one_on_the_gpu(tiny, reference):
+    """The identity the CPU tests show, on CUDA kernels: one batch of every prompt, dropping finished rows."""
+    model, tokenizer = tiny
+    cuda_model = copy.deepcopy(model).to("cuda")
+    single = [generate_answers(cuda_model, tokenizer, [p], max_new_tokens=MAX_NEW, batch_size=1)[0][0] for p in _prompts()]
+    batched, _ = generate_answers(cuda_model, tokenizer, _prompts(), max_new_tokens=MAX_NEW, batch_size=10)
     assert [(g.text, g.new_tokens) for g in batched] == [(g.text, g.new_tokens) for g in single]

@@ -53,6 +53,7 @@ def one_error_line(capsys) -> str:
 
 
 def interrupt_first_batch(monkeypatch, sig):
+    """Send `sig` the moment the first question of the first batch is answered, as a user's Ctrl-C would."""
     import core.evaluate.engine as engine
 
     real, calls = engine._generate_batch, []
@@ -60,7 +61,15 @@ def interrupt_first_batch(monkeypatch, sig):
     def interrupted_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            os.kill(os.getpid(), sig)  # arrives mid-batch; the batch finishes, then the run stops
+            report, sent = kwargs["on_row"], []
+
+            def report_then_signal(position, generation):
+                report(position, generation)
+                if not sent:
+                    sent.append(1)
+                    os.kill(os.getpid(), sig)  # the run stops at the next step; finished questions are kept
+
+            kwargs["on_row"] = report_then_signal
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine, "_generate_batch", interrupted_once)
@@ -76,22 +85,23 @@ def test_stopped_then_resumed_eval_matches_an_uninterrupted_one(tmp_path, monkey
         interrupt_first_batch(m, sig)
         assert main(DEMO + ["--out", str(run)]) == code
     stopped = read_json(run / "summary.json")
-    assert stopped["status"] == "stopped" and stopped["n"] == 3 and stopped["stop_signal"] == sig
+    assert stopped["status"] == "stopped" and 1 <= stopped["n"] < 3 and stopped["stop_signal"] == sig
+    kept = stopped["n"]
 
     assert main(["eval", "--resume", str(run)]) == 0
     rows = rows_of(run)
     assert len(rows) == len({r["index"] for r in rows}) == 8  # one row per question, none twice
     assert by_index(rows) == by_index(full)  # fp32: a resumed run answers exactly as an unbroken one
     summary = read_json(run / "summary.json")
-    assert summary["status"] == "completed" and summary["n"] == summary["total"] == 8 and summary["reused_rows"] == 3
+    assert summary["status"] == "completed" and summary["n"] == summary["total"] == 8 and summary["reused_rows"] == kept
     assert summary["correct"] == sum(r["correct"] for r in rows) and summary["tokens_generated"] == sum(r["new_tokens"] for r in rows)
     events = list(iter_jsonl(run / "events.jsonl"))
     types = [e["type"] for e in events]
     assert types.count("start") == 2 and types.count("end") == 2 and types[-1] == "end"
     resume = next(e for e in events if e["type"] == "resume")
-    assert resume["reused"] == 3 and resume["remaining"] == 5
+    assert resume["reused"] == kept and resume["remaining"] == 8 - kept
     after = [e["done"] for e in events[types.index("resume"):] if e["type"] == "progress"]
-    assert after[0] > 3 and after[-1] == 8
+    assert after[0] > kept and after[-1] == 8
     assert events[-1]["status"] == "completed"
 
 
@@ -158,3 +168,22 @@ def test_resuming_a_finished_run_runs_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(run_module, "_execute", lambda *a, **k: pytest.fail("nothing should run"))
     assert main(["eval", "--resume", str(run)]) == 0
     assert len(rows_of(run)) == 3 and read_json(run / "summary.json")["reused_rows"] == 3
+
+
+def test_repeated_identical_csv_rows_are_two_questions_on_resume(tmp_path, monkeypatch):
+    lines = demo_mod.DEMO_DATA.read_text(encoding="utf-8").splitlines(keepends=True)
+    data = tmp_path / "repeated.csv"
+    data.write_text(lines[0] + lines[1] + lines[1] + lines[2], encoding="utf-8")  # the same row, index and all, twice
+    run = tmp_path / "run"
+    monkeypatch.setattr(demo_mod, "DEMO_DATA", data)
+    assert main(["eval", "--demo", "--max-new-tokens", "4", "--batch-size", "2", "--subject", "all", "--out", str(run)]) == 0
+    first = read_json(run / "summary.json")
+    assert first["n"] == first["total"] == 3
+    keys = [r["key"] for r in rows_of(run)]
+    assert len(set(keys)) == 3
+    import core.evaluate.run as run_module
+
+    monkeypatch.setattr(run_module, "_execute", lambda *a, **k: pytest.fail("every question already has its answer"))
+    assert main(["eval", "--resume", str(run)]) == 0
+    again = read_json(run / "summary.json")
+    assert again["reused_rows"] == 3 and again["n"] == 3 and len(rows_of(run)) == 3
