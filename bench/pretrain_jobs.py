@@ -102,26 +102,24 @@ def run_llmlab(job: dict) -> dict:
 
     os.environ["LLMLAB_CACHE_DIR"] = job["cache_dir"]  # cold = fresh folder, warm = the same one again
     from core.pretrain import data as pdata
-    from core.pretrain import train as ptrain
     from core.pretrain.config import PretrainConfig
+    from core.pretrain.model import build_model as build_gpt2
     from core.pretrain.run import run_pretrain
 
     overrides = dict(job.get("overrides") or {})
     attn = overrides.pop("attn", None)
-    if attn:  # lever: another attention kernel; llmlab's config has no option for it, so wrap build_model
-        original = ptrain.build_model
+    build_model = None
+    if attn:  # lever: another attention kernel; llmlab's config has no option for it, so hand run_pretrain a builder
 
-        def build_model(cfg, vocab_size):
-            model = original(cfg, vocab_size)
+        def build_model(cfg, vocab_size, eos_token_id=None):
+            model = build_gpt2(cfg, vocab_size, eos_token_id)
             model.set_attn_implementation(attn)
             return model
-
-        ptrain.build_model = build_model
     cfg = PretrainConfig(data=job["data"], rows=job["rows"], eval_rows=job["eval_rows"], epochs=job["epochs"],
                          tokenizer=job["tokenizer_dir"], model_size=job["model_size"], seed=job["seed"],
                          out=str(Path(job["out"]) / "run"), **overrides)
     t0 = time.perf_counter()
-    summary = run_pretrain(cfg, log=lambda line: print(line, flush=True))
+    summary = run_pretrain(cfg, log=lambda line: print(line, flush=True), build_model=build_model)
     cuda_sync()
     total = time.perf_counter() - t0
     process_seconds = time.time() - process_start()

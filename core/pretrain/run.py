@@ -40,7 +40,7 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
         phases["data"] = 0.0
         phases["tokenize"] = time.time() - t
         notes.append(f"token cache hit: {path}")
-        return cached, True
+        return cached, "hit"
     corpus = data.load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
     phases["data"] = time.time() - t
     t = time.time()
@@ -48,13 +48,21 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
         train_ids=data.tokenize_rows(corpus.train, tok), eval_ids=data.tokenize_rows(corpus.held_out, tok),
         n_train_rows=len(corpus.train), n_eval_rows=len(corpus.held_out),
         source=corpus.source, held_out_note=corpus.held_out_note)
+    state = "off"
     if cfg.token_cache:
         try:
             data.save_cached(path, tokens)
+            state = "written"
         except OSError as exc:
             notes.append(f"could not write the token cache ({exc.strerror}); continuing without it")
+            state = "failed"
     phases["tokenize"] = time.time() - t
-    return tokens, False
+    return tokens, state
+
+
+# What each token-cache outcome adds to `optimizations`: only a cache that was read or written counts.
+CACHE_OPTIMIZATION = {"hit": "token ids read from the on-disk cache (no tokenizing)",
+                      "written": "token ids cached on disk for the next run"}
 
 
 def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
@@ -80,13 +88,14 @@ def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
 
 def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None = None,
                  log: Callable[[str], None] = print, resume_from: Path | None = None,
-                 stop: "StopRequest | None" = None) -> dict:
+                 stop: "StopRequest | None" = None, build_model: Callable | None = None) -> dict:
     """Run, write every file of the run directory, and return the summary.
 
     Tokenizer and data are loaded before the run directory exists, so bad input (a missing
     file, no 'text' column, no network) ends with one error line and leaves nothing behind.
     With `resume_from` (a checkpoint of the run in cfg.out) the run continues in its own
-    directory and appends to its events.jsonl.
+    directory and appends to its events.jsonl. `build_model(cfg, vocab_size, eos_token_id)`
+    replaces llmlab's GPT-2 builder (the benches use it to try other attention kernels).
     """
     from transformers.utils import logging as hf_logging
 
@@ -104,7 +113,8 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
         raise UsageError(f"--tokenizer {cfg.tokenizer} has no vocabulary or no end-of-text token "
                          f"(no tokenizer.json, or vocab.json and merges.txt?); pass a tokenizer folder or --tokenizer gpt2")
     phases["tokenizer_load"] = time.time() - t
-    tokens, cache_hit = _load_tokens(cfg, tok, notes, phases)
+    tokens, cache_state = _load_tokens(cfg, tok, notes, phases)
+    cache_hit = cache_state == "hit"
 
     if resume_from is None:
         run_dir = create_run_dir("pretrain", cfg.out)
@@ -127,7 +137,8 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
     log(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
         + (" (token cache hit)" if cache_hit else ""))
     try:
-        summary.update(_run_phases(cfg, run_dir, tok, tokens, cache_hit, emit, stop, phases, on_step, log, resume_from))
+        summary.update(_run_phases(cfg, run_dir, tok, tokens, cache_state, emit, stop, phases, on_step, log, resume_from,
+                                   build_model))
         summary["status"] = "failed" if summary.get("error") else "stopped" if stop() else "completed"
     except KeyboardInterrupt:
         summary.update(status="stopped", error="interrupted twice; stopped without saving the model")
@@ -147,15 +158,18 @@ def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None
     return summary
 
 
-def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, phases, on_step, log, resume_from) -> dict:
+def _run_phases(cfg, run_dir: Path, tok, tokens, cache_state: str, emit, stop, phases, on_step, log, resume_from,
+                build_model=None) -> dict:
     from core.pretrain.data import pack_blocks
-    from core.pretrain.train import build_model, count_steps_per_epoch, train
+    from core.pretrain.model import build_model as build_gpt2
+    from core.pretrain.train import count_steps_per_epoch, train
 
+    build_model = build_model or build_gpt2
     t = time.time()
     pad_id = tok.eos_token_id
     train_blocks = pack_blocks(tokens.train_ids, cfg.block_size, pad_id)
     eval_blocks = pack_blocks(tokens.eval_ids, cfg.block_size, pad_id)
-    model = build_model(cfg, vocab_size=len(tok))
+    model = build_model(cfg, vocab_size=len(tok), eos_token_id=tok.eos_token_id)
     n_params = sum(p.numel() for p in model.parameters())
     phases["model_init"] = time.time() - t
     emit("phase", name="model_init", seconds=round(phases["model_init"], 3))
@@ -167,8 +181,12 @@ def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, ph
 
     result = train(model, train_blocks, eval_blocks, cfg, emit, should_stop=stop, on_step=on_step,
                    run_dir=run_dir, resume_from=resume_from)
+    if result.compile_seconds is not None:
+        phases["compile"] = result.compile_seconds
     phases["train"] = result.train_seconds
     emit("phase", name="train", seconds=round(result.train_seconds, 3))
+    optimizations = result.optimizations[:1] + ([CACHE_OPTIMIZATION[cache_state]] if cache_state in CACHE_OPTIMIZATION else []) \
+        + result.optimizations[1:]
 
     t = time.time()
     model.save_pretrained(run_dir / "model")  # safetensors
@@ -188,11 +206,12 @@ def _run_phases(cfg, run_dir: Path, tok, tokens, cache_hit: bool, emit, stop, ph
         "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps, "tokens_trained": result.tokens_trained,
         "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
         "eval_losses": result.eval_losses, "n_params": n_params,
-        "data_source": tokens.source, "token_cache_hit": cache_hit, "model_size": cfg.model_size,
+        "data_source": tokens.source, "token_cache_hit": cache_state == "hit", "token_cache": cache_state, "model_size": cfg.model_size,
         "batch_size": cfg.batch_size, "block_size": cfg.block_size, "device": result.device,
         "tokens_per_second": round(tps, 1) if tps else None,
         "mfu": round(flops_per_token * tps / peak, 4) if (peak and tps) else None,
-        "peak_memory_mib": result.peak_memory_mib, "hardware": hw, "optimizations": result.optimizations,
+        "peak_memory_mib": result.peak_memory_mib, "hardware": hw, "optimizations": optimizations,
+        "compile_seconds": None if result.compile_seconds is None else round(result.compile_seconds, 3),
         "model_dir": str(run_dir / "model"), "nonfinite_steps": result.nonfinite_steps,
         "micro_batch_size": result.micro_batch_size, "oom_retries": result.oom_retries,
         "checkpoint": result.checkpoint, "resumed_from": str(resume_from) if resume_from else None,

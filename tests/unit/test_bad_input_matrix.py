@@ -240,12 +240,12 @@ def test_a_full_disk_while_checkpointing_says_so_and_leaves_no_half_checkpoint(w
 def test_out_of_memory_even_at_one_sequence_is_one_line(world, capsys, monkeypatch):
     import torch
 
-    from core.pretrain import train as train_module
+    from core.pretrain import model as model_module
 
-    real_build = train_module.build_model
+    real_build = model_module.build_model
 
-    def build(cfg, vocab_size):
-        model = real_build(cfg, vocab_size)
+    def build(cfg, vocab_size, eos_token_id=None):
+        model = real_build(cfg, vocab_size, eos_token_id)
 
         def no_memory(*args, **kwargs):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
@@ -253,7 +253,7 @@ def test_out_of_memory_even_at_one_sequence_is_one_line(world, capsys, monkeypat
         model.forward = no_memory
         return model
 
-    monkeypatch.setattr(train_module, "build_model", build)
+    monkeypatch.setattr(model_module, "build_model", build)
     out = world["in"] / "oom-run"
     assert main(["pretrain", "--data", str(world["in"] / "corpus.txt"), *TINY, "--out", str(out)]) == 2
     err = capsys.readouterr().err

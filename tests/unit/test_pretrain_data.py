@@ -115,7 +115,8 @@ def test_eval_loss_is_finite_when_the_last_batch_is_the_shortest_block():
     import contextlib
 
     from core.pretrain.config import PretrainConfig
-    from core.pretrain.train import build_model, evaluate_loss
+    from core.pretrain.model import build_model
+    from core.pretrain.train import evaluate_loss
 
     model = build_model(PretrainConfig(model_size="tiny"), vocab_size=50257)
     inputs, labels = data.pack_blocks(np.arange(1, 66, dtype=np.int32), block_size=32, pad_id=0)  # 2·32 + 1 tokens

@@ -13,7 +13,7 @@ import torch
 
 from core.cli import main
 from core.errors import UsageError
-from core.pretrain import train as train_module
+from core.pretrain import model as model_module
 from core.pretrain.checkpoint import MARKER, list_checkpoints
 from core.pretrain.config import PretrainConfig
 from core.pretrain.run import resume_config, run_pretrain
@@ -126,14 +126,14 @@ def test_resume_refuses_a_checkpoint_whose_data_changed(corpus, tmp_path):
 
 
 def _wrap_forward(monkeypatch, wrapper):
-    real_build = train_module.build_model
+    real_build = model_module.build_model
 
-    def build(cfg, vocab_size):
-        model = real_build(cfg, vocab_size)
+    def build(cfg, vocab_size, eos_token_id=None):
+        model = real_build(cfg, vocab_size, eos_token_id)
         model.forward = wrapper(model.forward)
         return model
 
-    monkeypatch.setattr(train_module, "build_model", build)
+    monkeypatch.setattr(model_module, "build_model", build)
 
 
 NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
@@ -212,10 +212,10 @@ def test_a_signal_stops_the_job_cleanly_with_a_checkpoint(corpus, tmp_path, sig,
 
 
 def test_a_finite_loss_with_infinite_gradients_is_skipped_too(corpus, tmp_path, monkeypatch):
-    real_build = train_module.build_model
+    real_build = model_module.build_model
 
-    def build(cfg, vocab_size):
-        model = real_build(cfg, vocab_size)
+    def build(cfg, vocab_size, eos_token_id=None):
+        model = real_build(cfg, vocab_size, eos_token_id)
         calls = {"n": 0}
 
         def poison_third_backward(grad):
@@ -225,7 +225,7 @@ def test_a_finite_loss_with_infinite_gradients_is_skipped_too(corpus, tmp_path, 
         model.transformer.ln_f.weight.register_hook(poison_third_backward)
         return model
 
-    monkeypatch.setattr(train_module, "build_model", build)
+    monkeypatch.setattr(model_module, "build_model", build)
     summary = run_pretrain(small_cfg(corpus, tmp_path / "run"), log=quiet)
     assert summary["status"] == "completed" and summary["nonfinite_steps"] == 1
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "run").values())
