@@ -41,6 +41,7 @@ from bench.mmmlu_synth import write_csv
 from bench.report import render
 
 JOBS = "bench.eval_jobs"
+QWEN_TOKENIZER = Path(__file__).resolve().parent / "assets" / "qwen-tokenizer"
 QWEN25_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                   num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6,
                   rms_norm_eps=1e-6, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151643,
@@ -63,7 +64,9 @@ LEVERS: dict[str, dict] = {
     "logprob": {"mode": "logprob"},
 }
 SLOW_LEVERS = {"compile", "compile-cudagraphs"}  # a fresh machine compiles for ~30-60 s each
-LEVER_SETS = {"fast": [k for k in LEVERS if k not in SLOW_LEVERS], "all": list(LEVERS), "none": []}
+LEVER_SETS = {"fast": [k for k in LEVERS if k not in SLOW_LEVERS],
+              "all": [k for k in LEVERS if k not in SLOW_LEVERS] + [k for k in LEVERS if k in SLOW_LEVERS],  # slow last
+              "none": []}
 
 
 def wide_gpt2_tokenizer_dir(vocab_size: int, gpt2_bpe: str | None) -> Path:
@@ -105,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny Qwen2, 8 questions, 16 new tokens, results under results/smoke/")
     ap.add_argument("--model", help="a local model folder with its tokenizer (default: random-weight Qwen2.5-0.5B shape)")
+    ap.add_argument("--tail", action="store_true", help="a tiny random Qwen2 whose replies end at many different steps "
+                    "(most after 3-15 tokens, a few at max_new_tokens): where dropping finished rows matters")
     ap.add_argument("--data", help="a local MMMLU CSV (e.g. mmlu_ZH-CN.csv); default: synthetic questions")
     ap.add_argument("--questions", type=int, default=100)
     ap.add_argument("--max-new-tokens", type=int, default=512)
@@ -113,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an EvalConfig field for every llmlab run")
     ap.add_argument("--baseline-questions", type=int, default=10, help="questions the baseline runs; scaled to all")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--batched-baseline", action="store_true",
+                    help="also time the plain batched way: every question in one left-padded model.generate call, in llmlab's dtype")
+    ap.add_argument("--qwen-tokenizer", help="folder of the real Qwen2 tokenizer for the random model "
+                    "(default: bench/assets/qwen-tokenizer when bench/qwen_tokenizer.py has built it)")
     ap.add_argument("--fp32-check", type=int, default=0, metavar="N",
                     help="also run llmlab in fp32 (all questions batched) and fp32 batch-1 generate on N of them")
     ap.add_argument("--levers", help="fast | all | none | comma-separated names: " + ", ".join(LEVERS))
@@ -169,10 +178,19 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model:
         model_dir = str(Path(args.model).resolve())
         notes.append(f"Model: {model_dir} (local folder, its own tokenizer)")
+    elif args.tail:
+        model_dir = str(CACHE_DIR / "qwen2-tiny-tail")
+        built = child({"engine": "build_tail_model", "model_dir": model_dir}, "build tail model")
+        if built.get("error"):
+            raise SystemExit(built["error"])
+        notes.append("Model: tiny Qwen2 (2 layers, hidden 64, GPT-2 BPE) with RANDOM weights skewed towards EOS "
+                     "(seed 3, skew 2): most replies end after 3-15 tokens, a few run to max_new_tokens, the tail case.")
     else:
         shape = TINY_QWEN2 if args.smoke else QWEN25_05B
-        name = "qwen2-tiny-random" if args.smoke else "qwen2.5-0.5b-shape-random"
-        tok_dir = wide_gpt2_tokenizer_dir(shape["vocab_size"], args.gpt2_bpe)
+        qwen_tok = Path(args.qwen_tokenizer) if args.qwen_tokenizer else QWEN_TOKENIZER
+        use_qwen = (qwen_tok / "tokenizer.json").is_file()
+        name = ("qwen2-tiny-random" if args.smoke else "qwen2.5-0.5b-shape-random") + ("-qwentok" if use_qwen else "")
+        tok_dir = qwen_tok if use_qwen else wide_gpt2_tokenizer_dir(shape["vocab_size"], args.gpt2_bpe)
         model_dir = str(CACHE_DIR / name)
         built = child({"engine": "build_model", "config": shape, "tokenizer_dir": str(tok_dir), "model_dir": model_dir},
                       "build random model")
@@ -182,7 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
                       "Model: Qwen2.5-0.5B architecture (hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate 4864, "
                       "vocab 151936, tied embeddings, rope theta 1e6)") + " with RANDOM weights, saved in bf16; "
                      "random weights never emit EOS, so every row generates all max_new_tokens (the worst case).")
-        notes.append("Tokenizer: GPT-2 BPE (no Qwen tokenizer on disk), widened with unreachable <idN> entries to "
+        notes.append(f"Tokenizer: the real Qwen2 BPE ({qwen_tok}, built by bench/qwen_tokenizer.py from dashscope's "
+                     "qwen.tiktoken), so prompts have the real task's token counts." if use_qwen else
+                     "Tokenizer: GPT-2 BPE (no Qwen tokenizer on disk), widened with unreachable <idN> entries to "
                      "151,936 ids so replies compare token-exactly; prompts encode to GPT-2 ids (< 50,257), about 3x "
                      "as many prompt tokens as Qwen's tokenizer would give for Chinese.")
     child.defaults["model_dir"] = model_dir  # every later job evaluates this folder
@@ -217,6 +237,12 @@ def main(argv: list[str] | None = None) -> dict:
                                  "tokens_per_second": first["tokens_per_second"], "answers": first["answers"]}
         if block.get("baseline"):
             block["agreement"] = agreement(block["baseline"], block["llmlab"])
+        if args.batched_baseline and scale == scales[0]:
+            # In llmlab's dtype, so the comparison is of the batching alone, not of bf16 against fp32.
+            torch_dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(block["llmlab"].get("dtype"))
+            block["batched_baseline"] = child({"engine": "batched_baseline", "data": data, "questions": n,
+                                               "dtype": torch_dtype}, f"batched baseline {scale}x")
+            block["batched_agreement"] = agreement(block["batched_baseline"], block["llmlab"])
         blocks.append(block)
 
     fp32 = None
@@ -241,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {"bench": "eval", "date": date.today().isoformat(), "facts": facts, "notes": notes,
                "options": vars(args), "llmlab_overrides": overrides, "scales": blocks, "fp32_check": fp32,
                "levers": lever_runs, "wall_seconds": round(time.monotonic() - t_start, 1)}
-    for run in [*(b.get(k) for b in blocks for k in ("llmlab", "baseline")), *lever_runs]:
+    for run in [*(b.get(k) for b in blocks for k in ("llmlab", "baseline", "batched_baseline")), *lever_runs]:
         if run:
             run.pop("answers", None)  # replies are compared above; the file keeps the figures
     path = save_results(Path(args.results_dir) if args.results_dir else RESULTS_DIR, facts, args.name, payload)

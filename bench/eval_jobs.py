@@ -1,4 +1,5 @@
-"""One evaluation run per process, started by bench/eval.py: llmlab's run_eval or the one-at-a-time baseline.
+"""One evaluation run per process, started by bench/eval.py: llmlab's run_eval, the one-at-a-time baseline,
+or the plain batched baseline (one left-padded `model.generate` over every question).
 
 Both report:
   total_seconds     questions CSV + weights on disk -> every answer, wall clock inside the process;
@@ -91,6 +92,66 @@ def run_baseline(job: dict) -> dict:
     }
 
 
+def run_batched_baseline(job: dict) -> dict:
+    """The plain batched way: every question in one left-padded model.generate call (or batches of job["batch"])."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.mmmlu import extract_answer, load_csv, select_questions
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    t0 = time.perf_counter()
+    questions, _ = select_questions(load_csv(job["data"]), "moral_scenarios", job["questions"])
+    tok = AutoTokenizer.from_pretrained(job["model_dir"], padding_side="left")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    kwargs = {"dtype": getattr(torch, job["dtype"])} if job.get("dtype") else {}
+    model = AutoModelForCausalLM.from_pretrained(job["model_dir"], **kwargs).to(device)
+    cuda_sync()
+    t_loaded = time.perf_counter()
+    batch = job.get("batch") or len(questions)
+    answers, new_tokens = [], 0
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    for i in range(0, len(questions), batch):
+        chunk = questions[i:i + batch]
+        enc = tok([q.prompt for q in chunk], return_tensors="pt", padding=True).to(device)
+        out = model.generate(**enc, max_new_tokens=job["max_new_tokens"], pad_token_id=tok.pad_token_id)
+        for q, row in zip(chunk, out[:, enc["input_ids"].shape[1]:].tolist()):
+            end = next((k + 1 for k, t in enumerate(row) if t in eos), len(row))  # up to its EOS, as generate stops it
+            text = tok.decode(row[:end], skip_special_tokens=True)
+            answers.append({"index": q.index, "pred": extract_answer(text), "output": text, "new_tokens": end,
+                            "correct": extract_answer(text) == q.gold})
+            new_tokens += end
+    cuda_sync()
+    generate = time.perf_counter() - t_loaded
+    return {
+        "engine": "batched_baseline", "status": "completed", "total_seconds": round(time.perf_counter() - t0, 3),
+        "process_seconds": round(time.time() - process_start(), 3), "load_seconds": round(t_loaded - t0, 3),
+        "generate_seconds": round(generate, 3), "new_tokens": new_tokens,
+        "tokens_per_second": round(new_tokens / generate, 1) if generate else None, "peak_memory_mib": peak_memory_mib(),
+        "accuracy": sum(a["correct"] for a in answers) / len(answers), "questions": len(questions), "batch_size": batch,
+        "dtype": str(model.dtype).replace("torch.", ""), "answers": answers,
+    }
+
+
+def build_tail_model(job: dict) -> dict:
+    """The eval demo's recipe with a milder skew (seed 3, skew 2): a tiny random Qwen2 whose replies end at
+    EOS after 3 to 15 tokens for most questions and run to max_new_tokens for a few: the tail case."""
+    from core.evaluate.demo import build_tiny_qwen2, demo_skew_tokens, gpt2_tokenizer
+
+    out = Path(job["model_dir"])
+    if (out / "config.json").is_file():
+        return {"model_dir": str(out), "built": False}
+    tok = gpt2_tokenizer()
+    model = build_tiny_qwen2(tok, seed=3, skew_tokens=demo_skew_tokens(tok), skew=2.0)
+    tmp = Path(str(out) + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, out)
+    return {"model_dir": str(out), "built": True}
+
+
 def build_random_model(job: dict) -> dict:
     """Qwen2.5-0.5B's architecture (or a tiny one) with random weights, saved like a checkpoint (bf16)."""
     import torch
@@ -121,7 +182,8 @@ def build_random_model(job: dict) -> dict:
 
 def main(argv: list[str]) -> None:
     job = read_job(argv)
-    engines = {"llmlab": run_llmlab, "baseline": run_baseline, "build_model": build_random_model}
+    engines = {"llmlab": run_llmlab, "baseline": run_baseline, "batched_baseline": run_batched_baseline,
+               "build_model": build_random_model, "build_tail_model": build_tail_model}
     try:
         result = engines[job["engine"]](job)
     finally:

@@ -117,6 +117,17 @@ def eval_tables(payload: dict) -> str:
         if agree:
             text += (f"\n\nAgreement on the {agree.get('compared')} questions both ran: same answer letter "
                      f"{agree.get('same_answer')}, identical replies {agree.get('same_tokens')}.")
+        batched = block.get("batched_baseline")
+        if batched:
+            if batched.get("error"):
+                text += f"\n\nFailed: batched baseline: {batched['error']}"
+            else:
+                same = block.get("batched_agreement") or {}
+                text += (f"\n\nThe plain batched way (one left-padded `model.generate` over all {batched['questions']} questions, "
+                         f"{batched['dtype']}): "
+                         f"generate {batched['generate_seconds']} s, total {batched['total_seconds']} s; llmlab is "
+                         f"{ratio(batched.get('generate_seconds'), (ours or {}).get('generate_seconds')) or '-'}× faster at "
+                         f"generating; identical replies {same.get('same_tokens')} of {same.get('compared')}.")
         parts.append(text)
         parts += [f"Failed: {name}: {r['error']}" for name, r in (("baseline", base), ("llmlab", ours)) if r and r.get("error")]
     if payload.get("fp32_check"):

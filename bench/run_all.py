@@ -37,6 +37,14 @@ COMPILE_LEVERS = [
     ("eval.py", ["--skip-baseline", "--levers", "compile,compile-cudagraphs", "--name", "eval-compile"], 0.5),
 ]
 SMOKE = [("pretrain.py", ["--smoke"], 0.5), ("eval.py", ["--smoke", "--fp32-check", "1"], 0.5)]
+# bench/gpu_check.sh: the seed pretraining against an UNCAPPED Trainer (its held-out loss is the quality
+# reference), then eval at 1x with every lever (compile last: the deadline drops what does not fit),
+# the one-at-a-time baseline on 3 questions (scaled, labelled) and the plain batched baseline.
+GPU_CHECK = [
+    ("pretrain.py", ["--scale", "1", "--name", "gpu-check-pretrain"], 0.45),
+    ("eval.py", ["--scale", "1", "--baseline-questions", "3", "--fp32-check", "2", "--batched-baseline",
+                 "--levers", "all", "--name", "gpu-check-eval"], 0.55),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--levers", action="store_true", help="llmlab with one lever changed at a time (no compile)")
     mode.add_argument("--compile-levers", action="store_true", help="the torch.compile levers (slow first compile)")
     mode.add_argument("--smoke", action="store_true", help="tiny sizes on a CPU: checks the scripts")
+    mode.add_argument("--gpu-check", action="store_true", help="what bench/gpu_check.sh runs: seed pretraining with "
+                      "an uncapped baseline, eval with every lever")
     ap.add_argument("--deadline", type=float, default=420, help="seconds for everything (default 420)")
     ap.add_argument("--results-dir", help="passed to each bench (on a device machine: somewhere under $OUT)")
     ap.add_argument("--gpt2-bpe", help="passed to each bench")
     ap.add_argument("--model", help="a local model folder for the eval bench")
     args = ap.parse_args(argv)
-    plan = GPU_BUDGET if args.gpu_budget else LEVERS if args.levers else COMPILE_LEVERS if args.compile_levers else SMOKE
+    plan = (GPU_BUDGET if args.gpu_budget else LEVERS if args.levers else COMPILE_LEVERS if args.compile_levers
+            else GPU_CHECK if args.gpu_check else SMOKE)
     t0 = time.monotonic()
     failures = 0
     for i, (script, bench_args, share) in enumerate(plan):
