@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
+# A Hugging Face cache of the suite's own, set before anything imports huggingface_hub: on a
+# machine with Qwen (or any model) cached, an "offline" test must still never find real weights.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="llmlab-tests-hf-")
+for _var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_DATASETS_CACHE"):
+    os.environ.pop(_var, None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

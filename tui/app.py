@@ -136,6 +136,8 @@ class LlmlabApp(App[None]):
 
     def tab_for(self, run_dir: Path) -> JobTab | None:
         """The job tab that shows `run_dir`, if any (none while the app shuts down)."""
+        if not self.is_running:  # shutting down: the tabs' widgets may already be gone
+            return None
         for tab in self.query(JobTab):
             if tab.run_dir == run_dir:
                 return tab
@@ -276,6 +278,8 @@ class LlmlabApp(App[None]):
     @on(JobExited)
     def _job_exited(self, message: JobExited) -> None:
         self.jobs.pop(message.run_dir, None)
+        if not self.is_running:  # the job ended as the app closed: nothing left to show it in
+            return
         tab = self.tab_for(message.run_dir)
         if tab is not None:
             tab.job_exited(message.returncode, message.summary, message.log_tail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -42,7 +43,8 @@ def test_run_folders_claimed_at_the_same_moment_are_all_different(tmp_path):
     got = claim_together(8)
     assert len(set(got)) == 8 and not any(g.startswith("refused") for g in got)
     assert all(Path(g).parent == tmp_path / "runs" and Path(g).is_dir() for g in got)
-    assert len({Path(g).name[:15] for g in got}) <= 2  # mostly the same second, told apart by a suffix
+    # <timestamp>-eval, then -2, -3 ... for the ones that came in the same second
+    assert all(re.fullmatch(r"\d{8}-\d{6}-eval(-\d+)?", Path(g).name) for g in got)
 
 
 def test_the_same_out_folder_goes_to_exactly_one_job(tmp_path):
