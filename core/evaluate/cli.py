@@ -32,7 +32,7 @@ def _batch_size(ctx, param, value: str):
 @click.option("--subject", default="moral_scenarios", show_default=True, help="Subject to keep, or 'all'.")
 @click.option("--limit", type=int, default=100, show_default=True, help="First N questions after the subject filter.")
 @click.option("--max-new-tokens", type=int, default=512, show_default=True)
-@click.option("--batch-size", default="auto", show_default=True, callback=_batch_size, help="Number, or auto (all at once on a GPU if memory allows, 16 on CPU).")
+@click.option("--batch-size", default="auto", show_default=True, callback=_batch_size, help="Number, or auto (every question in one batch if memory allows, on a GPU or a CPU).")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True, help="auto: bf16 on a GPU that supports it, else fp32.")
 @click.option("--mode", type=click.Choice(["generate", "logprob"]), default="generate", show_default=True, help="generate: greedy reply, answer read from its start. logprob: most likely of A/B/C/D as the next token.")
 @click.option("--out", type=click.Path(), default=None, help="New run folder (default runs/<timestamp>-eval).")
