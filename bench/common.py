@@ -232,10 +232,12 @@ def write_result(job: dict, result: dict) -> None:
 
 
 def process_start() -> float:
-    """When this process started, so a child's process_seconds include Python and its imports."""
-    from core.pretrain.run import process_start_time
+    """When this process started (unix time), so a child's process_seconds include Python and its imports."""
+    import time
 
-    return process_start_time()
+    from core.runs import process_started
+
+    return time.time() - (time.monotonic() - process_started())
 
 
 def cuda_sync() -> None:

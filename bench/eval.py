@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--baseline-questions", type=int, default=10, help="questions the baseline runs; scaled to all")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--batched-baseline", action="store_true",
-                    help="also time the plain batched way: every question in one left-padded model.generate call, in llmlab's dtype")
+                    help="also time the plain batched way: every question in one left-padded model.generate call, "
+                         "in llmlab's dtype")
     ap.add_argument("--qwen-tokenizer", help="folder of the real Qwen2 tokenizer for the random model "
                     "(default: bench/assets/qwen-tokenizer when bench/qwen_tokenizer.py has built it)")
     ap.add_argument("--fp32-check", type=int, default=0, metavar="N",

@@ -179,8 +179,14 @@ def _stop_callback(fraction: float | None, max_loop_seconds: float | None):
 def run_baseline(job: dict) -> dict:
     """Rows tokenized one by one, padded per batch, default TrainingArguments, batch 8, 3 epochs."""
     import torch
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, GPT2Config,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        GPT2Config,
+        Trainer,
+        TrainingArguments,
+    )
 
     from core.pretrain.config import MODEL_PRESETS
     from core.pretrain.data import load_corpus

@@ -123,7 +123,8 @@ def eval_tables(payload: dict) -> str:
                 text += f"\n\nFailed: batched baseline: {batched['error']}"
             else:
                 same = block.get("batched_agreement") or {}
-                text += (f"\n\nThe plain batched way (one left-padded `model.generate` over all {batched['questions']} questions, "
+                text += ("\n\nThe plain batched way (one left-padded `model.generate` over all "
+                         f"{batched['questions']} questions, "
                          f"{batched['dtype']}): "
                          f"generate {batched['generate_seconds']} s, total {batched['total_seconds']} s; llmlab is "
                          f"{ratio(batched.get('generate_seconds'), (ours or {}).get('generate_seconds')) or '-'}× faster at "

@@ -7,14 +7,13 @@ and exit code 2; Ctrl-C ends with 130.
 
 from __future__ import annotations
 
-import errno
 import json
 import sys
 
 import click
 
 from core import __version__
-from core.errors import UsageError
+from core.errors import DISK_FULL, UsageError
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,22 +52,20 @@ def hw_command(as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
-    from core.evaluate.cli import eval_command
-    from core.pretrain.cli import pretrain_command
+    """One subcommand per registered kind (core/kinds.py); running it again adds only new kinds."""
+    from core.kinds import kinds, load
 
-    cli.add_command(pretrain_command, "pretrain")
-    cli.add_command(eval_command, "eval")
+    for kind in kinds().values():
+        if kind.name not in cli.commands:
+            cli.add_command(load(kind.command), kind.name)
 
 
 _register_subcommands()
 
 
-# No space left / disk quota exceeded: the one OSError a user fixes themselves, so one line, not a traceback.
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
+    _register_subcommands()
     try:
         result = cli.main(args=argv, prog_name="llmlab", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -88,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
         click.echo(f"llmlab: error: the disk is full ({exc.strerror or 'no space left on device'}{where}); free some space "
-                   f"and run again (a stopped eval, or a pretraining run with a checkpoint, continues with --resume RUN_DIR)", err=True)
+                   f"and run again (a stopped eval, or a pretraining run with a checkpoint, continues with --resume RUN_DIR)",
+                   err=True)
         return 2
     except (click.Abort, KeyboardInterrupt):
         click.echo("llmlab: interrupted", err=True)

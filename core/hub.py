@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import urlparse
 
 PROBE_SECONDS = 3.0
@@ -47,3 +48,42 @@ def _probe_endpoint(endpoint: str) -> str | None:
 
 def hub_reachable() -> bool:
     return hub_offline_reason() is None
+
+
+def fetch(repo: str, *, repo_type: str = "model", filename: str | None = None,
+          allow_patterns: list[str] | None = None, what: str, offline_hint: str) -> Path:
+    """fetch_with_source() without saying where it came from."""
+    return fetch_with_source(repo, repo_type=repo_type, filename=filename, allow_patterns=allow_patterns, what=what,
+                             offline_hint=offline_hint)[0]
+
+
+def fetch_with_source(repo: str, *, repo_type: str = "model", filename: str | None = None,
+                      allow_patterns: list[str] | None = None, what: str, offline_hint: str) -> tuple[Path, str]:
+    """(a Hub repo, or one file of it, as a local path; where it came from): the local cache first, then the Hub.
+
+    The one "cache, then hub" lookup every kind uses: models, tokenizers and dataset files. Offline
+    (HF_HUB_OFFLINE or no answer from the Hub) it fails within seconds with one UsageError that
+    says `what` was wanted and `offline_hint` (what to do instead), instead of hub retries.
+    """
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    from core.errors import UsageError
+
+    def get(local_only: bool) -> str:
+        if filename is not None:
+            return hf_hub_download(repo_id=repo, repo_type=repo_type, filename=filename, local_files_only=local_only)
+        return snapshot_download(repo, repo_type=repo_type, allow_patterns=allow_patterns, local_files_only=local_only)
+
+    try:
+        return Path(get(True)), "Hugging Face cache"
+    except Exception:
+        pass  # not (fully) in the cache: try the Hub
+    reason = hub_offline_reason()
+    if reason:
+        raise UsageError(f"{what} is not in the local Hugging Face cache and the Hub is unreachable ({reason}); {offline_hint}")
+    try:
+        return Path(get(False)), "Hugging Face Hub"
+    except Exception as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0][:200] if text else type(exc).__name__
+        raise UsageError(f"could not download {what} from the Hub ({first}); check the name or {offline_hint}") from None

@@ -110,7 +110,8 @@ def load_csv(path: str | Path):
         raise UsageError(f"data file {path} does not exist; pass a local MMMLU CSV or --data openai/MMMLU")
     raw = path.read_bytes()
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise UsageError(f"{path} is UTF-16 text; convert it first, e.g. `iconv -f UTF-16 -t UTF-8 {path} > {path.stem}-utf8.csv`")
+        raise UsageError(f"{path} is UTF-16 text; convert it first, e.g. "
+                         f"`iconv -f UTF-16 -t UTF-8 {path} > {path.stem}-utf8.csv`")
     if b"\x00" in raw[:8192]:  # text in UTF-8 or a legacy encoding such as GBK never holds a NUL byte
         raise UsageError(f"{path} looks like a binary file, not a CSV; pass an MMMLU CSV (,{','.join(COLUMNS)})")
     try:

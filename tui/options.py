@@ -1,13 +1,15 @@
-"""The Pretrain and Evaluate forms: their fields, seed defaults, Demo presets, and the command line they make."""
+"""A job tab's form: fields built from the kind's config dataclass, and the command line they make.
+
+Labels, placeholders, choices and defaults come from the config's field metadata
+(core/options.py), so the form, `--help` and the engine cannot drift apart.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from core.pretrain.config import PretrainConfig, demo_config
-
-_SEED = PretrainConfig()
-_DEMO = demo_config()
+from core.options import default_of, field_type, flag_name
 
 
 @dataclass(frozen=True)
@@ -27,46 +29,22 @@ class Field:
         return isinstance(self.default, bool)
 
 
-PRETRAIN_FIELDS = (
-    Field("data", "Data", _SEED.data, placeholder="hub id or local .txt/.jsonl/.csv/.parquet"),
-    Field("rows", "Rows", str(_SEED.rows), integer=True),
-    Field("epochs", "Epochs", str(_SEED.epochs), integer=True),
-    Field("model-size", "Model size", _SEED.model_size, choices=("default", "tiny")),
-    Field("tokenizer", "Tokenizer", _SEED.tokenizer),
-    Field("batch-size", "Batch size", str(_SEED.batch_size), integer=True),
-    Field("compile", "Compile", False),
-    Field("out", "Output", "", placeholder="new folder under the runs folder"),
-)
-
-# What `llmlab pretrain --demo` runs (bundled corpus and tokenizer, tiny model); shown so the
-# form never hides what will happen. Only fields changed after choosing the preset are passed.
-# The numbers come from the engine's own demo config, so the form cannot drift from it.
-PRETRAIN_DEMO = {
-    "data": "bundled demo corpus",
-    "rows": str(_DEMO.rows),
-    "epochs": str(_DEMO.epochs),
-    "model-size": _DEMO.model_size,
-    "tokenizer": "bundled gpt2",
-    "batch-size": str(_DEMO.batch_size),
-    "compile": _DEMO.compile,
-}
-
-EVAL_FIELDS = (
-    Field("model", "Model", "Qwen/Qwen2.5-0.5B", placeholder="hub id or local folder"),
-    Field("data", "Data", "openai/MMMLU"),
-    Field("locale", "Locale", "ZH_CN"),
-    Field("subject", "Subject", "moral_scenarios"),
-    Field("limit", "Limit", "100", integer=True),
-    Field("max-new-tokens", "Max new tokens", "512", integer=True),
-    Field("batch-size", "Batch size", "auto", integer_or="auto"),
-    Field("mode", "Mode", "generate", choices=("generate", "logprob")),
-    Field("dtype", "Dtype", "auto", choices=("auto", "bf16", "fp16", "fp32")),
-)
-
-EVAL_DEMO = {
-    "model": "bundled demo model",
-    "data": "bundled demo questions",
-}
+def form_fields(config_cls, names: tuple[str, ...]) -> tuple[Field, ...]:
+    """The form fields for these config fields, in this order."""
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    out = []
+    for name in names:
+        f = by_name[name]
+        meta, kind, default = f.metadata, field_type(config_cls, name), default_of(f)
+        label = meta.get("label") or name.replace("_", " ").capitalize()
+        option = flag_name(f)[2:]
+        if kind is bool:
+            out.append(Field(option, label, bool(default)))
+            continue
+        out.append(Field(option, label, "" if default is None else str(default), choices=tuple(meta.get("choices") or ()),
+                         integer=kind is int and not meta.get("choices"), integer_or=meta.get("or_word"),
+                         placeholder=meta.get("placeholder") or ""))
+    return tuple(out)
 
 
 def defaults(fields: tuple[Field, ...]) -> dict[str, str | bool]:

@@ -52,6 +52,23 @@ class JobProgress:
     def active(self) -> bool:
         return self.status in ("starting", "running", "stopping")
 
+    @classmethod
+    def load(cls, run_dir: Path) -> "JobProgress":
+        """A run's events folded from disk, as the live view would have seen them."""
+        from core.runs import EVENTS, iter_jsonl
+
+        progress = cls(run_dir=run_dir)
+        for event in iter_jsonl(Path(run_dir) / EVENTS):
+            progress.apply(event)
+        progress.load_files(Path(run_dir))
+        return progress
+
+    def load_files(self, run_dir: Path) -> None:
+        """Read what the kind writes besides events (results.jsonl for an evaluation)."""
+
+    def apply(self, event: dict) -> None:
+        self.apply_common(event)
+
     def _log(self, message: str) -> None:
         self.logs.append(message)
         self.new_logs.append(message)
@@ -170,6 +187,11 @@ class EvalProgress(JobProgress):
             self.batch_size = event.get("batch_size", self.batch_size)
             if self.first_progress is None:
                 self.first_progress = (self.elapsed, self.done)
+
+    def load_files(self, run_dir: Path) -> None:
+        from core.runs import RESULTS, iter_jsonl
+
+        self.add_rows(list(iter_jsonl(run_dir / RESULTS)))
 
     def add_rows(self, rows: list[dict]) -> None:
         for row in rows:

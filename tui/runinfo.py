@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.runs import JOB_LOG, iter_jsonl, read_json
+from core.kinds import get as get_kind
+from core.kinds import kinds
+from core.runs import CONFIG, EVENTS, JOB_LOG, SUMMARY, read_json
 from tui import format as fmt
-from tui.jobs import EVENTS, RESULTS, SUMMARY, started_by, first_event, last_event
-from tui.progress import EvalProgress, PretrainProgress
+from tui.jobs import first_event, last_event, started_by
+from tui.progress import JobProgress
 
 
 @dataclass
@@ -30,35 +32,34 @@ class RunInfo:
 
 
 def headline(kind: str, summary: dict | None) -> str:
-    """The one figure that says how a run went: final loss for pretraining, accuracy for evaluation."""
+    """The one figure that says how a run went (its kind's headline), or a failed run's error."""
     if not summary:
         return ""
     if summary.get("status") == "failed" and summary.get("error"):
         error = " ".join(str(summary["error"]).split())
         return error if len(error) <= 40 else error[:39] + "…"
-    if kind == "pretrain" and isinstance(summary.get("final_loss"), (int, float)):
-        text = f"loss {summary['final_loss']:.3f}"
-        if isinstance(summary.get("eval_loss"), (int, float)):
-            text += f" (eval {summary['eval_loss']:.3f})"
-        return text
-    if kind == "eval" and isinstance(summary.get("accuracy"), (int, float)):
-        n = summary.get("n")
-        return f"acc {summary['accuracy'] * 100:.1f}%" + (f" of {n}" if n else "")
-    return ""
+    spec = get_kind(kind)
+    return spec.headline(summary) if spec is not None and spec.headline else ""
+
+
+def _kind_from_name(path: Path) -> str | None:
+    """A run folder's kind from its `<timestamp>-<kind>[-N]` name, for folders that never got a config."""
+    for name in kinds():
+        if path.name.endswith(f"-{name}") or f"-{name}-" in path.name:
+            return name
+    return None
 
 
 def read_run(path: Path) -> RunInfo | None:
     """One run folder as a RunInfo, or None when the folder is not a run."""
     has_log = (path / JOB_LOG).exists()
-    config = read_json(path / "config.json") or {}
+    config = read_json(path / CONFIG) or {}
     if not config and not has_log and not (path / EVENTS).exists():
         return None
     summary = read_json(path / SUMMARY)
     start = first_event(path / EVENTS)
     start = start if start and start.get("type") == "start" else None
-    kind = (summary or {}).get("kind") or config.get("kind") or (start or {}).get("kind")
-    if kind not in ("pretrain", "eval"):
-        kind = "eval" if path.name.endswith("-eval") or "-eval-" in path.name else "pretrain"
+    kind = (summary or {}).get("kind") or config.get("kind") or (start or {}).get("kind") or _kind_from_name(path) or "unknown"
     started = (start or {}).get("time")
     if started is None:
         try:
@@ -91,20 +92,12 @@ def scan_runs(root: Path) -> list[RunInfo]:
     return sorted(runs, key=lambda r: (r.started or 0, r.name), reverse=True)
 
 
-def load_pretrain(path: Path) -> PretrainProgress:
-    """A pretraining run's events folded from disk, as the live view would have seen them."""
-    progress = PretrainProgress(run_dir=path)
-    for event in iter_jsonl(path / EVENTS):
-        progress.apply(event)
-    return progress
+def load_progress(run: RunInfo) -> JobProgress:
+    """A run read from disk through its tab's progress class (events, plus results for an evaluation)."""
+    from tui.tabs import tab_class
 
-
-def load_eval(path: Path) -> EvalProgress:
-    progress = EvalProgress(run_dir=path)
-    for event in iter_jsonl(path / EVENTS):
-        progress.apply(event)
-    progress.add_rows(list(iter_jsonl(path / RESULTS)))
-    return progress
+    cls = tab_class(run.kind)
+    return (cls.progress_class if cls is not None else JobProgress).load(run.path)
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:
@@ -125,16 +118,11 @@ def config_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
     return [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
 
 
-PRETRAIN_FIGURES = ("final_loss", "eval_loss", "steps", "epochs", "rows", "n_params", "tokens_per_epoch",
-                    "train_seconds", "total_seconds")
-EVAL_FIGURES = ("accuracy", "correct", "n", "mode", "model", "tokens_per_second", "generate_seconds",
-                "total_seconds")
-
-
 def figures(kind: str, summary: dict | None) -> list[tuple[str, str]]:
     """(label, text) rows of a run's summary figures, in a fixed order."""
     summary = summary or {}
-    names = PRETRAIN_FIGURES if kind == "pretrain" else EVAL_FIGURES
+    spec = get_kind(kind)
+    names = spec.figures if spec is not None else ("total_seconds",)
     rows = []
     for name in names:
         if name not in summary:

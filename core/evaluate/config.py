@@ -1,10 +1,14 @@
-"""Every option of an MMMLU eval run, with the seed task as defaults, and its validation."""
+"""Every option of an MMMLU eval run: the seed task's defaults, help text, form labels and validation.
+
+The CLI (`core/evaluate/cli.py`) and the app's Evaluate form are both built from these fields.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from core.errors import UsageError
+from core.options import option, positive_int_or
 
 MODES = ("generate", "logprob")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
@@ -13,24 +17,31 @@ BACKENDS = ("generate", "continuous")
 
 @dataclass
 class EvalConfig:
-    model: str = "Qwen/Qwen2.5-0.5B"  # Hub id or local folder
-    data: str = "openai/MMMLU"  # Hub dataset id, local CSV, or a folder holding test/mmlu_<locale>.csv
-    locale: str = "ZH_CN"
-    subject: str = "moral_scenarios"  # or "all"
-    limit: int | None = 100  # None: every selected question
-    max_new_tokens: int = 512
-    batch_size: int | str = "auto"
-    dtype: str = "auto"
-    mode: str = "generate"
-    out: str | None = None  # run folder; default runs/<timestamp>-eval
+    model: str = option("Qwen/Qwen2.5-0.5B", "Hub id or local model folder.", label="Model",
+                        placeholder="hub id or local folder")
+    data: str = option("openai/MMMLU", "Hub dataset id, or a local MMMLU-shaped CSV (,Question,A,B,C,D,Answer,Subject).",
+                       label="Data")
+    locale: str = option("ZH_CN", "MMMLU language file for a Hub dataset: ZH_CN -> test/mmlu_ZH-CN.csv.", label="Locale")
+    subject: str = option("moral_scenarios", "Subject to keep, or 'all'.", label="Subject")
+    limit: int | None = option(100, "First N questions after the subject filter.", label="Limit")
+    max_new_tokens: int = option(512, "Reply length limit; every other generation setting is the model's own.",
+                                 label="Max new tokens")
+    batch_size: int | str = option("auto", "Number, or auto (every question in one batch if memory allows, on a GPU "
+                                   "or a CPU).", parse=positive_int_or("auto"), or_word="auto", label="Batch size")
+    dtype: str = option("auto", "auto: bf16 on a GPU that supports it, else fp32.", choices=DTYPES, label="Dtype")
+    mode: str = option("generate", "generate: greedy reply, answer read from its start. logprob: most likely of "
+                       "A/B/C/D as the next token.", choices=MODES, label="Mode")
+    out: str | None = option(None, "New run folder.", shown="runs/<timestamp>-eval", metavar="PATH")
     demo: bool = False  # tiny random Qwen2 + assets/mmmlu_demo_zh.csv, fully offline
-    stop_at_answer: bool = False
-    static_cache: bool = False
-    compile: bool = False
-    cuda_graphs: bool = False
-    backend: str = "generate"  # or "continuous" (transformers generate_batch)
-    free_finished: bool = True
-    threads: int | None = None  # torch CPU threads; None: torch's default (the demo uses 1)
+    stop_at_answer: bool = option(False, "End a row once its answer letter is settled (changes outputs and timings).")
+    static_cache: bool = option(False, "Static KV cache (no dropping of finished rows).")
+    compile: bool = option(False, "torch.compile the decode step (GPU only; implies --static-cache).")
+    cuda_graphs: bool = option(False, "CUDA graphs: compile mode reduce-overhead, or graphs in continuous batching "
+                               "(GPU only).")
+    backend: str = option("generate", "generate: batched model.generate. continuous: transformers continuous batching.",
+                          choices=BACKENDS)
+    free_finished: bool = option(True, "Drop finished rows from the batch and KV cache.")
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice; 1 for --demo).")
 
     def __post_init__(self):
         # The engine compiles only the static-cache decode step, so compile without it would
@@ -38,17 +49,21 @@ class EvalConfig:
         if self.compile:
             self.static_cache = True
 
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"--mode {self.mode} is not one of {', '.join(MODES)}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype {self.dtype} is not one of {', '.join(DTYPES)}")
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend {self.backend} is not one of {', '.join(BACKENDS)}")
+        if self.max_new_tokens < 1:
+            raise UsageError(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
+        if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise UsageError(f"--batch-size must be a positive number or auto (got {self.batch_size})")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be at least 1 (got {self.threads})")
+
 
 def check_config(config: EvalConfig) -> None:
-    if config.mode not in MODES:
-        raise UsageError(f"--mode {config.mode} is not one of {', '.join(MODES)}")
-    if config.dtype not in DTYPES:
-        raise UsageError(f"--dtype {config.dtype} is not one of {', '.join(DTYPES)}")
-    if config.backend not in BACKENDS:
-        raise UsageError(f"--backend {config.backend} is not one of {', '.join(BACKENDS)}")
-    if config.max_new_tokens < 1:
-        raise UsageError(f"--max-new-tokens must be at least 1 (got {config.max_new_tokens})")
-    if config.batch_size != "auto" and (not isinstance(config.batch_size, int) or config.batch_size < 1):
-        raise UsageError(f"--batch-size must be a positive number or auto (got {config.batch_size})")
-    if config.threads is not None and config.threads < 1:
-        raise UsageError(f"--threads must be at least 1 (got {config.threads})")
+    """Kept for callers of the earlier API: the checks are EvalConfig.validate()."""
+    config.validate()

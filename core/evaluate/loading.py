@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from core.errors import UsageError
-from core.hub import hub_offline_reason
+from core.hub import fetch
 
 DEFAULT_DATA = "openai/MMMLU"
 # Files a causal LM needs; skips other weight formats (.bin, .gguf, onnx) a repo may also carry.
@@ -30,23 +30,10 @@ def resolve_model(spec: str) -> Path:
             raise UsageError(f"model folder {path} has no config.json; point --model at a saved model folder or a Hub id")
         return path
     if _looks_like_path(spec):
-        raise UsageError(f"model folder {path} does not exist; pass an existing folder, a Hub id like Qwen/Qwen2.5-0.5B, or use --demo")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(spec, allow_patterns=MODEL_FILES, local_files_only=True))
-    except Exception:
-        pass  # not cached (fully): try the Hub
-    reason = hub_offline_reason()
-    if reason:
-        raise UsageError(
-            f"model {spec} is not in the local Hugging Face cache and the Hub is unavailable ({reason}); "
-            f"run `llmlab eval --demo` for an offline demo or pass --model /path/to/local/model"
-        )
-    try:
-        return Path(snapshot_download(spec, allow_patterns=MODEL_FILES))
-    except Exception as exc:
-        raise UsageError(f"could not download model {spec} from the Hub ({_first_line(exc)}); check the name or pass a local folder") from None
+        raise UsageError(f"model folder {path} does not exist; pass an existing folder, a Hub id like "
+                         f"Qwen/Qwen2.5-0.5B, or use --demo")
+    return fetch(spec, allow_patterns=MODEL_FILES, what=f"model {spec}",
+                 offline_hint="run `llmlab eval --demo` for an offline demo or pass --model /path/to/local/model")
 
 
 def mmmlu_filename(locale: str) -> str:
@@ -67,22 +54,8 @@ def resolve_data(spec: str, locale: str = "ZH_CN") -> Path:
         raise UsageError(f"{path} is a folder without {filename}; pass the CSV file itself or fix --locale")
     if _looks_like_path(spec):
         raise UsageError(f"data file {path} does not exist; pass a local MMMLU CSV, --data {DEFAULT_DATA}, or use --demo")
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(repo_id=spec, repo_type="dataset", filename=filename, local_files_only=True))
-    except Exception:
-        pass
-    reason = hub_offline_reason()
-    if reason:
-        raise UsageError(
-            f"{spec} {filename} is not in the local Hugging Face cache and the Hub is unavailable ({reason}); "
-            f"run `llmlab eval --demo` for an offline demo or pass --data /path/to/{Path(filename).name}"
-        )
-    try:
-        return Path(hf_hub_download(repo_id=spec, repo_type="dataset", filename=filename))
-    except Exception as exc:
-        raise UsageError(f"could not download {filename} from dataset {spec} ({_first_line(exc)}); check --data and --locale") from None
+    return fetch(spec, repo_type="dataset", filename=filename, what=f"{spec} {filename}",
+                 offline_hint=f"run `llmlab eval --demo` for an offline demo or pass --data /path/to/{Path(filename).name}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -118,10 +91,12 @@ def check_model_folder(path: Path) -> None:
     """
     path = Path(path)
     if not any((path / name).is_file() for name in WEIGHT_FILES):
-        from core.runs import read_json
+        from core.kinds import get as get_kind
+        from core.runs import CONFIG, read_json
 
-        if (read_json(path / "config.json") or {}).get("kind") == "pretrain" and (path / "model" / "config.json").is_file():
-            raise UsageError(f"{path} is a pretraining run folder; its model is in {path / 'model'}: pass --model {path / 'model'}")
+        run = get_kind((read_json(path / CONFIG) or {}).get("kind"))
+        if run is not None and (path / "model" / "config.json").is_file():  # a run folder that saved a model
+            raise UsageError(f"{path} is {run.noun} folder; its model is in {path / 'model'}: pass --model {path / 'model'}")
         raise UsageError(f"model folder {path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); "
                          f"point --model at a folder written by save_pretrained")
     from safetensors import safe_open

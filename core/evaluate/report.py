@@ -38,7 +38,8 @@ def render_report(summary: dict, rows: list[dict], hardware_table: str) -> str:
         detail = f": {s['error']}" if s.get("error") else ""
         lines += [f"> **Run {s['status']}{detail}** ({s['n']} of {s['total']} questions answered).", ""]
     accuracy = "-" if s["accuracy"] is None else f"{s['accuracy']:.1%}"
-    mode = "generate (greedy reply, answer read from its start)" if s["mode"] == "generate" else "logprob (most likely of the A/B/C/D next tokens; not comparable with generate figures)"
+    mode = ("generate (greedy reply, answer read from its start)" if s["mode"] == "generate" else
+            "logprob (most likely of the A/B/C/D next tokens; not comparable with generate figures)")
     lines += [
         "| | |",
         "|---|---|",
@@ -76,7 +77,8 @@ def render_report(summary: dict, rows: list[dict], hardware_table: str) -> str:
             "",
             f"{r['question'][:300]}",
             "",
-            f"Reply ({r['new_tokens']} tokens):" if s["mode"] == "generate" else "Scores: " + ", ".join(f"{k} {v:.2f}" for k, v in r.get("logprobs", {}).items()),
+            f"Reply ({r['new_tokens']} tokens):" if s["mode"] == "generate" else
+            "Scores: " + ", ".join(f"{k} {v:.2f}" for k, v in r.get("logprobs", {}).items()),
             "",
         ]
         if s["mode"] == "generate":

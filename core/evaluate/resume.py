@@ -20,7 +20,8 @@ def resume_config(run_dir: str | Path) -> EvalConfig:
     """The options of the eval run in `run_dir`, to continue it with run_eval(..., resume=True)."""
     path, config = load_run_config(run_dir, "eval")
     if not config.get("settings_hash"):
-        raise UsageError(f"{path} was written by an older llmlab that did not key its results, so it cannot be resumed; start a new run")
+        raise UsageError(f"{path} was written by an older llmlab that did not key its results, so it cannot be resumed; "
+                         f"start a new run")
     known = EvalConfig.__dataclass_fields__
     cfg = EvalConfig(**{k: v for k, v in config.items() if k in known})
     cfg.out = str(path)

@@ -1,4 +1,4 @@
-"""One MMMLU eval run: resolve inputs, write the run directory, call the engine, summarise.
+"""One MMMLU eval run on the shared lifecycle (core/lifecycle.py): resolve inputs, call the engine, summarise.
 
 `run_eval(EvalConfig(...))` is the API the CLI, the app and the benchmarks share. Inputs are
 checked before the run directory is made, so a typo leaves nothing behind.
@@ -12,15 +12,12 @@ only the questions without one, and refuses in one line when the settings or dat
 
 from __future__ import annotations
 
-import errno
-import os
-import signal
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from core.errors import OutOfMemory, UsageError
+from core.errors import UsageError
 from core.evaluate.config import BACKENDS, DTYPES, MODES, EvalConfig, check_config  # noqa: F401 (re-exported API)
 from core.evaluate.resume import (
     check_same_settings,
@@ -31,28 +28,9 @@ from core.evaluate.resume import (
     row_keys,
     settings_of,
 )
+from core.lifecycle import Job, RunContext, run_job
 from core.mmmlu import extract_answer, load_csv, select_questions
-from core.runs import (
-    EventLog,
-    JsonlWriter,
-    create_run_dir,
-    read_json,
-    write_json,
-    write_jsonl,
-)
-from core.signals import StopRequest
-
-
-class _Interrupts(StopRequest):
-    """A StopRequest that also logs what it is doing into the run's events."""
-
-    def __init__(self, emit):
-        def announce(signum: int) -> None:
-            what = "interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
-            emit("log", message=f"{what}: stopping at the next generation step; finished questions are kept "
-                                f"and 'llmlab eval --resume' runs the rest (Ctrl-C again to stop now)")
-
-        super().__init__(on_signal=announce)
+from core.runs import CONFIG, RESULTS, JsonlWriter, read_json, write_jsonl
 
 
 def _optimizations(config: EvalConfig, stats, model, device: str) -> list[str]:
@@ -83,7 +61,8 @@ def _optimizations(config: EvalConfig, stats, model, device: str) -> list[str]:
             if config.static_cache:
                 active.append("static KV cache")
             if config.compile and device == "cuda":
-                active.append("torch.compile of the decode step" + (" with CUDA graphs (reduce-overhead)" if config.cuda_graphs else ""))
+                graphs = " with CUDA graphs (reduce-overhead)" if config.cuda_graphs else ""
+                active.append("torch.compile of the decode step" + graphs)
             if config.stop_at_answer:
                 active.append("stop each row once its answer letter is out (--stop-at-answer)")
     return active
@@ -91,9 +70,12 @@ def _optimizations(config: EvalConfig, stats, model, device: str) -> list[str]:
 
 def _flag_warnings(config: EvalConfig, device: str) -> list[str]:
     notes = []
-    if config.mode == "logprob" and (config.stop_at_answer or config.static_cache or config.compile or config.cuda_graphs or config.backend != "generate"):
-        notes.append("generation options (--stop-at-answer, --static-cache, --compile, --cuda-graphs, --backend) do nothing in logprob mode")
-    if config.mode == "generate" and config.backend == "continuous" and (config.stop_at_answer or config.static_cache or config.compile):
+    generation_options = (config.stop_at_answer, config.static_cache, config.compile, config.cuda_graphs,
+                          config.backend != "generate")
+    if config.mode == "logprob" and any(generation_options):
+        notes.append("generation options (--stop-at-answer, --static-cache, --compile, --cuda-graphs, --backend) "
+                     "do nothing in logprob mode")
+    if config.mode == "generate" and config.backend == "continuous" and any(generation_options[:3]):
         notes.append("--stop-at-answer, --static-cache and --compile apply to --backend generate only; ignored")
     if device != "cuda" and (config.compile or config.cuda_graphs):
         notes.append("--compile and --cuda-graphs only apply on a CUDA GPU; ignored on CPU")
@@ -129,144 +111,241 @@ def _fit_prompts(questions, tokenizer, context: int | None, config: EvalConfig) 
     return prompts, cuts
 
 
+@dataclass
+class EvalState:
+    """What the run learns as it goes, for its summary: filled by EvalJob._answer."""
+
+    load_seconds: float | None = None
+    generate_seconds: float | None = None
+    batch_size: int | str = "auto"
+    dtype: str = ""
+    device: str | None = None
+    prompt_tokens: int = 0
+    tokens_this_run: int = 0
+    scored_tokens: int = 0
+    optimizations: list[str] = field(default_factory=list)
+
+
+class EvalJob(Job):
+    kind = "eval"
+    stop_message = "stopping at the next generation step; finished questions are kept and 'llmlab eval --resume' runs the rest"
+
+    def prepare(self) -> None:
+        """Data, model folder, tokenizer and prompts: bad input stops here, before a folder exists."""
+        from core.evaluate import demo as demo_mod
+        from core.evaluate.loading import (
+            check_model_folder,
+            load_tokenizer,
+            model_context,
+            pick_device,
+            resolve_data,
+            resolve_dtype,
+            resolve_model,
+        )
+
+        config = self.config
+        config.validate()
+        previous = None
+        if self.resume:
+            if not config.out:
+                raise UsageError("resuming needs the run folder (config.out)")
+            resume_config(config.out)  # refuses what is not a resumable eval run (or one still running), in one line
+            previous = read_json(Path(config.out) / CONFIG)
+        data_path = demo_mod.DEMO_DATA if config.demo else (
+            recorded_path(previous, "data_path") or resolve_data(config.data, config.locale))
+        self.data_path = Path(data_path).absolute()
+        self.questions, self.notes = select_questions(load_csv(self.data_path), config.subject, config.limit)
+        model_path = demo_mod.ensure_demo_model() if config.demo else (
+            recorded_path(previous, "model_path") or resolve_model(config.model))
+        self.model_path = Path(model_path).absolute()
+        check_model_folder(self.model_path)
+        start = time.perf_counter()
+        self.tokenizer = load_tokenizer(self.model_path)
+        self.tokenizer_seconds = time.perf_counter() - start
+        self.context = model_context(self.model_path)
+        self.state = EvalState(batch_size=config.batch_size, dtype=resolve_dtype(config.dtype, pick_device())[1])
+        self.prompts, self.cuts = _fit_prompts(self.questions, self.tokenizer, self.context, config)
+        self.settings = settings_of(config, self.model_path, self.data_path, self.state.dtype, self.context)
+        self.settings_hash = digest(self.settings)
+        self.keys = row_keys(self.settings_hash, self.questions)
+        self.reused: list[dict] = []
+        if self.resume:
+            run_dir = Path(config.out)
+            check_same_settings(run_dir, previous, self.settings, self.settings_hash)
+            self.reused, needs_cleaning = reusable_rows(run_dir / RESULTS, self.keys)
+            if needs_cleaning:  # drop a torn last line and rows that match no question, so each question has one row
+                write_jsonl(run_dir / RESULTS, self.reused)
+        self.rows: list[dict] = list(self.reused)
+        self.model_label = demo_mod.DEMO_LABEL if config.demo else config.model
+        self.data_label = _data_label(config, self.data_path)
+        self.threads = config.threads if config.threads is not None else (1 if config.demo else None)
+
+    def config_record(self) -> dict:
+        record = asdict(self.config)
+        if self.config.demo:  # record what the demo really used, not the unused defaults
+            record.update(model=str(self.model_path), data=str(self.data_path))
+        record.update(
+            model_path=str(self.model_path), data_path=str(self.data_path), data_label=self.data_label,
+            model_label=self.model_label, threads=self.threads, questions=len(self.questions), run_dir=self.config.out,
+            settings=self.settings, settings_hash=self.settings_hash,
+        )
+        return record
+
+    def start_fields(self) -> dict:
+        return {"total": len(self.questions), "demo": self.config.demo}
+
+    def run(self, ctx: RunContext) -> dict:
+        config, questions = self.config, self.questions
+        if self.resume:
+            ctx.emit("resume", reused=len(self.reused), remaining=len(questions) - len(self.reused), total=len(questions))
+        if config.demo:
+            ctx.log(f"demo: {self.model_label}, data {self.data_path.name}")
+        for note in self.notes:
+            ctx.log(note)
+        cut_rows = [q.index for q, cut in zip(questions, self.cuts) if cut]
+        if cut_rows:
+            shown = ", ".join(map(str, cut_rows[:10])) + (" ..." if len(cut_rows) > 10 else "")
+            ctx.log(f"{len(cut_rows)} of {len(questions)} prompts do not fit the model's {self.context}-token context"
+                    f"{' with --max-new-tokens ' + str(config.max_new_tokens) if config.mode == 'generate' else ''}; "
+                    f"their beginning was cut off (rows {shown})")
+        done = {row["key"] for row in self.reused}
+        pending = [i for i, key in enumerate(self.keys) if key not in done]
+        if pending:
+            import torch
+
+            previous_threads = torch.get_num_threads()
+            try:
+                with JsonlWriter(ctx.run_dir / RESULTS) as results:
+                    self._answer(ctx, pending, results)
+            finally:
+                torch.set_num_threads(previous_threads)
+        else:
+            ctx.log("every question already has its answer; nothing left to run")
+        return {"status": "stopped" if len(self.rows) < len(questions) else "completed"}
+
+    def _answer(self, ctx: RunContext, pending: list[int], results: JsonlWriter) -> None:
+        """Answer the questions at `pending`, appending each one's row to results.jsonl as its row ends."""
+        import torch
+
+        from core.evaluate.batch_plan import auto_batch_size
+        from core.evaluate.engine import EngineStats, generate_answers, prompt_lengths, score_choices
+        from core.evaluate.loading import load_model, pick_device, resolve_dtype
+
+        config, state = self.config, self.state
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        device = pick_device()
+        dtype, state.dtype = resolve_dtype(config.dtype, device)
+        start = time.perf_counter()
+        model, tokenizer = load_model(self.model_path, dtype, device, self.tokenizer)
+        state.load_seconds = self.tokenizer_seconds + time.perf_counter() - start
+        if model.generation_config.do_sample:
+            ctx.log("the model's generation_config samples (do_sample=True), so answers vary from run to run; "
+                    "it is kept as the model ships it")
+        prompts = [self.prompts[i] for i in pending]
+        lengths = prompt_lengths(tokenizer, prompts)
+        state.prompt_tokens = sum(lengths)
+        batch_size = config.batch_size
+        if batch_size == "auto":
+            batch_size = auto_batch_size(model, lengths, config.max_new_tokens, config.mode)
+        state.batch_size, state.device = min(batch_size, len(prompts)), device
+        if not self.resume:
+            ctx.write_config({**self.config_record(), "batch_size": state.batch_size, "dtype": state.dtype,
+                              "device": device})
+        for note in _flag_warnings(config, device):
+            ctx.log(note)
+
+        stats = EngineStats()
+        gen_start = time.perf_counter()
+
+        def on_row(j, result):
+            """Write a question's line the moment its row ends, then say how far the run is."""
+            i = pending[j]
+            q, prompt, key, cut = self.questions[i], self.prompts[i], self.keys[i], self.cuts[i]
+            if config.mode == "generate":
+                pred, output, new_tokens, extra = extract_answer(result.text), result.text, result.new_tokens, {}
+            else:
+                pred = max(result, key=result.get)
+                output, new_tokens, extra = "", 0, {"logprobs": {k: round(v, 4) for k, v in result.items()}}
+            if cut:
+                extra["prompt_cut"] = cut  # characters cut from the start of the question to fit the context
+            row = {"index": q.index, "subject": q.subject, "question": q.question, "prompt": prompt, "gold": q.gold,
+                   "pred": pred, "correct": pred == q.gold, "output": output, "new_tokens": new_tokens, **extra, "key": key}
+            results.write(row)
+            self.rows.append(row)
+            state.tokens_this_run += new_tokens
+            state.scored_tokens += lengths[j]
+            seconds = time.perf_counter() - gen_start
+            rate = (stats.tokens if config.mode == "generate" else state.scored_tokens) / seconds if seconds > 0 else None
+            ctx.emit("progress", done=len(self.rows), total=len(self.questions),
+                     batch_size=stats.batch_sizes[-1] if stats.batch_sizes else state.batch_size,
+                     tokens_per_s=round(rate, 1) if rate else None, correct=sum(r["correct"] for r in self.rows))
+
+        try:
+            if config.mode == "generate":
+                _, state.batch_size = generate_answers(
+                    model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, batch_size=state.batch_size,
+                    stop_at_answer=config.stop_at_answer, static_cache=config.static_cache,
+                    compile=config.compile and device == "cuda", cuda_graphs=config.cuda_graphs and device == "cuda",
+                    free_finished=config.free_finished, backend=config.backend, on_row=on_row,
+                    should_stop=ctx.should_stop, log=ctx.log, stats=stats,
+                )
+            else:
+                _, state.batch_size = score_choices(model, tokenizer, prompts, batch_size=state.batch_size, on_row=on_row,
+                                                    should_stop=ctx.should_stop, log=ctx.log, stats=stats)
+        finally:
+            state.generate_seconds = time.perf_counter() - gen_start
+            state.optimizations = _optimizations(config, stats, model, device)
+
+    def oom_message(self, exc) -> str:
+        return f"{exc}; try --dtype bf16, a smaller --max-new-tokens or --mode logprob"
+
+    def finish(self, ctx: RunContext, summary: dict) -> None:
+        """The eval figures, from the rows and the state, whatever the status."""
+        from core.evaluate.report import answer_counts
+
+        config, state, rows = self.config, self.state, self.rows
+        correct = sum(r["correct"] for r in rows)
+        gen_s = state.generate_seconds
+        run_tokens = state.tokens_this_run  # a resumed run reuses rows; only this process's tokens count for speed
+        summary.update({
+            "accuracy": correct / len(rows) if rows else None, "correct": correct, "n": len(rows),
+            "total": len(self.questions),
+            "load_seconds": None if state.load_seconds is None else round(state.load_seconds, 3),
+            "generate_seconds": None if gen_s is None else round(gen_s, 3),
+            "tokens_generated": sum(r["new_tokens"] for r in rows), "tokens_this_run": run_tokens,
+            "tokens_per_second": round(run_tokens / gen_s, 1) if config.mode == "generate" and gen_s else None,
+            "prompt_tokens": state.prompt_tokens, "reused_rows": len(self.reused),
+            "truncated_prompts": sum(1 for cut in self.cuts if cut), "answer_counts": answer_counts(r["pred"] for r in rows),
+            "mode": config.mode, "batch_size": state.batch_size, "dtype": state.dtype, "device": state.device,
+            "model": str(self.model_path) if config.demo else config.model, "model_label": self.model_label,
+            "data": self.data_label, "data_path": str(self.data_path), "subject": config.subject, "limit": config.limit,
+            "max_new_tokens": config.max_new_tokens, "demo": config.demo, "optimizations": state.optimizations,
+        })
+        if config.demo:
+            summary["note"] = "demo run: random-weight model, accuracy is meaningless"
+
+    def report(self, run_dir: Path, summary: dict) -> str:
+        from core.evaluate.report import render_report
+        from core.hardware import markdown_table
+
+        return render_report(summary, self.rows, markdown_table(summary["hardware"]))
+
+    def end_fields(self, summary: dict) -> dict:
+        return {"accuracy": summary["accuracy"], "n": summary["n"]}
+
+
 def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
              resume: bool = False) -> dict:
     """Run one eval and return its summary (also written to summary.json).
 
     `progress` receives every event as it is written to events.jsonl (start, resume, progress,
-    log, end). `should_stop` is polled between batches, like the first Ctrl-C. With `resume`
+    log, end). `should_stop` is polled every generation step, like the first Ctrl-C. With `resume`
     (config from resume_config), config.out is an eval run to continue: its answered questions
     are kept and the rest run. Raises UsageError for bad input; any other failure is recorded as
     status "failed" and re-raised.
     """
-    t0 = time.time()
-    check_config(config)
-    from core.evaluate import demo as demo_mod
-    from core.evaluate.loading import (
-        check_model_folder,
-        load_tokenizer,
-        model_context,
-        pick_device,
-        resolve_data,
-        resolve_dtype,
-        resolve_model,
-    )
-
-    previous = None
-    if resume:
-        if not config.out:
-            raise UsageError("resuming needs the run folder (config.out)")
-        resume_config(config.out)  # refuses what is not a resumable eval run (or one still running), in one line
-        previous = read_json(Path(config.out) / "config.json")
-
-    # Inputs first: nothing is written until they are known to be usable.
-    if config.demo:
-        data_path = demo_mod.DEMO_DATA
-    else:
-        data_path = recorded_path(previous, "data_path") or resolve_data(config.data, config.locale)
-    data_path = Path(data_path).absolute()
-    questions, notes = select_questions(load_csv(data_path), config.subject, config.limit)
-    if config.demo:
-        model_path = demo_mod.ensure_demo_model()
-    else:
-        model_path = recorded_path(previous, "model_path") or resolve_model(config.model)
-    model_path = Path(model_path).absolute()
-    check_model_folder(model_path)
-    tokenizer_start = time.perf_counter()
-    tokenizer = load_tokenizer(model_path)
-    tokenizer_seconds = time.perf_counter() - tokenizer_start
-    context = model_context(model_path)
-    dtype_name = resolve_dtype(config.dtype, pick_device())[1]
-    prompts, cuts = _fit_prompts(questions, tokenizer, context, config)
-    settings = settings_of(config, model_path, data_path, dtype_name, context)
-    settings_hash = digest(settings)
-    keys = row_keys(settings_hash, questions)
-    reused: list[dict] = []
-    if resume:
-        run_dir = Path(config.out)
-        check_same_settings(run_dir, previous, settings, settings_hash)
-        reused, needs_cleaning = reusable_rows(run_dir / "results.jsonl", keys)
-        if needs_cleaning:  # drop a torn last line and rows that match no question, so each question has one row
-            write_jsonl(run_dir / "results.jsonl", reused)
-    model_label = demo_mod.DEMO_LABEL if config.demo else config.model
-    data_label = _data_label(config, data_path)
-    threads = config.threads if config.threads is not None else (1 if config.demo else None)
-
-    if not resume:
-        run_dir = create_run_dir("eval", config.out)
-    events = EventLog(run_dir / "events.jsonl", t0=t0)
-    results = JsonlWriter(run_dir / "results.jsonl")
-
-    def emit(type_: str, **fields) -> None:
-        events.emit(type_, **fields)
-        if progress is not None:
-            progress({"type": type_, **fields})
-
-    resolved = {**asdict(config), "kind": "eval"}
-    if config.demo:  # record what the demo really used, not the unused defaults
-        resolved.update(model=str(model_path), data=str(data_path))
-    resolved.update(
-        model_path=str(model_path), data_path=str(data_path), data_label=data_label, model_label=model_label,
-        threads=threads, questions=len(questions), run_dir=str(run_dir), settings=settings, settings_hash=settings_hash,
-    )
-    if not resume:
-        write_json(run_dir / "config.json", resolved)
-    emit("start", kind="eval", pid=os.getpid(), total=len(questions), run_dir=str(run_dir), demo=config.demo)
-    if resume:
-        emit("resume", reused=len(reused), remaining=len(questions) - len(reused), total=len(questions))
-    if config.demo:
-        emit("log", message=f"demo: {model_label}, data {data_path.name}")
-    for note in notes:
-        emit("log", message=note)
-    cut_rows = [q.index for q, cut in zip(questions, cuts) if cut]
-    if cut_rows:
-        shown = ", ".join(map(str, cut_rows[:10])) + (" ..." if len(cut_rows) > 10 else "")
-        emit("log", message=f"{len(cut_rows)} of {len(questions)} prompts do not fit the model's {context}-token context"
-                            f"{' with --max-new-tokens ' + str(config.max_new_tokens) if config.mode == 'generate' else ''}; "
-                            f"their beginning was cut off (rows {shown})")
-
-    done = {row["key"] for row in reused}
-    pending = [i for i, key in enumerate(keys) if key not in done]
-    rows: list[dict] = list(reused)
-    state = {"status": "failed", "error": None, "load_seconds": None, "generate_seconds": None, "stop_signal": None,
-             "batch_size": config.batch_size, "dtype": dtype_name, "optimizations": [], "prompt_tokens": 0,
-             "tokens_this_run": 0, "reused": len(reused), "truncated": len(cut_rows)}
-    import torch
-
-    previous_threads = torch.get_num_threads()
-    try:
-        with _Interrupts(emit) as interrupts:
-            if pending:
-                work = [(questions[i], prompts[i], keys[i], cuts[i]) for i in pending]
-                _execute(config, work, len(questions), model_path, tokenizer, tokenizer_seconds, threads, state, rows,
-                         results, emit, None if resume else resolved, run_dir,
-                         lambda: interrupts.requested or (should_stop is not None and should_stop()))
-            else:
-                emit("log", message="every question already has its answer; nothing left to run")
-            state["stop_signal"] = interrupts.signal
-            state["status"] = "stopped" if len(rows) < len(questions) else "completed"
-    except KeyboardInterrupt:
-        state["status"] = "stopped"
-        raise
-    except OutOfMemory as exc:
-        state["error"] = f"{exc}; try --dtype bf16, a smaller --max-new-tokens or --mode logprob"
-        raise UsageError(state["error"]) from None
-    except BaseException as exc:
-        state["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise
-    finally:
-        torch.set_num_threads(previous_threads)
-        results.close()
-        try:
-            summary = _finish(config, state, rows, questions, resolved, t0)
-            emit("end", status=summary["status"], accuracy=summary["accuracy"], n=summary["n"], error=summary.get("error"))
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or state["error"] is None:
-                raise
-            # The disk is full and the run is failing because of it: the first error is the one to report.
-        finally:
-            events.close()
-    return summary
+    return run_job(EvalJob(config, resume=resume), progress=progress, should_stop=should_stop)
 
 
 def _data_label(config: EvalConfig, data_path: Path) -> str:
@@ -280,128 +359,3 @@ def _data_label(config: EvalConfig, data_path: Path) -> str:
     return str(data_path)
 
 
-def _execute(config, work, total, model_path, tokenizer, tokenizer_seconds, threads, state, rows, results, emit,
-             resolved, run_dir, stop_requested):
-    """Answer `work` = [(question, prompt, key, characters cut)], appending a row per answer to results.jsonl."""
-    import torch
-
-    from core.evaluate.engine import EngineStats, auto_batch_size, generate_answers, prompt_lengths, score_choices
-    from core.evaluate.loading import load_model, pick_device, resolve_dtype
-
-    if threads:
-        torch.set_num_threads(threads)
-    device = pick_device()
-    dtype, dtype_name = resolve_dtype(config.dtype, device)
-    start = time.perf_counter()
-    model, tokenizer = load_model(model_path, dtype, device, tokenizer)
-    state["load_seconds"] = tokenizer_seconds + time.perf_counter() - start
-    if model.generation_config.do_sample:
-        emit("log", message="the model's generation_config samples (do_sample=True), so answers vary from run to run; it is kept as the model ships it")
-    prompts = [prompt for _, prompt, _, _ in work]
-    lengths = prompt_lengths(tokenizer, prompts)
-    state["prompt_tokens"] = sum(lengths)
-    batch_size = config.batch_size
-    if batch_size == "auto":
-        batch_size = auto_batch_size(model, lengths, config.max_new_tokens, config.mode)
-    batch_size = min(batch_size, len(prompts))
-    state.update(batch_size=batch_size, dtype=dtype_name, device=device)
-    if resolved is not None:
-        write_json(run_dir / "config.json", {**resolved, "batch_size": batch_size, "dtype": dtype_name, "device": device})
-    for note in _flag_warnings(config, device):
-        emit("log", message=note)
-
-    stats = EngineStats()
-    state["scored_tokens"] = 0
-    gen_start = time.perf_counter()
-
-    def on_row(i, result):
-        """Write a question's line the moment its row ends, then say how far the run is."""
-        q, prompt, key, cut = work[i]
-        if config.mode == "generate":
-            pred, output, new_tokens, extra = extract_answer(result.text), result.text, result.new_tokens, {}
-        else:
-            pred = max(result, key=result.get)
-            output, new_tokens, extra = "", 0, {"logprobs": {k: round(v, 4) for k, v in result.items()}}
-        if cut:
-            extra["prompt_cut"] = cut  # characters cut from the start of the question to fit the context
-        row = {"index": q.index, "subject": q.subject, "question": q.question, "prompt": prompt, "gold": q.gold,
-               "pred": pred, "correct": pred == q.gold, "output": output, "new_tokens": new_tokens, **extra, "key": key}
-        results.write(row)
-        rows.append(row)
-        state["tokens_this_run"] += new_tokens
-        seconds = time.perf_counter() - gen_start
-        state["scored_tokens"] += lengths[i]
-        rate = (stats.tokens if config.mode == "generate" else state["scored_tokens"]) / seconds
-        emit("progress", done=len(rows), total=total, batch_size=stats.batch_sizes[-1] if stats.batch_sizes else batch_size,
-             tokens_per_s=round(rate, 1) if seconds > 0 else None, correct=sum(r["correct"] for r in rows))
-
-    def log(message):
-        emit("log", message=message)
-
-    try:
-        if config.mode == "generate":
-            _, state["batch_size"] = generate_answers(
-                model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, batch_size=batch_size,
-                stop_at_answer=config.stop_at_answer, static_cache=config.static_cache, compile=config.compile and device == "cuda",
-                cuda_graphs=config.cuda_graphs and device == "cuda", free_finished=config.free_finished, backend=config.backend,
-                on_row=on_row, should_stop=stop_requested, log=log, stats=stats,
-            )
-        else:
-            _, state["batch_size"] = score_choices(model, tokenizer, prompts, batch_size=batch_size, on_row=on_row,
-                                                   should_stop=stop_requested, log=log, stats=stats)
-    finally:
-        state["generate_seconds"] = time.perf_counter() - gen_start
-        state["optimizations"] = _optimizations(config, stats, model, device)
-
-
-def _finish(config, state, rows, questions, resolved, t0) -> dict:
-    from core.evaluate.report import answer_counts, render_report
-    from core.hardware import markdown_table, snapshot
-
-    correct = sum(r["correct"] for r in rows)
-    tokens = sum(r["new_tokens"] for r in rows)
-    gen_s = state["generate_seconds"]
-    run_tokens = state["tokens_this_run"]  # a resumed run reuses rows; only this process's tokens count for speed
-    summary = {
-        "kind": "eval",
-        "status": state["status"],
-        "accuracy": correct / len(rows) if rows else None,
-        "correct": correct,
-        "n": len(rows),
-        "total": len(questions),
-        "total_seconds": round(time.time() - t0, 3),
-        "load_seconds": None if state["load_seconds"] is None else round(state["load_seconds"], 3),
-        "generate_seconds": None if gen_s is None else round(gen_s, 3),
-        "tokens_generated": tokens,
-        "tokens_this_run": run_tokens,
-        "tokens_per_second": round(run_tokens / gen_s, 1) if config.mode == "generate" and gen_s else None,
-        "prompt_tokens": state["prompt_tokens"],
-        "reused_rows": state["reused"],
-        "truncated_prompts": state["truncated"],
-        "stop_signal": state["stop_signal"],
-        "answer_counts": answer_counts(r["pred"] for r in rows),
-        "mode": config.mode,
-        "batch_size": state["batch_size"],
-        "dtype": state["dtype"],
-        "device": state.get("device"),
-        "model": resolved["model_path"] if config.demo else config.model,
-        "model_label": resolved["model_label"],
-        "data": resolved["data_label"],
-        "data_path": resolved["data_path"],
-        "subject": config.subject,
-        "limit": config.limit,
-        "max_new_tokens": config.max_new_tokens,
-        "demo": config.demo,
-        "hardware": snapshot(),
-        "optimizations": state["optimizations"],
-        "run_dir": resolved["run_dir"],
-    }
-    if config.demo:
-        summary["note"] = "demo run: random-weight model, accuracy is meaningless"
-    if state["error"]:
-        summary["error"] = state["error"]
-    run_dir = Path(resolved["run_dir"])
-    write_json(run_dir / "summary.json", summary)
-    report = render_report(summary, rows, markdown_table(summary["hardware"]))
-    (run_dir / "report.md").write_text(report, encoding="utf-8")
-    return summary

@@ -118,3 +118,18 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     state["rng"] = torch.load(path / "rng.pt", weights_only=True)
     return state
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    """Every random stream a resumed run must continue: torch's, the data order's, CUDA's."""
+    state = {"torch": torch.get_rng_state(), "data": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(generator: torch.Generator, state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["data"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])

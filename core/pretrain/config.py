@@ -1,11 +1,15 @@
-"""Every option of a pretraining run, with the seed task as defaults, and its validation."""
+"""Every option of a pretraining run: the seed task's defaults, help text, form labels and validation.
+
+The CLI (`core/pretrain/cli.py`) and the app's Pretrain form are both built from these fields.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from core import ASSETS_DIR
 from core.errors import UsageError
+from core.options import option
 
 # `tiny` is a few-layer GPT-2 for CPUs and tests; `default` is transformers.GPT2Config() unchanged.
 MODEL_PRESETS: dict[str, dict] = {
@@ -18,37 +22,44 @@ DEMO_CORPUS = ASSETS_DIR / "demo_corpus.txt"
 
 @dataclass
 class PretrainConfig:
-    data: str = "bookcorpus/bookcorpus"  # hub dataset id (streamed) or a local .txt/.jsonl/.csv/.parquet
-    rows: int = 10_000                   # train on exactly the first `rows` rows
-    eval_rows: int = 500                 # held-out rows read from *after* the training rows
-    epochs: int = 3
-    tokenizer: str = "gpt2"              # hub id, local dir, or "gpt2" (falls back to the bundled exact BPE)
-    model_size: str = "default"          # key of MODEL_PRESETS
+    data: str = option("bookcorpus/bookcorpus", "Hub dataset id (streamed) or a local .txt/.jsonl/.csv/.parquet file "
+                       "with a 'text' column.", label="Data", placeholder="hub id or local .txt/.jsonl/.csv/.parquet")
+    rows: int = option(10_000, "Train on exactly the first N rows.", label="Rows")
+    eval_rows: int = option(500, "Held-out rows taken after the training rows.")
+    epochs: int = option(3, "Passes over the training rows.", label="Epochs")
+    tokenizer: str = option("gpt2", "Hub id or local dir; 'gpt2' falls back to the bundled exact GPT-2 BPE offline.",
+                            label="Tokenizer")
+    model_size: str = option("default", f"{' | '.join(MODEL_PRESETS)} ('default' is GPT2Config() unchanged, 124M).",
+                             choices=tuple(MODEL_PRESETS), cli_choices=False, label="Model size")
     # 8 x 128 tokens per step gives an estimated 400-500 optimizer steps on the seed task. Larger
     # batches train faster per token but leave too few steps: on CPU with the tiny preset,
     # 16 x 256 (21 steps) ended at held-out loss 9.58, 8 x 128 (75 steps) at 6.23, against 8.42
     # for the Trainer baseline (bench/README.md, "CPU evidence"). Re-check on a GPU with --levers.
-    block_size: int = 128                # tokens per packed training sequence
-    batch_size: int = 8                  # sequences per optimizer step
-    lr: float = 1e-3                     # peak learning rate
+    block_size: int = option(128, "Tokens per packed sequence.")
+    batch_size: int = option(8, "Sequences per optimizer step.", label="Batch size")
+    lr: float = option(1e-3, "Peak learning rate (warmup, then cosine decay).")
     min_lr_ratio: float = 0.1            # cosine decays to lr * min_lr_ratio
     warmup_ratio: float = 0.05           # share of steps spent warming up linearly
     weight_decay: float = 0.1            # applied to matrices only, not biases or LayerNorm
     grad_clip: float = 1.0               # clip the global gradient norm at this value (0 = off)
-    seed: int = 1337
-    compile: bool = False                # torch.compile the model; its compile time is counted
+    seed: int = option(1337, "Random seed.")
+    compile: bool = option(False, "torch.compile the model (fixed shapes: one compile, timed as its own phase).",
+                           label="Compile")
     bf16: bool = True                    # bf16 autocast where the GPU supports it
     tf32: bool = True                    # TF32 matmuls on Ampere and newer
     fused_adamw: bool = True             # one fused kernel for the whole optimizer step on CUDA
-    log_every: int = 5                   # read the loss back from the device every k steps (a sync point)
-    token_cache: bool = True             # reuse token ids from an earlier run on the same data
-    micro_batch_size: int = 0            # sequences per forward pass (0 = the whole batch); halved on out-of-memory
-    save_every: int = 0                  # checkpoint every N optimizer steps and at the end (0 = off)
-    save_minutes: float = 10.0           # also checkpoint when this many minutes passed since the last one (0 = off)
+    log_every: int = option(5, "Read the loss back every K steps (with fused AdamW the loop's only host sync).")
+    token_cache: bool = option(True, "Reuse token ids cached by an earlier run on the same data "
+                               "(--no-token-cache tokenizes again).")
+    micro_batch_size: int = option(0, "Sequences per forward pass; 0 = whole batch (halved automatically on "
+                                   "out-of-memory).")
+    save_every: int = option(0, "Checkpoint every N optimizer steps and at the end (0 = off).")
+    save_minutes: float = option(10.0, "Also checkpoint after this many minutes since the last one (0 = off).")
     max_nonfinite: int = 5               # stop after this many non-finite losses in a row (each one skips its update)
-    out: str | None = None               # run directory; default runs/<timestamp>-pretrain
+    out: str | None = option(None, "Run directory (must not exist yet).", label="Output",
+                             placeholder="new folder under the runs folder", shown="runs/<timestamp>-pretrain")
     demo: bool = False
-    model_overrides: dict = field(default_factory=dict)  # GPT2Config fields changed on top of the preset
+    model_overrides: dict = option(cli=False, factory=dict)  # GPT2Config fields changed on top of the preset
 
     def validate(self) -> None:
         for name in ("rows", "epochs", "block_size", "batch_size", "log_every", "max_nonfinite"):

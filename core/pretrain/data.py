@@ -55,9 +55,11 @@ def _read_local_rows(path: Path, limit: int) -> list[str]:
         raise UsageError(f"data file {path} is empty; it needs at least one row of text")
     suffix = path.suffix.lower()
     if suffix not in LOCAL_SUFFIXES:
-        raise UsageError(f"cannot read {path.name}: use a .txt (one row per line), .jsonl, .csv or .parquet file with a 'text' column")
+        raise UsageError(f"cannot read {path.name}: use a .txt (one row per line), .jsonl, .csv or .parquet file "
+                         f"with a 'text' column")
     if suffix != ".parquet" and _looks_binary(path):
-        raise UsageError(f"{path} looks like a binary file, not text; pass a .txt (one row per line), .jsonl, .csv or .parquet file")
+        raise UsageError(f"{path} looks like a binary file, not text; pass a .txt (one row per line), .jsonl, .csv "
+                         f"or .parquet file")
     try:
         if suffix == ".txt":
             rows: list[str] = []

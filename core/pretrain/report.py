@@ -50,13 +50,13 @@ def _fmt(value, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def write_report(run_dir: Path, summary: dict) -> None:
+def render_report(run_dir: Path, summary: dict) -> str:
+    """report.md: times, model, data, throughput, losses, hardware and the speed-ups that were active."""
     s = summary
     if "train_seconds" not in s:  # failed before training: say what happened and nothing more
         lines = [f"# GPT-2 pretraining report — {run_dir.name}", "", f"Status: **{s['status']}**",
-                 "", f"Error: {s.get('error', '-')}", "", f"Total time: {s['total_seconds']:.1f} s", ""]
-        (run_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
-        return
+                 "", f"Error: {s.get('error') or '-'}", "", f"Total time: {s['total_seconds']:.1f} s", ""]
+        return "\n".join(lines)
     phases = " · ".join(f"{k} {v:.2f} s" for k, v in s.get("phases", {}).items())
     lines = [
         f"# GPT-2 pretraining report — {run_dir.name}",
@@ -95,4 +95,4 @@ def write_report(run_dir: Path, summary: dict) -> None:
     ]
     if s.get("demo"):
         lines[1:1] = ["", "> Demo run: bundled synthetic corpus and a tiny GPT-2; the figures show the flow, not the seed task."]
-    (run_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    return "\n".join(lines)

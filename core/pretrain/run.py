@@ -1,49 +1,43 @@
-"""One pretraining run from options to a finished run directory.
+"""One pretraining run on the shared lifecycle (core/lifecycle.py): the work between "start" and "end".
 
-Phases (each timed and logged): data (read rows), tokenize (or load cached ids), model_init,
-train, save, report. `total_seconds` runs from the process start to the report being written.
+Phases (each timed and logged): tokenizer_load, data (read rows), tokenize (or load cached ids),
+model_init, compile (with --compile), train, save, report.
 """
 
 from __future__ import annotations
 
-import os
 import time
-import traceback
 from pathlib import Path
 from typing import Callable
 
-from core.errors import OutOfMemory, UsageError
+from core.errors import UsageError
 from core.hardware import peak_bf16_flops, snapshot
+from core.lifecycle import Job, RunContext, run_job
 from core.pretrain.config import PretrainConfig
-from core.runs import EventLog, create_run_dir, write_json
+from core.runs import EVENTS, REPORT
 from core.signals import StopRequest
 
-
-def process_start_time() -> float:
-    """When this process started (so total time includes Python and library imports)."""
-    try:
-        import psutil
-
-        return psutil.Process().create_time()
-    except Exception:
-        return time.time()
+# What each token-cache outcome adds to `optimizations`: only a cache that was read or written counts.
+CACHE_OPTIMIZATION = {"hit": "token ids read from the on-disk cache (no tokenizing)",
+                      "written": "token ids cached on disk for the next run"}
 
 
 def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
+    """(token ids, cache state: hit | written | failed | off)."""
     from core.pretrain import data
 
     key = data.cache_key(cfg.data, cfg.rows, cfg.eval_rows, tok)
     path = data.token_cache_path(key)
-    t = time.time()
+    t = time.perf_counter()
     cached = data.load_cached(path) if cfg.token_cache else None
     if cached is not None:
         phases["data"] = 0.0
-        phases["tokenize"] = time.time() - t
+        phases["tokenize"] = time.perf_counter() - t
         notes.append(f"token cache hit: {path}")
         return cached, "hit"
     corpus = data.load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
-    phases["data"] = time.time() - t
-    t = time.time()
+    phases["data"] = time.perf_counter() - t
+    t = time.perf_counter()
     tokens = data.TokenizedCorpus(
         train_ids=data.tokenize_rows(corpus.train, tok), eval_ids=data.tokenize_rows(corpus.held_out, tok),
         n_train_rows=len(corpus.train), n_eval_rows=len(corpus.held_out),
@@ -56,13 +50,8 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
         except OSError as exc:
             notes.append(f"could not write the token cache ({exc.strerror}); continuing without it")
             state = "failed"
-    phases["tokenize"] = time.time() - t
+    phases["tokenize"] = time.perf_counter() - t
     return tokens, state
-
-
-# What each token-cache outcome adds to `optimizations`: only a cache that was read or written counts.
-CACHE_OPTIMIZATION = {"hit": "token ids read from the on-disk cache (no tokenizing)",
-                      "written": "token ids cached on disk for the next run"}
 
 
 def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
@@ -86,153 +75,148 @@ def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
     return cfg, checkpoints[-1]
 
 
+class PretrainJob(Job):
+    kind = "pretrain"
+    stop_message = "finishing the current step, then saving a checkpoint and the model"
+    interrupted_twice = "interrupted twice; stopped without saving the model"
+
+    def __init__(self, config: PretrainConfig, resume_from: Path | None = None,
+                 on_step: Callable[[int, int], None] | None = None, build_model: Callable | None = None) -> None:
+        super().__init__(config, resume=resume_from is not None)
+        self.resume_from = resume_from
+        self.on_step = on_step
+        self.build_model = build_model
+        self.phases: dict[str, float] = {}
+        self.notes: list[str] = []
+
+    def prepare(self) -> None:
+        """Tokenizer and token ids first: bad input (a missing file, no 'text' column, no network) leaves nothing behind."""
+        from transformers.utils import logging as hf_logging
+
+        from core.tokenizer import load_tokenizer
+
+        cfg = self.config
+        cfg.validate()
+        hf_logging.disable_progress_bar()  # our own bar is the one progress display
+        t = time.perf_counter()
+        self.tok, self.tok_source = load_tokenizer(cfg.tokenizer)
+        if len(self.tok) <= 1 or self.tok.eos_token_id is None:
+            # transformers builds an empty tokenizer from a folder that holds only a config.json.
+            raise UsageError(f"--tokenizer {cfg.tokenizer} has no vocabulary or no end-of-text token "
+                             f"(no tokenizer.json, or vocab.json and merges.txt?); pass a tokenizer folder or --tokenizer gpt2")
+        self.phases["tokenizer_load"] = time.perf_counter() - t
+        self.tokens, self.cache_state = _load_tokens(cfg, self.tok, self.notes, self.phases)
+
+    def config_record(self) -> dict:
+        record = self.config.to_dict()
+        record.pop("kind")
+        return record
+
+    def start_fields(self) -> dict:
+        return {"epochs": self.config.epochs}
+
+    def run(self, ctx: RunContext) -> dict:
+        tokens, cache_hit = self.tokens, self.cache_state == "hit"
+        ctx.emit("phase", name="data", seconds=round(self.phases["data"], 3))
+        ctx.emit("phase", name="tokenize", seconds=round(self.phases["tokenize"], 3), cache_hit=cache_hit)
+        for note in self.notes:
+            ctx.log(note)
+        ctx.say(f"run directory: {ctx.run_dir}")
+        ctx.say(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
+                     + (" (token cache hit)" if cache_hit else ""))
+        return {"demo": self.config.demo, "tokenizer": self.tok_source, **self._train(ctx)}
+
+    def _train(self, ctx: RunContext) -> dict:
+        from core.pretrain.data import pack_blocks
+        from core.pretrain.model import build_model as build_gpt2
+        from core.pretrain.train import count_steps_per_epoch, train
+
+        cfg, tok, tokens, phases = self.config, self.tok, self.tokens, self.phases
+        t = time.perf_counter()
+        pad_id = tok.eos_token_id
+        train_blocks = pack_blocks(tokens.train_ids, cfg.block_size, pad_id)
+        eval_blocks = pack_blocks(tokens.eval_ids, cfg.block_size, pad_id)
+        model = (self.build_model or build_gpt2)(cfg, vocab_size=len(tok), eos_token_id=tok.eos_token_id)
+        n_params = sum(p.numel() for p in model.parameters())
+        phases["model_init"] = time.perf_counter() - t
+        ctx.emit("phase", name="model_init", seconds=round(phases["model_init"], 3))
+        steps_per_epoch = count_steps_per_epoch(train_blocks[0].shape[0], cfg.batch_size)
+        ctx.emit("plan", total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
+                 blocks=train_blocks[0].shape[0], tokens_per_epoch=len(tokens.train_ids), n_params=n_params)
+        ctx.say(f"model: GPT-2 {cfg.model_size}, {n_params / 1e6:.1f} M parameters; "
+                     f"{steps_per_epoch * cfg.epochs} steps of {cfg.batch_size}×{cfg.block_size} tokens")
+
+        result = train(model, train_blocks, eval_blocks, cfg, ctx.emit, should_stop=ctx.should_stop, on_step=self.on_step,
+                       run_dir=ctx.run_dir, resume_from=self.resume_from)
+        if result.compile_seconds is not None:
+            phases["compile"] = result.compile_seconds
+        phases["train"] = result.train_seconds
+        ctx.emit("phase", name="train", seconds=round(result.train_seconds, 3))
+        ctx.optimizations = result.optimizations[:1] + \
+            ([CACHE_OPTIMIZATION[self.cache_state]] if self.cache_state in CACHE_OPTIMIZATION else []) + result.optimizations[1:]
+
+        t = time.perf_counter()
+        model.save_pretrained(ctx.run_dir / "model")  # safetensors
+        tok.save_pretrained(ctx.run_dir / "model")
+        phases["save"] = time.perf_counter() - t
+        ctx.emit("phase", name="save", seconds=round(phases["save"], 3))
+
+        hw = snapshot()
+        # Only the tokens this process trained on: after a resume, train_seconds covers just this process too.
+        tps = result.tokens_trained / result.train_seconds if result.train_seconds > 0 else None
+        peak = peak_bf16_flops(hw["gpus"][0]["name"]) if hw["gpus"] and result.device.startswith("cuda") else None
+        # 6·N FLOPs per token for forward+backward through the weights, plus the attention scores.
+        flops_per_token = 6 * n_params + 12 * model.config.n_layer * model.config.n_embd * cfg.block_size
+        return {
+            "train_seconds": round(result.train_seconds, 3), "epochs": cfg.epochs, "epochs_completed": result.epochs_done,
+            "rows": tokens.n_train_rows, "eval_rows": tokens.n_eval_rows, "held_out": tokens.held_out_note,
+            "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps, "tokens_trained": result.tokens_trained,
+            "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
+            "eval_losses": result.eval_losses, "n_params": n_params,
+            "data_source": tokens.source, "token_cache_hit": self.cache_state == "hit", "token_cache": self.cache_state,
+            "model_size": cfg.model_size, "batch_size": cfg.batch_size, "block_size": cfg.block_size, "device": result.device,
+            "tokens_per_second": round(tps, 1) if tps else None,
+            "mfu": round(flops_per_token * tps / peak, 4) if (peak and tps) else None,
+            "peak_memory_mib": result.peak_memory_mib, "hardware": hw, "optimizations": ctx.optimizations,
+            "compile_seconds": None if result.compile_seconds is None else round(result.compile_seconds, 3),
+            "model_dir": str(ctx.run_dir / "model"), "nonfinite_steps": result.nonfinite_steps,
+            "micro_batch_size": result.micro_batch_size, "oom_retries": result.oom_retries,
+            "checkpoint": result.checkpoint, "resumed_from": str(self.resume_from) if self.resume_from else None,
+            **({"error": result.error} if result.error else {}),
+        }
+
+    def finish(self, ctx: RunContext, summary: dict) -> None:
+        """loss.png, timed as the report phase."""
+        from core.pretrain.report import plot_loss
+
+        summary.setdefault("demo", self.config.demo)
+        summary.setdefault("tokenizer", getattr(self, "tok_source", None))
+        t = time.perf_counter()
+        try:
+            plot_loss(ctx.run_dir / EVENTS, ctx.run_dir / "loss.png", f"GPT-2 pretraining — {ctx.run_dir.name}")
+        except Exception as exc:  # a chart must never hide the run's real outcome
+            ctx.log(f"could not draw loss.png: {exc}")
+        self.phases["report"] = time.perf_counter() - t
+        summary["phases"] = {k: round(v, 3) for k, v in self.phases.items()}
+
+    def report(self, run_dir: Path, summary: dict) -> str:
+        from core.pretrain.report import render_report
+
+        return render_report(run_dir, summary)
+
+    def closing_line(self, summary: dict, run_dir: Path) -> str:
+        return f"{summary['status']} in {summary['total_seconds']:.1f} s; report: {run_dir / REPORT}"
+
+
 def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None = None,
                  log: Callable[[str], None] = print, resume_from: Path | None = None,
-                 stop: "StopRequest | None" = None, build_model: Callable | None = None) -> dict:
+                 stop: StopRequest | None = None, build_model: Callable | None = None) -> dict:
     """Run, write every file of the run directory, and return the summary.
 
-    Tokenizer and data are loaded before the run directory exists, so bad input (a missing
-    file, no 'text' column, no network) ends with one error line and leaves nothing behind.
     With `resume_from` (a checkpoint of the run in cfg.out) the run continues in its own
     directory and appends to its events.jsonl. `build_model(cfg, vocab_size, eos_token_id)`
-    replaces llmlab's GPT-2 builder (the benches use it to try other attention kernels).
+    replaces llmlab's GPT-2 builder (the benches use it to try other attention kernels). `stop`
+    is the StopRequest to honour (tests set its signal to stop at a given step).
     """
-    from transformers.utils import logging as hf_logging
-
-    from core.tokenizer import load_tokenizer
-
-    t0 = process_start_time()
-    cfg.validate()
-    hf_logging.disable_progress_bar()  # our own bar is the one progress display
-    phases: dict[str, float] = {}
-    notes: list[str] = []
-    t = time.time()
-    tok, tok_source = load_tokenizer(cfg.tokenizer)
-    if len(tok) <= 1 or tok.eos_token_id is None:
-        # transformers builds an empty tokenizer from a folder that holds only a config.json.
-        raise UsageError(f"--tokenizer {cfg.tokenizer} has no vocabulary or no end-of-text token "
-                         f"(no tokenizer.json, or vocab.json and merges.txt?); pass a tokenizer folder or --tokenizer gpt2")
-    phases["tokenizer_load"] = time.time() - t
-    tokens, cache_state = _load_tokens(cfg, tok, notes, phases)
-    cache_hit = cache_state == "hit"
-
-    if resume_from is None:
-        run_dir = create_run_dir("pretrain", cfg.out)
-        cfg.out = str(run_dir)
-        write_json(run_dir / "config.json", cfg.to_dict())
-    else:
-        run_dir = Path(cfg.out)
-    events = EventLog(run_dir / "events.jsonl", t0=t0)
-    emit = events.emit
-    stop = stop or StopRequest()
-    stop.install()
-    summary: dict = {"kind": "pretrain", "status": "failed", "run_dir": str(run_dir), "demo": cfg.demo,
-                     "tokenizer": tok_source}
-    emit("start", kind="pretrain", pid=os.getpid(), run_dir=str(run_dir), epochs=cfg.epochs)
-    for name in ("data", "tokenize"):
-        emit("phase", name=name, seconds=round(phases[name], 3), **({"cache_hit": cache_hit} if name == "tokenize" else {}))
-    for note in notes:
-        emit("log", message=note)
-    log(f"run directory: {run_dir}")
-    log(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
-        + (" (token cache hit)" if cache_hit else ""))
-    try:
-        summary.update(_run_phases(cfg, run_dir, tok, tokens, cache_state, emit, stop, phases, on_step, log, resume_from,
-                                   build_model))
-        summary["status"] = "failed" if summary.get("error") else "stopped" if stop() else "completed"
-    except KeyboardInterrupt:
-        summary.update(status="stopped", error="interrupted twice; stopped without saving the model")
-    except OutOfMemory as exc:  # already halved down to one sequence: the user has to change something
-        summary["error"] = str(exc)
-        raise UsageError(str(exc)) from None
-    except Exception as exc:
-        summary["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        raise
-    finally:
-        stop.restore()
-        summary["phases"] = {k: round(v, 3) for k, v in phases.items()}
-        summary["stop_signal"] = stop.signal
-        _finish(run_dir, summary, t0, emit, log)
-        events.close()
-    return summary
-
-
-def _run_phases(cfg, run_dir: Path, tok, tokens, cache_state: str, emit, stop, phases, on_step, log, resume_from,
-                build_model=None) -> dict:
-    from core.pretrain.data import pack_blocks
-    from core.pretrain.model import build_model as build_gpt2
-    from core.pretrain.train import count_steps_per_epoch, train
-
-    build_model = build_model or build_gpt2
-    t = time.time()
-    pad_id = tok.eos_token_id
-    train_blocks = pack_blocks(tokens.train_ids, cfg.block_size, pad_id)
-    eval_blocks = pack_blocks(tokens.eval_ids, cfg.block_size, pad_id)
-    model = build_model(cfg, vocab_size=len(tok), eos_token_id=tok.eos_token_id)
-    n_params = sum(p.numel() for p in model.parameters())
-    phases["model_init"] = time.time() - t
-    emit("phase", name="model_init", seconds=round(phases["model_init"], 3))
-    steps_per_epoch = count_steps_per_epoch(train_blocks[0].shape[0], cfg.batch_size)
-    emit("plan", total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
-         blocks=train_blocks[0].shape[0], tokens_per_epoch=len(tokens.train_ids), n_params=n_params)
-    log(f"model: GPT-2 {cfg.model_size}, {n_params / 1e6:.1f} M parameters; "
-        f"{steps_per_epoch * cfg.epochs} steps of {cfg.batch_size}×{cfg.block_size} tokens")
-
-    result = train(model, train_blocks, eval_blocks, cfg, emit, should_stop=stop, on_step=on_step,
-                   run_dir=run_dir, resume_from=resume_from)
-    if result.compile_seconds is not None:
-        phases["compile"] = result.compile_seconds
-    phases["train"] = result.train_seconds
-    emit("phase", name="train", seconds=round(result.train_seconds, 3))
-    optimizations = result.optimizations[:1] + ([CACHE_OPTIMIZATION[cache_state]] if cache_state in CACHE_OPTIMIZATION else []) \
-        + result.optimizations[1:]
-
-    t = time.time()
-    model.save_pretrained(run_dir / "model")  # safetensors
-    tok.save_pretrained(run_dir / "model")
-    phases["save"] = time.time() - t
-    emit("phase", name="save", seconds=round(phases["save"], 3))
-
-    hw = snapshot()
-    # Only the tokens this process trained on: after a resume, train_seconds covers just this process too.
-    tps = result.tokens_trained / result.train_seconds if result.train_seconds > 0 else None
-    peak = peak_bf16_flops(hw["gpus"][0]["name"]) if hw["gpus"] and result.device.startswith("cuda") else None
-    # 6·N FLOPs per token for forward+backward through the weights, plus the attention scores.
-    flops_per_token = 6 * n_params + 12 * model.config.n_layer * model.config.n_embd * cfg.block_size
-    return {
-        "train_seconds": round(result.train_seconds, 3), "epochs": cfg.epochs, "epochs_completed": result.epochs_done,
-        "rows": tokens.n_train_rows, "eval_rows": tokens.n_eval_rows, "held_out": tokens.held_out_note,
-        "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps, "tokens_trained": result.tokens_trained,
-        "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
-        "eval_losses": result.eval_losses, "n_params": n_params,
-        "data_source": tokens.source, "token_cache_hit": cache_state == "hit", "token_cache": cache_state, "model_size": cfg.model_size,
-        "batch_size": cfg.batch_size, "block_size": cfg.block_size, "device": result.device,
-        "tokens_per_second": round(tps, 1) if tps else None,
-        "mfu": round(flops_per_token * tps / peak, 4) if (peak and tps) else None,
-        "peak_memory_mib": result.peak_memory_mib, "hardware": hw, "optimizations": optimizations,
-        "compile_seconds": None if result.compile_seconds is None else round(result.compile_seconds, 3),
-        "model_dir": str(run_dir / "model"), "nonfinite_steps": result.nonfinite_steps,
-        "micro_batch_size": result.micro_batch_size, "oom_retries": result.oom_retries,
-        "checkpoint": result.checkpoint, "resumed_from": str(resume_from) if resume_from else None,
-        **({"error": result.error} if result.error else {}),
-    }
-
-
-def _finish(run_dir: Path, summary: dict, t0: float, emit, log) -> None:
-    """Chart, report and summary, whatever the status; the report's total time is measured last."""
-    from core.pretrain.report import plot_loss, write_report
-
-    if "hardware" not in summary:  # a run that failed before training has not taken it yet
-        summary["hardware"] = snapshot()
-    t = time.time()
-    try:
-        plot_loss(run_dir / "events.jsonl", run_dir / "loss.png", f"GPT-2 pretraining — {run_dir.name}")
-    except Exception as exc:  # a chart must never hide the run's real outcome
-        emit("log", message=f"could not draw loss.png: {exc}")
-    summary["phases"]["report"] = round(time.time() - t, 3)
-    summary["total_seconds"] = round(time.time() - t0, 3)
-    write_report(run_dir, summary)
-    write_json(run_dir / "summary.json", summary)
-    emit("end", status=summary["status"], error=summary.get("error"), total_seconds=summary["total_seconds"])
-    log(f"{summary['status']} in {summary['total_seconds']:.1f} s; report: {run_dir / 'report.md'}")
+    job = PretrainJob(cfg, resume_from=resume_from, on_step=on_step, build_model=build_model)
+    return run_job(job, log=log, stop=stop)

@@ -28,7 +28,7 @@ import torch
 
 from core.errors import UsageError
 from core.memory import OOM_ERRORS, HalvingSize
-from core.pretrain.checkpoint import load_checkpoint, save_checkpoint
+from core.pretrain.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from core.pretrain.config import PretrainConfig
 from core.pretrain.model import CAUSAL_ATTENTION, restore_attention, use_causal_attention
 from core.pretrain.schedule import make_scheduler
@@ -91,20 +91,6 @@ def evaluate_loss(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size:
     finally:
         model.train()
     return (total / count.clamp(min=1)).item()  # note: one host sync per evaluation
-
-
-def _rng_state(generator: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "data": generator.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(generator: torch.Generator, state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["data"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
 
 
 @dataclass
@@ -262,9 +248,10 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callabl
         valid_tokens=(labels[:, 1:] != -100).sum(dim=1), eval_inputs=eval_inputs,
         eval_labels=eval_labels, n_blocks=n_blocks, steps_per_epoch=steps_per_epoch,
         generator=torch.Generator(device=device).manual_seed(cfg.seed),
-        micro=HalvingSize(cfg.micro_batch_size or cfg.batch_size,
-                          "out of memory even with one sequence per micro-batch; lower --block-size or use a smaller --model-size"),
-        fused=fused, causal=causal, attention=str(getattr(model.config, "_attn_implementation", "")), bf16=bf16, tf32=tf32, pad_block=pad_block,
+        micro=HalvingSize(cfg.micro_batch_size or cfg.batch_size, "out of memory even with one sequence per micro-batch; "
+                          "lower --block-size or use a smaller --model-size"),
+        fused=fused, causal=causal, attention=str(getattr(model.config, "_attn_implementation", "")), bf16=bf16, tf32=tf32,
+        pad_block=pad_block,
         start={"step": 0, "epoch": 1, "next_index": 0, "order": None},
     )
     if resume_from is not None:
@@ -275,7 +262,7 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callabl
         if state["order"] and len(state["order"]) != n_blocks:  # the final checkpoint's order is empty
             raise UsageError(f"checkpoint {resume_from.name} was made from {len(state['order'])} blocks of training "
                              f"tokens, but the data now gives {n_blocks}: the data or tokenizer changed since; start a new run")
-        _set_rng_state(session.generator, state["rng"])
+        set_rng_state(session.generator, state["rng"])
         session.start = {"step": state["step"], "epoch": state["epoch"], "next_index": state["next_index"],
                          "order": torch.tensor(state["order"], device=device), "eval_losses": state["eval_losses"]}
         emit("resume", step=state["step"], epoch=state["epoch"], checkpoint=str(resume_from))
@@ -329,7 +316,7 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir) 
 
     def checkpoint(epoch: int, next_index: int, order_now: torch.Tensor) -> None:
         state = {"step": step, "epoch": epoch, "next_index": next_index, "order": order_now.tolist(),
-                 "eval_losses": result.eval_losses, "rng": _rng_state(s.generator)}
+                 "eval_losses": result.eval_losses, "rng": rng_state(s.generator)}
         result.checkpoint = str(save_checkpoint(run_dir, s.model, s.optimizer, s.scheduler, state))
         emit("checkpoint", step=step, path=result.checkpoint)
 

@@ -85,7 +85,7 @@ def sample_runs(runs_root) -> Path:
                "total_seconds": 90.0})
     write_run(runs_root, "20260101-130000-pretrain", "pretrain", pretrain_events(t0=T0 + 3600),
               {"status": "stopped", "final_loss": 3.9, "steps": 41, "total_seconds": 61.5}, config={"lr": 3e-3})
-    write_run(runs_root, "20260101-140000-eval", "eval", eval_events(n=12, total=12, t0=T0 + 7200), 
+    write_run(runs_root, "20260101-140000-eval", "eval", eval_events(n=12, total=12, t0=T0 + 7200),
               {"status": "completed", "accuracy": 0.5, "correct": 6, "n": 12, "total_seconds": 30.0,
                "tokens_per_second": 812.0, "mode": "generate", "model": "Qwen/Qwen2.5-0.5B"}, results=eval_rows(12))
     write_run(runs_root, "20260101-150000-pretrain", "pretrain", pretrain_events(steps=0 + 3, t0=T0 + 10800, status="failed")[:5],

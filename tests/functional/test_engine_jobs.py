@@ -30,7 +30,7 @@ async def test_a_tiny_demo_pretrain_fills_the_chart(make_app):
     app = make_app(launcher=Launcher())
     async with app.run_test(size=(120, 40)) as pilot:
         await start_demo(app, pilot, "2", rows="300", epochs="1")
-        tab = app.pretrain_tab
+        tab = app.job_tab("pretrain")
         await wait_until(pilot, lambda: tab.progress.finished, timeout=240)
         await pilot.pause(0.6)
         assert tab.progress.status == "completed", tab.progress.log_tail
@@ -43,7 +43,7 @@ async def test_stopping_a_demo_pretrain_leaves_a_stopped_run(make_app):
     app = make_app(launcher=Launcher())
     async with app.run_test(size=(120, 40)) as pilot:
         await start_demo(app, pilot, "2", rows="2000", epochs="3")
-        tab = app.pretrain_tab
+        tab = app.job_tab("pretrain")
         await wait_until(pilot, lambda: tab.progress.step >= 1, timeout=240)
         await pilot.press("x")
         await wait_until(pilot, lambda: tab.progress.finished, timeout=120)
@@ -56,7 +56,7 @@ async def test_a_tiny_demo_eval_fills_a_row_per_question(make_app):
     app = make_app(launcher=Launcher())
     async with app.run_test(size=(120, 40)) as pilot:
         await start_demo(app, pilot, "3", limit="6", **{"max-new-tokens": "8"})
-        tab = app.evaluate_tab
+        tab = app.job_tab("eval")
         await wait_until(pilot, lambda: tab.progress.finished, timeout=240)
         await pilot.pause(0.6)
         assert tab.progress.status == "completed", tab.progress.log_tail

@@ -33,7 +33,7 @@ async def test_a_pretrain_started_in_the_app_draws_its_loss_chart(make_app):
     app = make_app(launcher=FakeLauncher(steps=20))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2", "s")
-        tab = app.pretrain_tab
+        tab = app.job_tab("pretrain")
         await wait_until(pilot, lambda: tab.progress.status == "completed")
         await pilot.pause(0.6)
         chart = tab.query_one(LossChart)
@@ -50,7 +50,7 @@ async def test_an_eval_started_in_the_app_fills_a_row_per_question(make_app):
     app = make_app(launcher=FakeLauncher(steps=10))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("3", "s")
-        tab = app.evaluate_tab
+        tab = app.job_tab("eval")
         await wait_until(pilot, lambda: tab.progress.status == "completed")
         await pilot.pause(0.6)
         table = tab.query_one(ResultsTable)
@@ -66,8 +66,8 @@ async def test_the_demo_preset_passes_only_demo_and_changed_fields(make_app):
         await pilot.press("2", "d")
         app.query_one("#field-epochs").value = "1"
         await pilot.press("s")
-        await wait_until(pilot, lambda: app.pretrain_tab.progress.status == "completed")
-        first_line = (app.pretrain_tab.run_dir / "job.log").read_text().splitlines()[0]
+        await wait_until(pilot, lambda: app.job_tab("pretrain").progress.status == "completed")
+        first_line = (app.job_tab("pretrain").run_dir / "job.log").read_text().splitlines()[0]
     assert first_line.split(" pretrain ", 1)[1].split(" --out ")[0] == "--demo --epochs 1"
 
 
@@ -77,7 +77,7 @@ async def test_stop_leaves_a_stopped_run(make_app):
     app = make_app(launcher=FakeLauncher(forever=True, delay=0.02))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2", "s")
-        tab = app.pretrain_tab
+        tab = app.job_tab("pretrain")
         await wait_until(pilot, lambda: tab.progress.step >= 5)
         await pilot.press("x")
         await wait_until(pilot, lambda: tab.progress.finished)
@@ -91,7 +91,7 @@ async def test_a_failing_job_shows_its_log_tail_not_a_crash(make_app):
     app = make_app(launcher=FakeLauncher(fail=True))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2", "s")
-        tab = app.pretrain_tab
+        tab = app.job_tab("pretrain")
         await wait_until(pilot, lambda: tab.progress.finished)
         await pilot.pause(0.6)
         outcome = str(tab.query_one("#outcome").render())
@@ -112,7 +112,7 @@ async def test_an_engine_that_exits_without_files_is_reported(make_app):
     app = make_app(launcher=Broken())
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3", "s")
-        tab = app.evaluate_tab
+        tab = app.job_tab("eval")
         await wait_until(pilot, lambda: tab.progress.finished)
         await pilot.pause(0.6)
         assert tab.progress.status == "failed"
@@ -125,7 +125,7 @@ async def test_two_jobs_run_at_once(make_app):
     app = make_app(launcher=FakeLauncher(forever=True, delay=0.05))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2", "s", "3", "s")
-        pretrain, evaluate = app.pretrain_tab, app.evaluate_tab
+        pretrain, evaluate = app.job_tab("pretrain"), app.job_tab("eval")
         await wait_until(pilot, lambda: pretrain.progress.step >= 3 and len(evaluate.progress.rows) >= 8)
         assert len(app.jobs) == 2
         await pilot.press("x", "2", "x")
@@ -153,7 +153,7 @@ async def test_quitting_while_a_job_streams_ends_every_follower(make_app, spawne
     app = make_app(launcher=FakeLauncher(forever=True, delay=0.001))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2", "s")
-        tab = app.pretrain_tab
+        tab = app.job_tab("pretrain")
         await wait_until(pilot, lambda: tab.progress.step >= 50)
         pid = app.jobs[tab.run_dir].pid
         spawned.append(pid)
@@ -172,8 +172,8 @@ async def test_quit_and_stop_asks_running_jobs_to_stop(make_app, runs_root):
     app = make_app(launcher=FakeLauncher(forever=True, delay=0.01))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2", "s")
-        await wait_until(pilot, lambda: app.pretrain_tab.progress.step >= 3)
-        job = app.jobs[app.pretrain_tab.run_dir]
+        await wait_until(pilot, lambda: app.job_tab("pretrain").progress.step >= 3)
+        job = app.jobs[app.job_tab("pretrain").run_dir]
         await pilot.press("q", "s")
     job.process.wait(timeout=10)
     assert read_json(job.run_dir / "summary.json")["status"] == "stopped"
@@ -189,7 +189,7 @@ async def test_reopening_the_app_reattaches_to_a_running_job(make_app, runs_root
         time.sleep(0.05)
     app = make_app(attach_running=True)
     async with app.run_test(size=(120, 40)) as pilot:
-        tab = app.evaluate_tab
+        tab = app.job_tab("eval")
         await wait_until(pilot, lambda: tab.run_dir == job.run_dir)
         await wait_until(pilot, lambda: tab.query_one(ResultsTable).row_count >= 8)
         assert tab.progress.status == "running"
@@ -220,14 +220,14 @@ async def test_ten_thousand_events_cost_about_two_chart_redraws_a_second(make_ap
     app = make_app(poll_seconds=0.02)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
-        chart = app.pretrain_tab.query_one(LossChart)
+        chart = app.job_tab("pretrain").query_one(LossChart)
         await pilot.pause(0.2)
         replots_before = chart.replots
         app.attach_job(Job(kind="pretrain", run_dir=run_dir, pid=os.getpid()))  # "alive" while the test runs
         started = time.monotonic()
         writer = threading.Thread(target=write_events)
         writer.start()
-        await wait_until(pilot, lambda: app.pretrain_tab.progress.step == 10_000, timeout=20)
+        await wait_until(pilot, lambda: app.job_tab("pretrain").progress.step == 10_000, timeout=20)
         await pilot.pause(0.6)
         seconds = time.monotonic() - started
         writer.join()
@@ -261,11 +261,11 @@ async def test_two_starts_arriving_together_launch_one_job(make_app, runs_root):
         await pilot.press("2")
         app.post_message(events.Key("s", "s"))
         app.post_message(events.Key("s", "s"))
-        await wait_until(pilot, lambda: app.pretrain_tab.progress.step >= 1)
+        await wait_until(pilot, lambda: app.job_tab("pretrain").progress.step >= 1)
         await pilot.pause(0.3)
         assert len(list(runs_root.iterdir())) == 1
         await pilot.press("x")
-        await wait_until(pilot, lambda: app.pretrain_tab.progress.finished)
+        await wait_until(pilot, lambda: app.job_tab("pretrain").progress.finished)
 
 
 @run_async
@@ -275,14 +275,14 @@ async def test_enter_on_a_running_run_opens_its_live_tab_with_a_relative_runs_fo
     app = make_app(runs_root=Path("runs"), launcher=FakeLauncher(forever=True, delay=0.05))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2", "s")
-        await wait_until(pilot, lambda: app.pretrain_tab.progress.step >= 1)
+        await wait_until(pilot, lambda: app.job_tab("pretrain").progress.step >= 1)
         await pilot.press("4")
         await wait_until(pilot, lambda: app.query_one(RunsTab).runs)
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.query_one(TabbedContent).active == "pretrain")
         assert len(app.screen_stack) == 1  # the live tab, not a snapshot read from disk
         await pilot.press("x")
-        await wait_until(pilot, lambda: app.pretrain_tab.progress.finished)
+        await wait_until(pilot, lambda: app.job_tab("pretrain").progress.finished)
 
 
 def test_a_second_stop_within_the_grace_period_sends_nothing_and_a_later_one_ends_the_job(tmp_path, spawned):
@@ -316,7 +316,7 @@ async def test_of_two_running_evals_found_the_newest_gets_the_tab_and_the_other_
     async with app.run_test(size=(120, 40)) as pilot:
         app.post_message(RunningJobsFound([Job("eval", older, pid=os.getpid()), Job("eval", newer, pid=os.getpid())]))
         await wait_until(pilot, lambda: app._notifications)
-        assert app.evaluate_tab.run_dir == newer
+        assert app.job_tab("eval").run_dir == newer
         assert list(app.jobs) == [newer]
         message = list(app._notifications)[0].message
         assert message == f"Following {newer.name}\nAlso running, listed in the Runs tab: {older.name}"

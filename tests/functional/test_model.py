@@ -9,9 +9,11 @@ from app_fakes import T0, eval_events, eval_rows, pretrain_events, write_run
 
 from tui import format as fmt
 from tui.jobs import JobFollower, JsonlTail, claim_run_dir, find_running_jobs, tail_lines
-from tui.options import EVAL_FIELDS, PRETRAIN_DEMO, PRETRAIN_FIELDS, FormError, command_options, defaults, preset
+from tui.options import FormError, command_options, defaults, preset
 from tui.progress import EvalProgress, PretrainProgress
-from tui.runinfo import config_diff, headline, load_eval, scan_runs
+from tui.runinfo import config_diff, headline, load_progress, read_run, scan_runs
+from tui.tabs.evaluate import EvaluateTab
+from tui.tabs.pretrain import PretrainTab
 from tui.widgets.answer_bars import segments
 from tui.widgets.loss_chart import int_ticks, thin
 
@@ -53,27 +55,27 @@ def test_runs_whose_pid_is_gone_are_not_reattached(tmp_path):
 
 
 def test_form_options_pass_every_field_without_a_preset():
-    options, out = command_options(PRETRAIN_FIELDS, defaults(PRETRAIN_FIELDS))
+    options, out = command_options(PretrainTab.fields, defaults(PretrainTab.fields))
     assert options == ["--data", "bookcorpus/bookcorpus", "--rows", "10000", "--epochs", "3", "--model-size", "default",
                        "--tokenizer", "gpt2", "--batch-size", "8", "--no-compile"]
     assert out is None
 
 
 def test_demo_preset_passes_only_what_changed():
-    values = {**preset(PRETRAIN_FIELDS, PRETRAIN_DEMO), "epochs": "1", "out": "/tmp/x"}
-    assert command_options(PRETRAIN_FIELDS, values, PRETRAIN_DEMO) == (["--demo", "--epochs", "1"], "/tmp/x")
+    values = {**preset(PretrainTab.fields, PretrainTab.demo_values), "epochs": "1", "out": "/tmp/x"}
+    assert command_options(PretrainTab.fields, values, PretrainTab.demo_values) == (["--demo", "--epochs", "1"], "/tmp/x")
 
 
 @pytest.mark.parametrize("field, value", [("limit", "0"), ("limit", "ten"), ("batch-size", "big"), ("model", " ")])
 def test_bad_form_values_name_their_field(field, value):
     with pytest.raises(FormError) as error:
-        command_options(EVAL_FIELDS, {**defaults(EVAL_FIELDS), field: value})
+        command_options(EvaluateTab.fields, {**defaults(EvaluateTab.fields), field: value})
     assert error.value.field.name == field
 
 
 def test_eval_batch_size_may_be_auto_or_a_number():
     for value in ("auto", "8"):
-        options, _ = command_options(EVAL_FIELDS, {**defaults(EVAL_FIELDS), "batch-size": value})
+        options, _ = command_options(EvaluateTab.fields, {**defaults(EvaluateTab.fields), "batch-size": value})
         assert options[options.index("--batch-size") + 1] == value
 
 
@@ -121,7 +123,7 @@ def test_a_run_folder_holding_only_job_log_is_listed_as_crashed(tmp_path):
 
 
 def test_load_eval_reads_results_from_disk(sample_runs):
-    progress = load_eval(sample_runs / "20260101-140000-eval")
+    progress = load_progress(read_run(sample_runs / "20260101-140000-eval"))
     assert len(progress.rows) == 12 and progress.status == "completed"
 
 

@@ -6,8 +6,8 @@ Update only after looking at the report: `pytest tests/functional/test_snapshots
 from __future__ import annotations
 
 import pytest
-
 from app_fakes import SIZES, FakeHardware, eval_events, eval_rows, pretrain_events
+
 from tui.jobs import Job
 from tui.messages import EventsRead, HardwareSampled, JobExited, ResultsRead
 
@@ -81,7 +81,7 @@ class TestPretrain:
         async def run_before(pilot):
             show_job(app, runs_root, "pretrain", "20260101-120000-pretrain", pretrain_events(status=None))
             await pilot.press("2")
-            await settle(pilot, app.pretrain_tab)
+            await settle(pilot, app.job_tab("pretrain"))
 
         assert snap(app, terminal_size=size, run_before=run_before)
 
@@ -95,7 +95,7 @@ class TestPretrain:
             await pilot.pause()
             app.post_message(JobExited(job.run_dir, 0, summary, []))
             await pilot.press("2")
-            await settle(pilot, app.pretrain_tab)
+            await settle(pilot, app.job_tab("pretrain"))
 
         assert snap(app, terminal_size=(120, 40), run_before=run_before)
 
@@ -113,7 +113,7 @@ class TestPretrain:
             await pilot.press("2")
             await pilot.pause()
             app.clear_notifications()  # the toast says the same; keep the tab itself in view
-            await settle(pilot, app.pretrain_tab)
+            await settle(pilot, app.job_tab("pretrain"))
 
         assert snap(app, terminal_size=(80, 24), run_before=run_before)
 
@@ -131,7 +131,7 @@ class TestEvaluate:
         async def run_before(pilot):
             show_job(app, runs_root, "eval", "20260101-140000-eval", eval_events(status=None), eval_rows(12))
             await pilot.press("3")
-            await settle(pilot, app.evaluate_tab)
+            await settle(pilot, app.job_tab("eval"))
 
         assert snap(app, terminal_size=size, run_before=run_before)
 
@@ -141,7 +141,7 @@ class TestEvaluate:
         async def run_before(pilot):
             show_job(app, runs_root, "eval", "20260101-140000-eval", eval_events(status=None), eval_rows(12))
             await pilot.press("3")
-            await settle(pilot, app.evaluate_tab)
+            await settle(pilot, app.job_tab("eval"))
             app.query_one("#results").focus()
             await pilot.press("up", "up", "enter")
 
@@ -213,7 +213,7 @@ class TestDialogs:
             job = show_job(app, runs_root, "pretrain", "20260101-120000-pretrain", pretrain_events(status=None))
             job.returncode = lambda: None  # looks alive, without a process
             await pilot.press("2")
-            await settle(pilot, app.pretrain_tab)
+            await settle(pilot, app.job_tab("pretrain"))
             await pilot.press("q")
 
         assert snap(app, terminal_size=(80, 24), run_before=run_before)

@@ -221,7 +221,7 @@ def test_a_crash_is_recorded_as_failed_and_raised(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="kernel exploded"):
         main(["eval", "--demo", "--max-new-tokens", "4", "--out", str(run)])
     summary, _, events = _read(run)
-    assert summary["status"] == "failed" and summary["error"] == "kernel exploded"
+    assert summary["status"] == "failed" and summary["error"] == "RuntimeError: kernel exploded"
     assert events[-1]["status"] == "failed"
 
 

@@ -11,10 +11,8 @@ import pytest
 
 from core.cli import main
 from core.evaluate import demo as demo_mod
-from core.runs import iter_jsonl, read_json
-
 from core.mmmlu import load_csv, select_questions
-
+from core.runs import iter_jsonl, read_json
 
 # One demo model for the whole module instead of one per test.
 pytestmark = pytest.mark.usefixtures("shared_demo_model")
@@ -165,7 +163,7 @@ def test_resuming_a_finished_run_runs_nothing(tmp_path, monkeypatch):
     assert main(DEMO + ["--limit", "3", "--out", str(run)]) == 0
     import core.evaluate.run as run_module
 
-    monkeypatch.setattr(run_module, "_execute", lambda *a, **k: pytest.fail("nothing should run"))
+    monkeypatch.setattr(run_module.EvalJob, "_answer", lambda *a, **k: pytest.fail("nothing should run"))
     assert main(["eval", "--resume", str(run)]) == 0
     assert len(rows_of(run)) == 3 and read_json(run / "summary.json")["reused_rows"] == 3
 
@@ -183,7 +181,7 @@ def test_repeated_identical_csv_rows_are_two_questions_on_resume(tmp_path, monke
     assert len(set(keys)) == 3
     import core.evaluate.run as run_module
 
-    monkeypatch.setattr(run_module, "_execute", lambda *a, **k: pytest.fail("every question already has its answer"))
+    monkeypatch.setattr(run_module.EvalJob, "_answer", lambda *a, **k: pytest.fail("every question already has its answer"))
     assert main(["eval", "--resume", str(run)]) == 0
     again = read_json(run / "summary.json")
     assert again["reused_rows"] == 3 and again["n"] == 3 and len(rows_of(run)) == 3

@@ -8,7 +8,13 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-HELP = """\
+
+def help_text(job_tabs) -> str:
+    """The help, with the tabs and their keys taken from the registered job tabs."""
+    titles = ["Hardware", *(tab.title for tab in job_tabs), "Runs"]
+    keys = " ".join(f"`{n}`" for n in range(1, len(titles) + 1))
+    extras = "".join(f" {tab.help}" for tab in job_tabs if getattr(tab, "help", ""))
+    return f"""\
 # llmlab
 
 Pretrain GPT-2 and evaluate small language models. Jobs run as separate processes
@@ -17,17 +23,16 @@ their files, so closing it never stops a job unless you ask.
 
 | Key | Does |
 |---|---|
-| `1` `2` `3` `4` | Hardware, Pretrain, Evaluate, Runs tab |
+| {keys} | {", ".join(titles)} tab |
 | `?` | this help |
 | `q` | quit (asks first when a job is running) |
 | `Tab` / `Shift+Tab` | move between fields and panels |
 | `Esc` | leave a form field, close a screen |
 
-**Pretrain / Evaluate:** `s` or Enter in a field starts a job, `x` stops it (SIGINT: it
+**{" / ".join(tab.title for tab in job_tabs)}:** `s` or Enter in a field starts a job, `x` stops it (SIGINT: it
 finishes the current step and saves status *stopped*; press again after 10 s to end it),
 `d` fills the Demo preset (offline, small), `f` switches form and live view on narrow
-terminals, `o` opens the finished run's report. In Evaluate, Enter on a row shows the full
-prompt and reply.
+terminals, `o` opens the finished run's report.{extras}
 
 **Runs:** `o` or Enter opens a run from disk, `m` marks a run (two at most), `c` compares
 the two marked runs (config differences, figures, loss curves), `r` reloads.
@@ -44,5 +49,7 @@ class HelpScreen(ModalScreen[None]):
     AUTO_FOCUS = "#help"  # so arrows and Page Down scroll it: at 80x24 most of it is below the fold
 
     def compose(self) -> ComposeResult:
+        from tui.tabs import job_tab_classes
+
         with VerticalScroll(id="help", classes="dialog"):
-            yield Markdown(HELP)
+            yield Markdown(help_text(job_tab_classes()))

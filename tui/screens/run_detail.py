@@ -10,15 +10,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from core.runs import REPORT
 from tui import format as fmt
 from tui.messages import RunsLoaded
-from tui.progress import EvalProgress, PretrainProgress
 from tui.runinfo import RunInfo, figures, flatten
+from tui.tabs import tab_class
 from tui.tabs.job_tab import STATUS_STYLES
-from tui.widgets.answer_bars import AnswerBars
 from tui.widgets.key_value_table import KeyValueTable
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.results_table import ResultsTable
 
 
 def run_title(run: RunInfo) -> Text:
@@ -38,9 +36,11 @@ class RunScreen(Screen[None]):
     def __init__(self, run: RunInfo) -> None:
         super().__init__()
         self.run = run
-        # An evaluation's results, else the config (a chart takes no keys). Unset, the screen would
-        # inherit the app's "#hardware-tab" and the arrow keys would move nothing.
-        self.AUTO_FOCUS = "#results" if run.kind == "eval" else "#config"
+        self.view = tab_class(run.kind)  # the kind's tab class draws its part; None: figures and config only
+        # What the kind's view wants the keys on (an evaluation's results), else the config (a chart
+        # takes no keys). Unset, the screen would inherit the app's "#hardware-tab" and the arrow
+        # keys would move nothing.
+        self.AUTO_FOCUS = self.view.run_focus if self.view is not None else "#config"
 
     def compose(self) -> ComposeResult:
         yield Static(run_title(self.run), classes="screen-title")
@@ -50,11 +50,8 @@ class RunScreen(Screen[None]):
                 yield Static(id="run-error")
                 yield KeyValueTable(("key", "value"), key_share=0.5, show_header=False, id="config")
             with Vertical(id="run-main"):
-                if self.run.kind == "pretrain":
-                    yield LossChart(id="chart", empty_text="no loss recorded")
-                else:
-                    yield AnswerBars(id="answers")
-                    yield ResultsTable(id="results")
+                if self.view is not None:
+                    yield from self.view.compose_run_view()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -75,23 +72,15 @@ class RunScreen(Screen[None]):
 
     @on(RunsLoaded)
     def _loaded(self, message: RunsLoaded) -> None:
-        progress = message.progresses[0]
-        if isinstance(progress, PretrainProgress):
-            chart = self.query_one(LossChart)
-            chart.add_loss(progress.losses)
-            chart.add_eval(progress.eval_points)
-            chart.flush()
-        elif isinstance(progress, EvalProgress):
-            self.query_one(AnswerBars).update(progress.answer_counts)
-            rows = sorted(progress.rows.values(), key=lambda row: (not isinstance(row.get("index"), int), row.get("index")))
-            self.query_one(ResultsTable).add_results(rows)
+        if self.view is not None:
+            self.view.show_run(self, message.progresses[0])
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "open_report":
-            return True if (self.run.path / "report.md").exists() else None
+            return True if (self.run.path / REPORT).exists() else None
         return True
 
     def action_open_report(self) -> None:
         from tui.screens.report import ReportScreen
 
-        self.app.push_screen(ReportScreen(self.run.path / "report.md"))
+        self.app.push_screen(ReportScreen(self.run.path / REPORT))

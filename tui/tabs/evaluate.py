@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from core.evaluate.config import EvalConfig
 from tui import format as fmt
-from tui.options import EVAL_DEMO, EVAL_FIELDS
+from tui.options import form_fields
 from tui.progress import EvalProgress
 from tui.tabs.job_tab import JobTab
 from tui.widgets.answer_bars import AnswerBars
@@ -17,17 +16,30 @@ from tui.widgets.results_table import ResultsTable
 
 class EvaluateTab(JobTab):
     kind = "eval"
-    fields = EVAL_FIELDS
-    demo_values = EVAL_DEMO
+    title = "Evaluate"
+    progress_class = EvalProgress
+    fields = form_fields(EvalConfig, ("model", "data", "locale", "subject", "limit", "max_new_tokens", "batch_size",
+                                      "mode", "dtype"))
+    demo_values = {"model": "bundled demo model", "data": "bundled demo questions"}
+    run_focus = "#results"
+    help = "In Evaluate, Enter on a row shows the full\nprompt and reply."
 
     progress: EvalProgress
-
-    def new_progress(self, run_dir: Path | None) -> EvalProgress:
-        return EvalProgress(run_dir=run_dir)
 
     def compose_live(self) -> ComposeResult:
         yield AnswerBars(id="answers")
         yield ResultsTable(id="results")
+
+    @classmethod
+    def compose_run_view(cls) -> ComposeResult:
+        yield AnswerBars(id="answers")
+        yield ResultsTable(id="results")
+
+    @classmethod
+    def show_run(cls, screen, progress: EvalProgress) -> None:
+        screen.query_one(AnswerBars).update(progress.answer_counts)
+        rows = sorted(progress.rows.values(), key=lambda row: (not isinstance(row.get("index"), int), row.get("index")))
+        screen.query_one(ResultsTable).add_results(rows)
 
     def reset_live(self) -> None:
         self.query_one(ResultsTable).reset()

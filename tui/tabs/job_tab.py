@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Log, ProgressBar, Static
 
+from core.runs import REPORT
 from tui import format as fmt
 from tui.messages import JobRequested, StopRequested
 from tui.options import Field, FormError, command_options
@@ -30,9 +31,13 @@ class JobTab(Vertical, can_focus=True):
     # s, x, d, f and o are App bindings that call this tab's actions, so they work wherever focus is.
     BINDINGS = [Binding("escape", "focus_tab", "Leave form", show=False)]
 
-    kind = "pretrain"
+    kind = ""                           # the core kind this tab runs (core/kinds.py)
+    title = ""                          # the tab's name, e.g. "Pretrain"
+    progress_class: type[JobProgress] = JobProgress
     fields: tuple[Field, ...] = ()
-    demo_values: dict = {}
+    demo_values: dict = {}              # what the Demo preset shows in the form (the engine's --demo values)
+    run_focus = "#config"               # what takes the keys on a run screen of this kind
+    help = ""                           # a sentence of its own for the help screen
 
     def __init__(self, clock: Callable[[], float], id: str | None = None) -> None:
         super().__init__(id=id, classes="job-tab -form-shown -idle")
@@ -48,10 +53,20 @@ class JobTab(Vertical, can_focus=True):
     # ----------------------------------------------------------------- building
 
     def new_progress(self, run_dir: Path | None) -> JobProgress:
-        raise NotImplementedError
+        return self.progress_class(run_dir=run_dir)
 
     def compose_live(self) -> ComposeResult:
         raise NotImplementedError
+
+    @classmethod
+    def compose_run_view(cls) -> ComposeResult:
+        """The widgets a run screen of this kind shows beside its figures (a chart, a results table)."""
+        return
+        yield
+
+    @classmethod
+    def show_run(cls, screen, progress: JobProgress) -> None:
+        """Fill compose_run_view's widgets on `screen` from a run read from disk."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form-column"):
@@ -185,8 +200,8 @@ class JobTab(Vertical, can_focus=True):
         text.append(f"{p.status} after {fmt.duration(p.elapsed)}", style=style)
         for label, value in self.outcome_figures():
             text.append(f" · {label} ", style="dim").append(value, style="bold")
-        if p.run_dir is not None and (p.run_dir / "report.md").exists():
-            text.append(" · report ", style="dim").append(f"{p.run_dir.name}/report.md", style="underline")
+        if p.run_dir is not None and (p.run_dir / REPORT).exists():
+            text.append(" · report ", style="dim").append(f"{p.run_dir.name}/{REPORT}", style="underline")
             text.append(" (o)", style="dim")
         if p.status == "failed":
             text.append(f"\n{p.error or 'the job failed'}", style="red")
@@ -213,7 +228,7 @@ class JobTab(Vertical, can_focus=True):
         if action == "stop":
             return True if self.progress.active else None
         if action == "open_report":
-            return True if self.run_dir is not None and (self.run_dir / "report.md").exists() else None
+            return True if self.run_dir is not None and (self.run_dir / REPORT).exists() else None
         return True
 
     def action_start(self) -> None:
@@ -251,7 +266,7 @@ class JobTab(Vertical, can_focus=True):
         if self.run_dir is not None:
             from tui.screens.report import ReportScreen
 
-            self.app.push_screen(ReportScreen(self.run_dir / "report.md"))
+            self.app.push_screen(ReportScreen(self.run_dir / REPORT))
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:

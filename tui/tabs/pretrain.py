@@ -7,17 +7,29 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from core.pretrain.config import PretrainConfig, demo_config
 from tui import format as fmt
-from tui.options import PRETRAIN_DEMO, PRETRAIN_FIELDS
+from tui.options import form_fields
 from tui.progress import PretrainProgress
 from tui.tabs.job_tab import JobTab
 from tui.widgets.loss_chart import LossChart
 
+_DEMO = demo_config()
+
 
 class PretrainTab(JobTab):
     kind = "pretrain"
-    fields = PRETRAIN_FIELDS
-    demo_values = PRETRAIN_DEMO
+    title = "Pretrain"
+    progress_class = PretrainProgress
+    fields = form_fields(PretrainConfig, ("data", "rows", "epochs", "model_size", "tokenizer", "batch_size", "compile", "out"))
+    # What `llmlab pretrain --demo` runs (bundled corpus and tokenizer, tiny model); shown so the
+    # form never hides what will happen. Only fields changed after choosing the preset are passed.
+    # The numbers come from the engine's own demo config, so the form cannot drift from it.
+    demo_values = {
+        "data": "bundled demo corpus", "rows": str(_DEMO.rows), "epochs": str(_DEMO.epochs),
+        "model-size": _DEMO.model_size, "tokenizer": "bundled gpt2", "batch-size": str(_DEMO.batch_size),
+        "compile": _DEMO.compile,
+    }
 
     progress: PretrainProgress
 
@@ -27,6 +39,17 @@ class PretrainTab(JobTab):
 
     def compose_live(self) -> ComposeResult:
         yield LossChart(id="chart")
+
+    @classmethod
+    def compose_run_view(cls) -> ComposeResult:
+        yield LossChart(id="chart", empty_text="no loss recorded")
+
+    @classmethod
+    def show_run(cls, screen, progress: PretrainProgress) -> None:
+        chart = screen.query_one(LossChart)
+        chart.add_loss(progress.losses)
+        chart.add_eval(progress.eval_points)
+        chart.flush()
 
     def reset_live(self) -> None:
         self.query_one(LossChart).clear()

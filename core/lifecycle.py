@@ -1,0 +1,219 @@
+"""The one run lifecycle every job kind goes through (the run contract in docs/architecture.md).
+
+    inputs checked (nothing written) -> folder claimed -> config.json -> events.jsonl "start"
+    -> the kind's work, under stop signals -> summary.json, report.md -> events.jsonl "end"
+
+A kind supplies a `Job`: `prepare()` checks and loads its inputs before any file exists (bad
+input is one UsageError and leaves nothing behind), `run(ctx)` does the work and returns the
+kind's own summary fields, `report(summary)` renders report.md's text. Everything else is here,
+once: the atomic folder claim, stop signals (SIGINT/SIGTERM/SIGHUP), out-of-memory and full-disk
+handling, error.txt and status "failed" on a crash, and the summary fields every kind has:
+`kind`, `status`, `started`, `total_seconds` (from process start), `hardware`, `optimizations`,
+`error`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from core.errors import DISK_FULL, OutOfMemory, UsageError
+from core.runs import CONFIG, ERROR, EVENTS, REPORT, SUMMARY, EventLog, create_run_dir, process_started, write_json
+from core.signals import StopRequest
+
+
+class Job:
+    """What a kind supplies. Subclasses set `kind` and implement prepare, run and report."""
+
+    kind: str = ""
+    # What the first stop signal says the job will do, e.g. "finishing the current step".
+    stop_message: str = "stopping at the next safe point"
+    # The error a second stop signal leaves in the summary.
+    interrupted_twice: str = "interrupted twice; stopped at once"
+
+    def __init__(self, config, resume: bool = False) -> None:
+        self.config = config
+        self.resume = resume  # config.out is a stopped run of this kind to continue
+
+    def prepare(self) -> None:
+        """Check and load the inputs; raise UsageError for bad input. Writes nothing."""
+
+    def config_record(self) -> dict:
+        """What config.json records (the lifecycle adds "kind")."""
+        return dataclasses_asdict(self.config)
+
+    def start_fields(self) -> dict:
+        """Extra fields of the `start` event (e.g. total questions)."""
+        return {}
+
+    def run(self, ctx: "RunContext") -> dict:
+        """The work; returns the kind's own summary fields ("error" for a failure that is not a crash,
+        "status" to judge completion itself instead of by whether a stop was asked for)."""
+        raise NotImplementedError
+
+    def oom_message(self, exc: OutOfMemory) -> str:
+        return str(exc)
+
+    def finish(self, ctx: "RunContext", summary: dict) -> None:
+        """Last files before the report (charts); runs whatever the status."""
+
+    def report(self, run_dir: Path, summary: dict) -> str:
+        """report.md's text."""
+        raise NotImplementedError
+
+    def end_fields(self, summary: dict) -> dict:
+        """Extra fields of the `end` event."""
+        return {}
+
+    def closing_line(self, summary: dict, run_dir: Path) -> str | None:
+        """The line printed once everything is written (None: nothing)."""
+        return None
+
+
+def dataclasses_asdict(config) -> dict:
+    from dataclasses import asdict
+
+    return asdict(config)
+
+
+@dataclass
+class RunContext:
+    """What a running job uses from the lifecycle."""
+
+    kind: str
+    run_dir: Path
+    events: EventLog
+    stop: StopRequest
+    t0: float                                   # process start, on the monotonic clock
+    progress: Callable[[dict], None] | None = None
+    external_stop: Callable[[], bool] | None = None
+    log_line: Callable[[str], None] | None = None
+    optimizations: list[str] = field(default_factory=list)
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        """One event into events.jsonl, and to the progress callback."""
+        self.events.emit(type_, **fields)
+        if self.progress is not None:
+            self.progress({"type": type_, **fields})
+
+    def log(self, message: str) -> None:
+        """A `log` event (the app shows it; the CLI prints it when it follows events)."""
+        self.emit("log", message=message)
+
+    def say(self, line: str) -> None:
+        """A line for the person at the terminal (the CLI's log callback), not an event."""
+        if self.log_line is not None:
+            self.log_line(line)
+
+    def should_stop(self) -> bool:
+        return self.stop() or (self.external_stop is not None and self.external_stop())
+
+    def write_config(self, record: dict) -> None:
+        write_json(self.run_dir / CONFIG, {"kind": self.kind, **record})
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.t0
+
+
+def run_job(job: Job, progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
+            log: Callable[[str], None] | None = None, stop: StopRequest | None = None) -> dict:
+    """Run `job` through the whole lifecycle and return its summary (also in summary.json).
+
+    UsageError (bad input, out of memory at the smallest size) propagates as itself, after the
+    run folder, if any, says "failed". Any other exception is recorded (error.txt) and re-raised.
+    A second stop signal (KeyboardInterrupt) ends the run as "stopped" without raising.
+    `stop` replaces the lifecycle's own StopRequest (tests set its signal to stop at a chosen point).
+    """
+    t0 = process_started()
+    job.prepare()  # bad input stops here, before a folder exists
+    if job.resume:
+        run_dir = Path(job.config.out)
+    else:
+        run_dir = create_run_dir(job.kind, job.config.out)
+        job.config.out = str(run_dir)
+    events = EventLog(run_dir / EVENTS, t0=t0)
+    ctx = RunContext(kind=job.kind, run_dir=run_dir, events=events, stop=stop or StopRequest(), t0=t0,
+                     progress=progress, external_stop=should_stop, log_line=log)
+    if ctx.stop._on_signal is None:
+        ctx.stop._on_signal = lambda signum: ctx.log(f"{_signal_words(signum)}: {job.stop_message} (Ctrl-C again to stop now)")
+    summary: dict = {"kind": job.kind, "status": "failed", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "run_dir": str(run_dir)}
+    failure: BaseException | None = None
+    try:
+        if not job.resume:
+            ctx.write_config(job.config_record())
+        ctx.emit("start", kind=job.kind, pid=os.getpid(), run_dir=str(run_dir), **job.start_fields())
+        with ctx.stop:
+            fields = job.run(ctx)
+        status = fields.pop("status", None)  # a kind may judge completeness itself (every question answered)
+        summary.update(fields)
+        summary["status"] = "failed" if summary.get("error") else status or ("stopped" if ctx.stop.requested else "completed")
+    except KeyboardInterrupt:
+        summary.update(status="stopped", error=job.interrupted_twice)
+    except OutOfMemory as exc:
+        summary["error"] = job.oom_message(exc)
+        failure = UsageError(summary["error"])
+    except UsageError as exc:
+        summary["error"] = str(exc)
+        failure = exc
+    except Exception as exc:
+        summary["error"] = _first_line(exc)
+        failure = exc
+        try:
+            (run_dir / ERROR).write_text(traceback.format_exc(), encoding="utf-8")
+        except OSError:
+            pass
+    finally:
+        summary["stop_signal"] = ctx.stop.signal
+        _close(job, ctx, summary, failure)
+    if failure is not None:
+        if isinstance(failure, UsageError):
+            raise failure from None
+        raise failure
+    return summary
+
+
+def _close(job: Job, ctx: RunContext, summary: dict, failure: BaseException | None) -> None:
+    """Chart, report, summary and the end event, whatever happened; a full disk here never hides the first error."""
+    from core.hardware import snapshot
+
+    try:
+        summary.setdefault("hardware", snapshot())
+        summary.setdefault("optimizations", list(ctx.optimizations))
+        summary.setdefault("error", None)
+        try:
+            job.finish(ctx, summary)
+        except Exception as exc:  # a chart must never hide the run's real outcome
+            ctx.emit("log", message=f"could not finish the run's files: {_first_line(exc)}")
+        summary["total_seconds"] = round(ctx.seconds(), 3)
+        (ctx.run_dir / REPORT).write_text(job.report(ctx.run_dir, summary), encoding="utf-8")
+        write_json(ctx.run_dir / SUMMARY, summary)
+        ctx.emit("end", status=summary["status"], error=summary.get("error"), total_seconds=summary["total_seconds"],
+                 **job.end_fields(summary))
+        line = job.closing_line(summary, ctx.run_dir)
+        if line:
+            ctx.say(line)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL or failure is None:
+            raise
+        # The disk is full and the run is failing because of it: the first error is the one to report.
+    finally:
+        ctx.events.close()
+
+
+def _signal_words(signum: int) -> str:
+    return "interrupted" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+__all__ = ["Job", "RunContext", "run_job"]

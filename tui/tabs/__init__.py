@@ -1,0 +1,27 @@
+"""The app's job tabs, registered in one place: a kind's tab is one module here and one line below.
+
+The app builds its tabs, number keys, help text, run screens and runs list from this list (in
+this order, between Hardware and Runs); nothing in tui/app.py names a kind. A kind without a tab
+still shows in the Runs tab and opens there.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+JOB_TABS = (
+    "tui.tabs.pretrain:PretrainTab",
+    "tui.tabs.evaluate:EvaluateTab",
+)
+
+
+@lru_cache(maxsize=1)
+def job_tab_classes() -> tuple:
+    from core.kinds import load
+
+    return tuple(load(path) for path in JOB_TABS)
+
+
+def tab_class(kind: str | None):
+    """The job tab class that shows `kind`, or None when the kind has no tab."""
+    return next((cls for cls in job_tab_classes() if cls.kind == kind), None)
