@@ -1,0 +1,1 @@
+"""Scoring rules for generated answers: SQuAD EM/F1, numeric answers, votes across runs."""
