@@ -97,11 +97,12 @@ def _not_utf8_error(path: Path, exc: UnicodeDecodeError) -> UsageError:
     )
 
 
-def load_csv(path: str | Path):
+def load_csv(path: str | Path, columns: tuple[str, ...] = COLUMNS):
     """Read an MMMLU-shaped CSV into a DataFrame of strings, exactly as written.
 
     Every field stays text (no NaN for "None"/"NA" answers, no number parsing, quoted commas,
-    quotes and newlines preserved) and the unnamed first column becomes the index.
+    quotes and newlines preserved) and the unnamed first column becomes the index. `columns`
+    are the ones it must have (a CMMLU per-subject file has no Subject column).
     """
     import pandas as pd
 
@@ -123,12 +124,12 @@ def load_csv(path: str | Path):
         frame = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False, na_filter=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{path} is not a readable CSV ({first}); expected columns ,{','.join(COLUMNS)}") from None
-    missing = [c for c in COLUMNS if c not in frame.columns]
+        raise UsageError(f"{path} is not a readable CSV ({first}); expected columns ,{','.join(columns)}") from None
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise UsageError(
             f"{path} lacks column(s) {', '.join(missing)}; an MMMLU CSV has an unnamed index column then "
-            f"{','.join(COLUMNS)} (found: {', '.join(map(str, frame.columns))})"
+            f"{','.join(columns)} (found: {', '.join(map(str, frame.columns))})"
         )
     first = frame.columns[0]
     if first not in COLUMNS:  # the unnamed index column ("Unnamed: 0" or "")

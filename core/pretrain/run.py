@@ -56,7 +56,7 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
 
 def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
     """The config of a pretraining run to resume and its newest complete checkpoint."""
-    from core.pretrain.checkpoint import checkpoint_problem, list_checkpoints
+    from core.checkpoints import checkpoint_problem, list_checkpoints
     from core.runs import load_run_config
 
     path, config = load_run_config(run_dir, "pretrain")

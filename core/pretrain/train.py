@@ -12,7 +12,7 @@ those that were active, from `Session.optimizations()`):
   - the loss is read back from the device only every `log_every` steps (the only host sync);
   - optional torch.compile with fixed shapes: the last batch of an epoch is padded with an
     all-masked block, so there is one compile, timed as its own phase.
-Reliability: checkpoints (checkpoint.py), resume, clean stop on SIGINT/SIGTERM/SIGHUP, micro-batches
+Reliability: checkpoints (core/checkpoints.py), resume, clean stop on SIGINT/SIGTERM/SIGHUP, micro-batches
 halved with doubled accumulation on out-of-memory (same effective batch).
 """
 
@@ -26,12 +26,12 @@ from typing import Callable
 
 import torch
 
+from core.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from core.errors import UsageError
 from core.memory import OOM_ERRORS, HalvingSize
-from core.pretrain.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.optim import adamw, make_scheduler
 from core.pretrain.config import PretrainConfig
 from core.pretrain.model import CAUSAL_ATTENTION, restore_attention, use_causal_attention
-from core.pretrain.schedule import make_scheduler
 
 
 @dataclass
@@ -57,13 +57,6 @@ class TrainResult:
 def count_steps_per_epoch(n_blocks: int, batch_size: int) -> int:
     """Optimizer steps in one epoch: the last batch may be short, but it is a step (no block is dropped)."""
     return math.ceil(n_blocks / batch_size)
-
-
-def _param_groups(model, weight_decay: float) -> list[dict]:
-    """Decay matrices (weights, embeddings) but not biases or LayerNorm gains."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
 @torch.no_grad()
@@ -204,6 +197,19 @@ class Session:
         return opts
 
 
+def _weights(model) -> dict:
+    """What a pretraining checkpoint saves. GPT-2 ties lm_head to the token embedding and safetensors refuses
+    shared storage, so the tied copy is dropped here and restored by _load_weights."""
+    return {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+
+
+def _load_weights(model, weights: dict, path: Path) -> None:
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(k != "lm_head.weight" for k in missing):
+        raise ValueError(f"checkpoint {path.name} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.tie_weights()
+
+
 def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[..., None],
             resume_from: Path | None = None) -> Session:
     """Device, data on it, optimizer, schedule, compile and resume state: everything before the first step."""
@@ -230,15 +236,7 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callabl
         labels = torch.cat([labels, torch.full_like(labels[:1], -100)])
     eval_inputs, eval_labels = (t.to(device) for t in eval_blocks)
 
-    fused = False
-    if cfg.fused_adamw:
-        try:
-            optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95), fused=True)
-            fused = True
-        except RuntimeError:  # no fused kernel for this device
-            pass
-    if not fused:
-        optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    optimizer, fused = adamw(model, cfg.lr, cfg.weight_decay, fused=cfg.fused_adamw)
     steps_per_epoch = count_steps_per_epoch(n_blocks, cfg.batch_size)
     scheduler = make_scheduler(optimizer, total_steps=steps_per_epoch * cfg.epochs,
                                warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio)
@@ -256,7 +254,8 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callabl
     )
     if resume_from is not None:
         try:
-            state = load_checkpoint(resume_from, model, optimizer, scheduler)
+            weights, state = load_checkpoint(resume_from, optimizer, scheduler)
+            _load_weights(model, weights, resume_from)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:  # damage checkpoint_problem() could not see
             raise UsageError(f"cannot resume from checkpoint {resume_from}: {str(exc).splitlines()[0]}") from None
         if state["order"] and len(state["order"]) != n_blocks:  # the final checkpoint's order is empty
@@ -317,7 +316,7 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir) 
     def checkpoint(epoch: int, next_index: int, order_now: torch.Tensor) -> None:
         state = {"step": step, "epoch": epoch, "next_index": next_index, "order": order_now.tolist(),
                  "eval_losses": result.eval_losses, "rng": rng_state(s.generator)}
-        result.checkpoint = str(save_checkpoint(run_dir, s.model, s.optimizer, s.scheduler, state))
+        result.checkpoint = str(save_checkpoint(run_dir, _weights(s.model), s.optimizer, s.scheduler, state))
         emit("checkpoint", step=step, path=result.checkpoint)
 
     # Device-side counters, read back only at log steps.

@@ -11,10 +11,10 @@ import time
 import pytest
 import torch
 
+from core.checkpoints import MARKER, list_checkpoints
 from core.cli import main
 from core.errors import UsageError
 from core.pretrain import model as model_module
-from core.pretrain.checkpoint import MARKER, list_checkpoints
 from core.pretrain.config import PretrainConfig
 from core.pretrain.run import resume_config, run_pretrain
 from core.runs import iter_jsonl, read_json

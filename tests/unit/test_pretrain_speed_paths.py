@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.optim import make_scheduler, warmup_steps
 from core.pretrain.config import PretrainConfig
 from core.pretrain.data import pack_blocks
 from core.pretrain.model import CAUSAL_ATTENTION, build_model, use_causal_attention
 from core.pretrain.run import run_pretrain
-from core.pretrain.schedule import make_scheduler, warmup_steps
 from core.pretrain.train import prepare, train
 from core.runs import iter_jsonl, read_json
 from core.synthetic import bookcorpus_like_rows

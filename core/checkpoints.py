@@ -1,9 +1,10 @@
-"""Crash-safe training checkpoints.
+"""Crash-safe training checkpoints, for every kind that trains (pretraining, fine-tuning).
 
-A checkpoint is a folder `checkpoints/step-000123/` holding the weights (safetensors), optimizer
-and scheduler state, RNG states and the data position. It is written under a temporary name,
-fsynced, given a COMPLETE marker and only then renamed into place, so a checkpoint that exists
-under its final name is whole; torn ones are never loaded. The newest two are kept.
+A checkpoint is a folder `checkpoints/step-000123/` holding the trained weights (safetensors:
+the whole model for pretraining, only the adapter for LoRA), optimizer and scheduler state, RNG
+states and the data position. It is written under a temporary name, fsynced, given a COMPLETE
+marker and only then renamed into place, so a checkpoint that exists under its final name is
+whole; torn ones are never loaded. The newest two are kept.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict) -> Path:
-    """Write one checkpoint atomically and prune all but the newest KEEP."""
+def save_checkpoint(run_dir: Path, weights: dict, optimizer, scheduler, state: dict) -> Path:
+    """Write one checkpoint atomically and prune all but the newest KEEP; `weights` maps names to tensors."""
     root = run_dir / "checkpoints"
     root.mkdir(exist_ok=True)
     final = root / f"step-{state['step']:06d}"
@@ -36,7 +37,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict) -> 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_files(tmp, model, optimizer, scheduler, state)
+        _write_files(tmp, weights, optimizer, scheduler, state)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not also keep half a checkpoint
         raise
@@ -49,13 +50,10 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict) -> 
     return final
 
 
-def _write_files(tmp: Path, model, optimizer, scheduler, state: dict) -> None:
+def _write_files(tmp: Path, weights: dict, optimizer, scheduler, state: dict) -> None:
     from safetensors.torch import save_file
 
-    # GPT-2 ties lm_head to the token embedding; safetensors refuses shared storage, so the
-    # tied copy is dropped here and restored by load_state_dict(strict=False) + tie_weights().
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    save_file(weights, str(tmp / "model.safetensors"))
+    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "model.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(state.pop("rng"), tmp / "rng.pt")
@@ -103,21 +101,17 @@ def checkpoint_problem(path: Path) -> str | None:
     return f"state.json lacks {', '.join(missing)}" if missing else None
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
-    """Restore model/optimizer/scheduler in place; returns the saved state (with `rng`)."""
+def load_checkpoint(path: Path, optimizer, scheduler) -> tuple[dict, dict]:
+    """(the saved weights, the saved state with `rng`); optimizer and scheduler are restored in place."""
     from safetensors.torch import load_file
 
     weights = load_file(str(path / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or any(k != "lm_head.weight" for k in missing):
-        raise ValueError(f"checkpoint {path.name} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model.tie_weights()
     # weights_only=True: a checkpoint is data, never code to run.
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     state["rng"] = torch.load(path / "rng.pt", weights_only=True)
-    return state
+    return weights, state
 
 
 def rng_state(generator: torch.Generator) -> dict:

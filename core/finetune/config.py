@@ -1,0 +1,93 @@
+"""Every option of a LoRA fine-tuning run (defaults from seed 001), with help, form labels and checks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from core import ASSETS_DIR
+from core.errors import UsageError
+from core.options import option
+
+DEMO_EXAMS = ASSETS_DIR / "exams_demo.csv"
+SPLIT_BY = ("question", "subject")
+
+
+@dataclass
+class FinetuneConfig:
+    model: str = option("Qwen/Qwen2.5-0.5B", "Base model: hub id, local folder, or an llmlab pretraining run folder.",
+                        label="Model", placeholder="hub id, local folder or run folder")
+    data: str = option(str(DEMO_EXAMS), "Exam CSV (Question,A,B,C,D,Answer,Subject), a folder of per-subject CSVs, "
+                       "or alpaca .json/.jsonl in seed 001's form.", label="Data", shown="assets/exams_demo.csv")
+    template: str = option("mmmlu", "mmmlu: llmlab eval's prompt, target '{letter}) {option}'. alpaca: seed 001's "
+                           "'The right option is X.' form.", choices=("mmmlu", "alpaca"), label="Template")
+    rank: int = option(16, "LoRA rank r.", label="Rank")
+    alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / rank).", label="Alpha")
+    dropout: float = option(0.05, "LoRA dropout.")
+    targets: str = option("auto", "Modules to adapt: auto (attention projections: q/k/v/o for Qwen2/Llama, "
+                          "c_attn/c_proj for GPT-2), all-linear, or comma-separated names.", label="Targets")
+    lr: float = option(1e-4, "Peak learning rate (warm-up, then cosine decay).", label="Learning rate")
+    epochs: int = option(2, "Passes over the training set (shuffle copies included).", label="Epochs")
+    batch_size: int = option(8, "Examples per optimizer step.", label="Batch size")
+    micro_batch_size: int = option(0, "Examples per forward pass; 0 = whole batch (halved on out-of-memory).")
+    max_length: int = option(512, "Tokens per example; longer prompts lose their beginning, the target is kept.")
+    shuffle_copies: int = option(1, "Copies of each training question: as given, plus K-1 distinct permutations of "
+                                 "its options (seed 001 used 6).", label="Shuffle copies")
+    split_by: str = option("question", "question: per-subject quotas of val/test questions. subject: hold out whole "
+                           "subjects.", choices=SPLIT_BY)
+    val_per_subject: int = option(20, "Val questions per subject (--split-by question).", label="Val per subject")
+    test_per_subject: int = option(20, "Test questions per subject (--split-by question).", label="Test per subject")
+    val_fraction: float = option(0.1, "Share of subjects held out for val (--split-by subject).")
+    test_fraction: float = option(0.1, "Share of subjects held out for test (--split-by subject).")
+    eval_every: int = option(0, "Also compute the val loss every N optimizer steps (0 = at epoch ends only).")
+    early_stop: int = option(0, "Stop after this many val-loss checks without improvement (0 = never).")
+    test_max_new_tokens: int = option(32, "Reply length for the before/after test answers.")
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, ~30% slower).")
+    bf16: bool = True                 # bf16 autocast where the GPU supports it
+    grad_clip: float = 1.0
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    seed: int = option(1234, "Random seed (splits, shuffle copies, data order, LoRA init).")
+    save_minutes: float = option(10.0, "Checkpoint after this many minutes since the last one (0 = only on stop).")
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice; 1 for --demo).")
+    out: str | None = option(None, "Run directory (must not exist yet).", label="Output",
+                             placeholder="new folder under the runs folder", shown="runs/<timestamp>-finetune")
+    demo: bool = False
+
+    def validate(self) -> None:
+        for name in ("rank", "alpha"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("epochs", "batch_size", "max_length", "shuffle_copies", "test_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.shuffle_copies > 24:
+            raise UsageError(f"--shuffle-copies {self.shuffle_copies} is more than the 24 orders of four options")
+        for name in ("micro_batch_size", "val_per_subject", "test_per_subject", "eval_every", "early_stop", "save_minutes"):
+            if not getattr(self, name) >= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1) (got {self.dropout})")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be a positive number (got {self.lr})")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1) (got {getattr(self, name)})")
+        if self.template not in ("mmmlu", "alpaca"):
+            raise UsageError(f"--template {self.template} is not one of mmmlu, alpaca")
+        if self.split_by not in SPLIT_BY:
+            raise UsageError(f"--split-by {self.split_by} is not one of {', '.join(SPLIT_BY)}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be at least 1 (got {self.threads})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def demo_config(**overrides) -> FinetuneConfig:
+    """The offline demo: the bundled exam CSV and the eval demo's tiny model; about a minute on 2 cores."""
+    cfg = FinetuneConfig(model="demo", data=str(DEMO_EXAMS), rank=8, alpha=16, lr=3e-3, epochs=2, batch_size=8,
+                         max_length=192, shuffle_copies=2, val_per_subject=3, test_per_subject=3, test_max_new_tokens=12,
+                         demo=True)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
