@@ -18,6 +18,7 @@ from typing import Callable
 # The one list of kinds, in the order the CLI and the app show them.
 PACKAGES = (
     "core.pretrain",
+    "core.finetune",
     "core.evaluate",
 )
 

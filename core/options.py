@@ -20,7 +20,7 @@ _MISSING = dataclasses.MISSING
 def option(default: Any = _MISSING, help: str = "", *, choices: tuple[str, ...] = (), label: str | None = None,
            placeholder: str = "", flag: str | None = None, cli: bool = True, parse: Callable[[str], Any] | None = None,
            or_word: str | None = None, metavar: str | None = None, factory: Callable[[], Any] | None = None,
-           shown: str | None = None, cli_choices: bool = True):
+           shown: str | None = None, cli_choices: bool = True, multiple: bool = False):
     """A config field with its option metadata.
 
     choices: the allowed values (a click Choice, a select in the app). label/placeholder: the app's
@@ -28,10 +28,11 @@ def option(default: Any = _MISSING, help: str = "", *, choices: tuple[str, ...] 
     parse: turns the typed text into the value (its errors become click's bad-parameter message);
     or_word: a word accepted besides a number (batch size "auto"). shown: the default as --help shows it.
     cli_choices=False: the choices are the form's select only; the config's validate() checks the value.
+    multiple: the option may be given several times (a list field, e.g. --adapter A --adapter B).
     """
     metadata = {"help": help, "choices": tuple(choices), "label": label, "placeholder": placeholder, "flag": flag,
                 "cli": cli, "parse": parse, "or_word": or_word, "metavar": metavar, "shown": shown,
-                "cli_choices": cli_choices}
+                "cli_choices": cli_choices, "multiple": multiple}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -64,6 +65,8 @@ def _shown_default(f: dataclasses.Field, kind) -> str | None:
     if f.metadata.get("shown"):
         return f.metadata["shown"]
     value = default_of(f)
+    if value in ([], ()):
+        return None
     if kind is bool:
         return (flag_name(f)[2:] if value else "no-" + flag_name(f)[2:]) if value is not None else None
     return None if value is None else str(value)
@@ -91,6 +94,8 @@ def _option_for(config_cls, f: dataclasses.Field):
     common: dict[str, Any] = {"default": None, "help": help_text, "metavar": meta.get("metavar")}
     if kind is bool:
         return click.option(f"{name}/--no-{name[2:]}", f.name, **{k: v for k, v in common.items() if k != "metavar"})
+    if meta.get("multiple"):
+        return click.option(name, f.name, type=str, multiple=True, help=help_text, metavar=meta.get("metavar"))
     if meta.get("parse"):
         parse = meta["parse"]
 
@@ -112,7 +117,8 @@ def _option_for(config_cls, f: dataclasses.Field):
 def given(config_cls, values: dict) -> dict:
     """The config fields among click's `values` that the user set (click passes None for the rest)."""
     names = {f.name for f in fields_of(config_cls)}
-    return {k: v for k, v in values.items() if k in names and v is not None}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()
+            if k in names and v is not None and v != ()}
 
 
 def positive_int_or(word: str):

@@ -232,3 +232,29 @@ def _eta(first: tuple, now: tuple, total: int) -> float | None:
     if n1 <= n0 or t1 <= t0:
         return None
     return (t1 - t0) / (n1 - n0) * max(0, total - n1)
+
+
+@dataclass
+class FinetuneProgress(PretrainProgress):
+    """A fine-tuning run: the training curve of PretrainProgress, the adapter's size and the test answers."""
+
+    trainable_params: int | None = None
+    total_params: int | None = None
+    trainable_ratio: float | None = None
+    test_phase: str = ""          # "before" or "after" while the test questions are being answered
+    test_done: int = 0
+    test_total: int | None = None
+
+    def apply(self, event: dict) -> None:
+        super().apply(event)
+        kind = event.get("type")
+        if kind == "lora":
+            self.trainable_params = event.get("trainable_params")
+            self.total_params = event.get("total_params")
+            self.trainable_ratio = event.get("trainable_ratio")
+        elif kind == "progress":
+            self.test_phase = str(event.get("phase", ""))
+            self.test_done, self.test_total = int(event.get("done", 0)), event.get("total")
+            self.phase = f"test {self.test_phase}"
+        elif kind in ("plan", "loss", "eval"):  # training (again): the test answers are not what runs now
+            self.test_phase = ""

@@ -42,6 +42,8 @@ class EvalConfig:
                           choices=BACKENDS)
     free_finished: bool = option(True, "Drop finished rows from the batch and KV cache.")
     threads: int | None = option(None, "torch CPU threads (default: torch's choice; 1 for --demo).")
+    adapter: list = option(factory=list, help="A LoRA adapter folder or fine-tune run folder to evaluate on top of "
+                           "--model.", multiple=True, metavar="DIR")
 
     def __post_init__(self):
         # The engine compiles only the static-cache decode step, so compile without it would

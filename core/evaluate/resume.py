@@ -40,7 +40,8 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def settings_of(config: EvalConfig, model_path: Path, data_path: Path, dtype: str, context: int | None) -> dict:
+def settings_of(config: EvalConfig, model_path: Path, data_path: Path, dtype: str, context: int | None,
+                adapters: list[Path] = ()) -> dict:
     """Everything a result row depends on; a resume must match all of it."""
     from fnmatch import fnmatch
 
@@ -55,6 +56,8 @@ def settings_of(config: EvalConfig, model_path: Path, data_path: Path, dtype: st
         model = {"model": str(model_path), "model_files": digest(files)}
     settings = {**model, "data_sha256": _file_sha256(data_path), "prompt_template": digest(PROMPT_TEMPLATE),
                 "mode": config.mode, "dtype": dtype, "context": context}
+    if adapters:  # the adapter's weights, by content: retraining into the same folder is another model
+        settings["adapters"] = [_file_sha256(Path(a) / "adapter_model.safetensors") for a in adapters]
     if config.mode == "generate":
         settings.update(max_new_tokens=config.max_new_tokens, stop_at_answer=config.stop_at_answer, backend=config.backend,
                         static_cache=config.static_cache, compile=config.compile, cuda_graphs=config.cuda_graphs)

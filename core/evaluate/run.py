@@ -159,13 +159,14 @@ class EvalJob(Job):
             recorded_path(previous, "model_path") or resolve_model(config.model))
         self.model_path = Path(model_path).absolute()
         check_model_folder(self.model_path)
+        self.adapters = self._adapters()
         start = time.perf_counter()
         self.tokenizer = load_tokenizer(self.model_path)
         self.tokenizer_seconds = time.perf_counter() - start
         self.context = model_context(self.model_path)
         self.state = EvalState(batch_size=config.batch_size, dtype=resolve_dtype(config.dtype, pick_device())[1])
         self.prompts, self.cuts = _fit_prompts(self.questions, self.tokenizer, self.context, config)
-        self.settings = settings_of(config, self.model_path, self.data_path, self.state.dtype, self.context)
+        self.settings = settings_of(config, self.model_path, self.data_path, self.state.dtype, self.context, self.adapters)
         self.settings_hash = digest(self.settings)
         self.keys = row_keys(self.settings_hash, self.questions)
         self.reused: list[dict] = []
@@ -176,9 +177,21 @@ class EvalJob(Job):
             if needs_cleaning:  # drop a torn last line and rows that match no question, so each question has one row
                 write_jsonl(run_dir / RESULTS, self.reused)
         self.rows: list[dict] = list(self.reused)
-        self.model_label = demo_mod.DEMO_LABEL if config.demo else config.model
+        self.model_label = (demo_mod.DEMO_LABEL if config.demo else config.model) + \
+            "".join(f" + adapter {a}" for a in self.adapters)
         self.data_label = _data_label(config, self.data_path)
         self.threads = config.threads if config.threads is not None else (1 if config.demo else None)
+
+    def _adapters(self) -> list[Path]:
+        """The adapter folders given, each checked against the base model before anything runs."""
+        from core.finetune.lora import adapter_folder, check_adapter_fits
+
+        adapters = [adapter_folder(a).absolute() for a in self.config.adapter]
+        if len(adapters) > 1:
+            raise UsageError("give one --adapter per eval run")
+        for adapter in adapters:
+            check_adapter_fits(self.model_path, adapter)
+        return adapters
 
     def config_record(self) -> dict:
         record = asdict(self.config)
@@ -186,7 +199,7 @@ class EvalJob(Job):
             record.update(model=str(self.model_path), data=str(self.data_path))
         record.update(
             model_path=str(self.model_path), data_path=str(self.data_path), data_label=self.data_label,
-            model_label=self.model_label, threads=self.threads, questions=len(self.questions), run_dir=self.config.out,
+            model_label=self.model_label, adapter_paths=[str(a) for a in self.adapters], threads=self.threads, questions=len(self.questions), run_dir=self.config.out,
             settings=self.settings, settings_hash=self.settings_hash,
         )
         return record
@@ -238,6 +251,10 @@ class EvalJob(Job):
         dtype, state.dtype = resolve_dtype(config.dtype, device)
         start = time.perf_counter()
         model, tokenizer = load_model(self.model_path, dtype, device, self.tokenizer)
+        if self.adapters:
+            from core.finetune.lora import load_adapter
+
+            model = load_adapter(model, self.adapters[0]).eval()
         state.load_seconds = self.tokenizer_seconds + time.perf_counter() - start
         if model.generation_config.do_sample:
             ctx.log("the model's generation_config samples (do_sample=True), so answers vary from run to run; "
@@ -321,6 +338,7 @@ class EvalJob(Job):
             "model": str(self.model_path) if config.demo else config.model, "model_label": self.model_label,
             "data": self.data_label, "data_path": str(self.data_path), "subject": config.subject, "limit": config.limit,
             "max_new_tokens": config.max_new_tokens, "demo": config.demo, "optimizations": state.optimizations,
+            "adapter": str(self.adapters[0]) if self.adapters else None,
         })
         if config.demo:
             summary["note"] = "demo run: random-weight model, accuracy is meaningless"

@@ -16,8 +16,9 @@ SPLIT_BY = ("question", "subject")
 class FinetuneConfig:
     model: str = option("Qwen/Qwen2.5-0.5B", "Base model: hub id, local folder, or an llmlab pretraining run folder.",
                         label="Model", placeholder="hub id, local folder or run folder")
-    data: str = option(str(DEMO_EXAMS), "Exam CSV (Question,A,B,C,D,Answer,Subject), a folder of per-subject CSVs, "
-                       "or alpaca .json/.jsonl in seed 001's form.", label="Data", shown="assets/exams_demo.csv")
+    data: str = option("", "Exam CSV (Question,A,B,C,D,Answer,Subject), a folder of per-subject CSVs, "
+                       "or alpaca .json/.jsonl in seed 001's form (required unless --demo).", label="Data",
+                       placeholder="exam CSV, per-subject folder or alpaca json", shown="none")
     template: str = option("mmmlu", "mmmlu: llmlab eval's prompt, target '{letter}) {option}'. alpaca: seed 001's "
                            "'The right option is X.' form.", choices=("mmmlu", "alpaca"), label="Template")
     rank: int = option(16, "LoRA rank r.", label="Rank")
@@ -34,8 +35,8 @@ class FinetuneConfig:
                                  "its options (seed 001 used 6).", label="Shuffle copies")
     split_by: str = option("question", "question: per-subject quotas of val/test questions. subject: hold out whole "
                            "subjects.", choices=SPLIT_BY)
-    val_per_subject: int = option(20, "Val questions per subject (--split-by question).", label="Val per subject")
-    test_per_subject: int = option(20, "Test questions per subject (--split-by question).", label="Test per subject")
+    val_per_subject: int = option(20, "Val questions per subject (--split-by question).", label="Val per subj")
+    test_per_subject: int = option(20, "Test questions per subject (--split-by question).", label="Test per subj")
     val_fraction: float = option(0.1, "Share of subjects held out for val (--split-by subject).")
     test_fraction: float = option(0.1, "Share of subjects held out for test (--split-by subject).")
     eval_every: int = option(0, "Also compute the val loss every N optimizer steps (0 = at epoch ends only).")
@@ -54,6 +55,9 @@ class FinetuneConfig:
     demo: bool = False
 
     def validate(self) -> None:
+        if not str(self.data).strip():
+            raise UsageError("--data is required: an exam CSV (Question,A,B,C,D,Answer,Subject), a folder of per-subject "
+                             "CSVs or alpaca .json/.jsonl; or run 'llmlab finetune --demo'")
         for name in ("rank", "alpha"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1 (got {getattr(self, name)})")
@@ -85,7 +89,7 @@ class FinetuneConfig:
 
 def demo_config(**overrides) -> FinetuneConfig:
     """The offline demo: the bundled exam CSV and the eval demo's tiny model; about a minute on 2 cores."""
-    cfg = FinetuneConfig(model="demo", data=str(DEMO_EXAMS), rank=8, alpha=16, lr=3e-3, epochs=2, batch_size=8,
+    cfg = FinetuneConfig(model="demo", data=str(DEMO_EXAMS), rank=8, alpha=16, lr=3e-3, epochs=6, batch_size=8,
                          max_length=192, shuffle_copies=2, val_per_subject=3, test_per_subject=3, test_max_new_tokens=12,
                          demo=True)
     for key, value in overrides.items():

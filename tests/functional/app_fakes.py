@@ -19,6 +19,16 @@ T0 = 1_767_268_800.0  # 2026-01-01 12:00 UTC: every fake run starts here or late
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
 
+def tab_key(pane: str) -> str:
+    """The number key of a tab ("runs", "eval", ...), from the app's own tab list, so new tabs move nothing here."""
+    from tui.app import tab_panes
+
+    return str([p for p, _ in tab_panes()].index(pane) + 1)
+
+
+RUNS_KEY = tab_key("runs")
+
+
 # ----------------------------------------------------------------------------- fakes
 
 
@@ -89,6 +99,28 @@ def pretrain_events(steps: int = 60, t0: float = T0, status: str | None = "compl
                            "step": step, "eval_loss": round(loss + 0.25, 4)})
     if status is not None:
         events.append({"type": "end", "time": t0 + 90, "elapsed": 90.0, "status": status})
+    return events
+
+
+def finetune_events(steps: int = 36, t0: float = T0, status: str | None = "completed") -> list[dict]:
+    """A LoRA run's events: the plan, the adapter's size, a falling train loss, val checks, the test answers."""
+    events = [{"type": "start", "time": t0, "elapsed": 0.0, "kind": "finetune", "pid": 999_999, "run_dir": "x", "epochs": 6},
+              {"type": "progress", "time": t0 + 3, "elapsed": 3.0, "done": 18, "total": 18, "phase": "before"},
+              {"type": "lora", "time": t0 + 3, "elapsed": 3.0, "trainable_params": 540_672, "total_params": 494_032_768,
+               "trainable_ratio": 540_672 / 494_032_768, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+              {"type": "plan", "time": t0 + 3, "elapsed": 3.0, "total_steps": steps, "steps_per_epoch": steps // 6}]
+    for step in range(1, steps + 1):
+        elapsed = 3.0 + step * 0.5
+        if step % 5 == 0 or step % (steps // 6) == 0:
+            events.append({"type": "loss", "time": t0 + elapsed, "elapsed": elapsed, "step": step,
+                           "epoch": (step - 1) // (steps // 6) + 1, "loss": round(2.4 / (1 + 0.08 * step), 4),
+                           "lr": 1e-4, "tokens_per_s": 8_100.0})
+        if step % (steps // 6) == 0:
+            events.append({"type": "eval", "time": t0 + elapsed, "elapsed": elapsed, "step": step, "epoch": step // (steps // 6),
+                           "eval_loss": round(2.6 / (1 + 0.06 * step), 4)})
+    if status is not None:
+        events.append({"type": "progress", "time": t0 + 25, "elapsed": 25.0, "done": 18, "total": 18, "phase": "after"})
+        events.append({"type": "end", "time": t0 + 26, "elapsed": 26.0, "status": status})
     return events
 
 

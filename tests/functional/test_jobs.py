@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from app_fakes import FakeHardware, FakeLauncher, run_async, wait_until
+from app_fakes import RUNS_KEY, FakeHardware, FakeLauncher, run_async, wait_until
 from textual import events
 from textual.widgets import TabbedContent
 
@@ -276,7 +276,7 @@ async def test_enter_on_a_running_run_opens_its_live_tab_with_a_relative_runs_fo
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2", "s")
         await wait_until(pilot, lambda: app.job_tab("pretrain").progress.step >= 1)
-        await pilot.press("4")
+        await pilot.press(RUNS_KEY)
         await wait_until(pilot, lambda: app.query_one(RunsTab).runs)
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.query_one(TabbedContent).active == "pretrain")

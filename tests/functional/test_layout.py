@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app_fakes import run_async, wait_until
+from app_fakes import RUNS_KEY, run_async, wait_until
 
 from tui.widgets.key_value_table import KeyValueTable
 
@@ -31,7 +31,7 @@ async def test_help_compare_and_run_screens_scroll_with_the_keyboard(make_app, s
         await pilot.press("pagedown")
         await pilot.pause()
         assert app.screen.query_one("#help").scroll_y > 0
-        await pilot.press("escape", "4")
+        await pilot.press("escape", RUNS_KEY)
         await wait_until(pilot, lambda: app.query_one("#runs-table").row_count == 4)
         await pilot.press("down", "enter")  # the evaluation
         await wait_until(pilot, lambda: app.screen.query("#results"))
@@ -51,7 +51,7 @@ async def test_compare_table_shows_both_runs_columns_even_with_long_values(make_
     """A long config value must end in … rather than push run B's column out of view."""
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("4")
+        await pilot.press(RUNS_KEY)
         await wait_until(pilot, lambda: app.query_one("#runs-table").row_count == 4)
         await pilot.press("down", "down", "m", "down", "m", "c")
         await wait_until(pilot, lambda: app.screen.query(KeyValueTable))

@@ -6,7 +6,7 @@ Update only after looking at the report: `pytest tests/functional/test_snapshots
 from __future__ import annotations
 
 import pytest
-from app_fakes import SIZES, FakeHardware, eval_events, eval_rows, pretrain_events
+from app_fakes import RUNS_KEY, SIZES, FakeHardware, eval_events, eval_rows, finetune_events, pretrain_events, tab_key
 
 from tui.jobs import Job
 from tui.messages import EventsRead, HardwareSampled, JobExited, ResultsRead
@@ -118,6 +118,40 @@ class TestPretrain:
         assert snap(app, terminal_size=(80, 24), run_before=run_before)
 
 
+class TestFinetune:
+    @pytest.mark.parametrize("size", SIZES)
+    def test_finetune_form_has_seed_defaults(self, snap, make_app, size):
+        """Check the idle Fine-tune tab: seed 001's LoRA defaults (rank 16, alpha 32, lr 1e-4) in the form."""
+        assert snap(make_app(), press=[tab_key("finetune")], terminal_size=size)
+
+    @pytest.mark.parametrize("size", SIZES)
+    def test_finetune_running_shows_losses_and_the_adapter_size(self, snap, make_app, runs_root, size):
+        """Check a running fine-tune: train loss and val points on one chart, the trainable-parameter line."""
+        app = make_app()
+
+        async def run_before(pilot):
+            show_job(app, runs_root, "finetune", "20260101-120000-finetune", finetune_events(status=None)[:-6])
+            await pilot.press(tab_key("finetune"))
+            await settle(pilot, app.job_tab("finetune"))
+
+        assert snap(app, terminal_size=size, run_before=run_before)
+
+    def test_finetune_finished_shows_accuracy_before_and_after(self, snap, make_app, runs_root):
+        app = make_app()
+
+        async def run_before(pilot):
+            job = show_job(app, runs_root, "finetune", "20260101-120000-finetune", finetune_events())
+            (job.run_dir / "report.md").write_text("# report\n")
+            summary = {"status": "completed", "test_accuracy_before": 0.25, "test_accuracy_after": 0.6111,
+                       "trainable_ratio": 540_672 / 494_032_768, "best_val_loss": 0.412, "total_seconds": 26.0}
+            await pilot.pause()
+            app.post_message(JobExited(job.run_dir, 0, summary, []))
+            await pilot.press(tab_key("finetune"))
+            await settle(pilot, app.job_tab("finetune"))
+
+        assert snap(app, terminal_size=(120, 40), run_before=run_before)
+
+
 class TestEvaluate:
     @pytest.mark.parametrize("size", SIZES)
     def test_evaluate_form_has_seed_defaults(self, snap, make_app, size):
@@ -154,7 +188,7 @@ class TestRuns:
         app = make_app()
 
         async def run_before(pilot):
-            await pilot.press("4")
+            await pilot.press(RUNS_KEY)
             await app.workers.wait_for_complete()
             await pilot.pause()
 
@@ -165,7 +199,7 @@ class TestRuns:
         app = make_app()
 
         async def run_before(pilot):
-            await pilot.press("4")
+            await pilot.press(RUNS_KEY)
             await app.workers.wait_for_complete()
             await pilot.pause()
             await pilot.press("down", "down", "down", "enter")  # oldest run: the completed pretrain
@@ -178,7 +212,7 @@ class TestRuns:
         app = make_app()
 
         async def run_before(pilot):
-            await pilot.press("4")
+            await pilot.press(RUNS_KEY)
             await app.workers.wait_for_complete()
             await pilot.pause()
             await pilot.press("down", "enter")
@@ -192,7 +226,7 @@ class TestRuns:
         app = make_app()
 
         async def run_before(pilot):
-            await pilot.press("4")
+            await pilot.press(RUNS_KEY)
             await app.workers.wait_for_complete()
             await pilot.pause()
             await pilot.press("down", "down", "m", "down", "m", "c")

@@ -12,6 +12,7 @@ from functools import lru_cache
 JOB_TABS = (
     "tui.tabs.pretrain:PretrainTab",
     "tui.tabs.evaluate:EvaluateTab",
+    "tui.tabs.finetune:FinetuneTab",
 )
 
 

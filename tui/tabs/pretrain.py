@@ -63,7 +63,16 @@ class PretrainTab(JobTab):
         self._charted = (len(p.losses), len(p.eval_points))
         chart.flush()
         chart.display = bool(p.losses) or not p.finished  # a run that failed before training needs the room
-        self.set_progress(p.total_steps, p.step)
+        self.set_progress(*self.progress_counts())
+        self.query_one("#stats", Static).update(" · ".join(self.stats_parts()))
+
+    def progress_counts(self) -> tuple[int | None, int]:
+        """(total, done) for the progress bar."""
+        return self.progress.total_steps, self.progress.step
+
+    def stats_parts(self) -> list[str]:
+        """The figures of the line under the progress bar."""
+        p = self.progress
         parts = [f"step {p.step:,}/{p.total_steps:,}" if p.total_steps else f"step {p.step:,}"]
         if p.epochs:
             parts.append(f"epoch {max(1, p.epoch)}/{p.epochs}")
@@ -72,7 +81,7 @@ class PretrainTab(JobTab):
         parts.append(fmt.rate(p.tokens_per_s))
         if not p.finished:
             parts.append(f"ETA {fmt.duration(p.eta())}")
-        self.query_one("#stats", Static).update(" · ".join(parts))
+        return parts
 
     def outcome_figures(self) -> list[tuple[str, str]]:
         summary = self.progress.summary or {}

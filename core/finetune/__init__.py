@@ -1,0 +1,21 @@
+"""LoRA fine-tuning on multiple-choice exams (seeds 001-003): splits, shuffle copies, peft, before/after answers."""
+
+from core.kinds import Kind
+
+
+def headline(summary: dict) -> str:
+    before, after = summary.get("test_accuracy_before"), summary.get("test_accuracy_after")
+    if not isinstance(after, (int, float)):
+        return ""
+    text = f"acc {before * 100:.1f}% → {after * 100:.1f}%" if isinstance(before, (int, float)) else f"acc {after * 100:.1f}%"
+    ratio = summary.get("trainable_ratio")
+    return text + (f", ratio {ratio:.4f}" if isinstance(ratio, (int, float)) else "")
+
+
+KIND = Kind(
+    name="finetune", noun="a fine-tuning run", command="core.finetune.cli:finetune_command",
+    help="LoRA-tune a model on an A-D exam with leak-free splits and before/after accuracy.",
+    figures=("test_accuracy_before", "test_accuracy_after", "trainable_params", "trainable_ratio", "best_val_loss",
+             "best_epoch", "train_loss", "steps", "train_seconds", "total_seconds"),
+    headline=headline, resumable=True, results=True,
+)

@@ -1,0 +1,107 @@
+"""What a fine-tuning run hands in: loss.png (train and val loss) and report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.hardware import markdown_table
+from core.runs import iter_jsonl
+
+FLIPS_SHOWN = 3
+
+
+def loss_series(events_path: Path) -> tuple[list, list]:
+    """([(step, train loss)], [(step, val loss)]) from a run's events; a resume repeats steps after its checkpoint."""
+    train, val = [], []
+    for ev in iter_jsonl(events_path):
+        if ev.get("type") == "resume":
+            train = [p for p in train if p[0] <= ev["step"]]
+            val = [p for p in val if p[0] <= ev["step"]]
+        elif ev.get("type") == "loss":
+            train.append((ev["step"], ev["loss"]))
+        elif ev.get("type") == "eval":
+            val.append((ev["step"], ev["eval_loss"]))
+    return train, val
+
+
+def plot_losses(events_path: Path, out_png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, val = loss_series(events_path)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    if train:
+        ax.plot([s for s, _ in train], [v for _, v in train], label="train loss (target tokens)", color="#1f77b4")
+    if val:
+        ax.plot([s for s, _ in val], [v for _, v in val], "o-", label="val loss", color="#d62728")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if train or val:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def flips(before: list[dict], after: list[dict]) -> tuple[list, list]:
+    """(questions the adapter got right that the base got wrong, and the other way round)."""
+    old = {r["question_id"]: r for r in before}
+    fixed, broken = [], []
+    for r in after:
+        b = old.get(r["question_id"])
+        if b is not None and b["correct"] != r["correct"]:
+            (fixed if r["correct"] else broken).append((b, r))
+    return fixed, broken
+
+
+def render_report(run_dir: Path, s: dict, before: list[dict], after: list[dict]) -> str:
+    lines = [f"# LoRA fine-tuning report — {run_dir.name}", ""]
+    if s.get("demo"):
+        lines += ["> Demo run: the bundled exam and a tiny random-weight model; it shows the flow, "
+                  "its accuracy means nothing.", ""]
+    lines += [f"Status: **{s['status']}**" + (f" ({s['error']})" if s.get("error") else ""), ""]
+    if "trainable_params" not in s:
+        lines += [f"Total time: {s['total_seconds']:.1f} s", ""]
+        return "\n".join(lines)
+    lines += [
+        "| | |", "|---|---|",
+        f"| Test accuracy | **{_pct(s.get('test_accuracy_before'))} → {_pct(s.get('test_accuracy_after'))}** "
+        f"(base → base + adapter, {s.get('test')} questions) |",
+        f"| Trainable parameters | {s['trainable_params']:,} of {s['total_params']:,} base parameters "
+        f"(trainable ratio {s['trainable_ratio']:.6f}) |",
+        f"| LoRA targets | `{s.get('target_modules')}` |",
+        f"| Model | {s.get('model')} |",
+        f"| Data | {s.get('data')}; template {s.get('template')} |",
+        f"| Splits | {s.get('train_questions')} train questions ({s.get('train_examples')} examples with "
+        f"{s.get('shuffle_copies')} shuffle copies), {s.get('val')} val, {s.get('test')} test; split by {s.get('split_by')}; "
+        f"question ids in more than one split: {s['leak_check']['question_ids_in_more_than_one_split']} |",
+        f"| Steps / epochs | {s.get('steps')} / {s.get('epochs_completed')} of {s.get('epochs')}"
+        + (" (early stop)" if s.get("stopped_early") else "") + " |",
+        f"| Final train loss | {s.get('train_loss')} |",
+        f"| Val loss by epoch | {', '.join(f'{k}: {v}' for k, v in (s.get('val_loss_by_epoch') or {}).items()) or '-'} |",
+        f"| Best adapter | val loss {s.get('best_val_loss')} at epoch {s.get('best_epoch')} (step {s.get('best_step')}), "
+        f"in `adapter/` |",
+        f"| Times | total {s['total_seconds']:.1f} s, training {s.get('train_seconds', 0):.1f} s, test before "
+        f"{s.get('test_seconds_before', 0):.1f} s, after {s.get('test_seconds_after', 0):.1f} s |",
+        "", "## Loss", "", "![train and val loss](loss.png)", "",
+    ]
+    fixed, broken = flips(before, after)
+    lines += [f"## Questions that flipped ({len(fixed)} fixed, {len(broken)} broken)", ""]
+    for label, pairs in (("fixed", fixed), ("broken", broken)):
+        for b, a in pairs[:FLIPS_SHOWN]:
+            lines += [f"- **{label}** ({a['subject']}): {a['question'][:160]!r}: gold {a['gold']}; base said "
+                      f"{b['pred'] or 'nothing'} ({b['output'][:60]!r}), tuned says {a['pred'] or 'nothing'} "
+                      f"({a['output'][:60]!r})"]
+    if not (fixed or broken):
+        lines.append("None.")
+    lines += ["", "## Hardware", "", markdown_table(s["hardware"]), "", "## Speed-ups active in this run", ""]
+    lines += [f"- {o}" for o in s.get("optimizations") or []] or ["- none"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,291 @@
+"""One LoRA fine-tuning run on the shared lifecycle: splits, the base model's test answers, training, the tuned answers.
+
+Files besides the run contract: data/{train,val,test}.jsonl (every example, with its question_id,
+options after shuffling, gold, prompt and target), adapter/ (the best adapter by val loss, loadable
+with PeftModel.from_pretrained), results_before.jsonl and results.jsonl (the test questions answered
+by the base model and by base + adapter through the eval engine), loss.png.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from core.errors import UsageError
+from core.finetune import data as fdata
+from core.finetune.config import FinetuneConfig
+from core.finetune.templates import TEMPLATES
+from core.lifecycle import Job, RunContext, run_job
+from core.runs import EVENTS, REPORT, RESULTS, JsonlWriter, iter_jsonl
+
+ADAPTER = "adapter"
+RESULTS_BEFORE = "results_before.jsonl"
+
+
+def resume_config(run_dir: str | Path) -> tuple[FinetuneConfig, Path]:
+    from core.checkpoints import checkpoint_problem, list_checkpoints
+    from core.runs import load_run_config
+
+    path, config = load_run_config(run_dir, "finetune")
+    checkpoints = list_checkpoints(path)
+    if not checkpoints:
+        raise UsageError(f"{path} has no complete checkpoint to resume from; start a new run")
+    problem = checkpoint_problem(checkpoints[-1])
+    if problem:
+        raise UsageError(f"checkpoint {checkpoints[-1].name} of {path} is damaged ({problem}); start a new run")
+    known = FinetuneConfig.__dataclass_fields__
+    cfg = FinetuneConfig(**{k: v for k, v in config.items() if k in known})
+    cfg.out = str(path)
+    return cfg, checkpoints[-1]
+
+
+class FinetuneJob(Job):
+    kind = "finetune"
+    stop_message = "finishing the current step, then saving a checkpoint (llmlab finetune --resume continues)"
+
+    def __init__(self, config: FinetuneConfig, resume_from: Path | None = None) -> None:
+        super().__init__(config, resume=resume_from is not None)
+        self.resume_from = resume_from
+        self.before: list[dict] = []
+        self.after: list[dict] = []
+        self.fields: dict = {}
+
+    # ------------------------------------------------------------------ inputs
+
+    def prepare(self) -> None:
+        from core.evaluate import demo as demo_mod
+        from core.evaluate.loading import check_model_folder, load_tokenizer, resolve_model
+
+        cfg = self.config
+        cfg.validate()
+        questions, self.source = fdata.load_questions(cfg.data)
+        if cfg.split_by == "subject":
+            self.splits = fdata.split_by_subject(questions, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        else:
+            self.splits = fdata.split_per_subject(questions, cfg.val_per_subject, cfg.test_per_subject, cfg.seed)
+        if not self.splits.train:
+            raise UsageError(f"no training questions left after the splits ({self.splits.sizes()}); "
+                             f"lower --val-per-subject / --test-per-subject or add data")
+        self.model_path = Path(demo_mod.ensure_demo_model() if cfg.demo else resolve_model(cfg.model)).absolute()
+        check_model_folder(self.model_path)
+        self.tokenizer = load_tokenizer(self.model_path)
+        template = TEMPLATES[cfg.template]
+        self.template = template
+        rng = random.Random(cfg.seed)
+        train_q = [copy for q in self.splits.train for copy in fdata.shuffle_copies(q, cfg.shuffle_copies, rng)]
+        self.rows = {
+            "train": [fdata.example_row(q, template.prompt(q), template.target(q)) for q in train_q],
+            "val": [fdata.example_row(q, template.prompt(q), template.target(q)) for q in self.splits.val],
+            "test": [fdata.example_row(q, template.prompt(q), template.target(q)) for q in self.splits.test],
+        }
+        if self.resume:
+            self._check_same_splits(Path(cfg.out))
+        from core.finetune.train import encode
+
+        self.train_examples, cut_train = encode(self.tokenizer, self.rows["train"], cfg.max_length)
+        self.val_examples, cut_val = encode(self.tokenizer, self.rows["val"], cfg.max_length)
+        self.cut = cut_train + cut_val
+
+    def _check_same_splits(self, run_dir: Path) -> None:
+        for name, rows in self.rows.items():
+            saved = [(r["question_id"], r["gold"], r["target"]) for r in iter_jsonl(run_dir / "data" / f"{name}.jsonl")]
+            if saved != [(r["question_id"], r["gold"], r["target"]) for r in rows]:
+                raise UsageError(f"cannot resume {run_dir}: the {name} split made from {self.config.data} is not the one "
+                                 f"the run trained on (the data changed); start a new run")
+
+    def config_record(self) -> dict:
+        return {**self.config.to_dict(), "model_path": str(self.model_path), "data_source": self.source}
+
+    def start_fields(self) -> dict:
+        return {"epochs": self.config.epochs, "demo": self.config.demo}
+
+    # ------------------------------------------------------------------ the work
+
+    def run(self, ctx: RunContext) -> dict:
+        cfg, splits = self.config, self.splits
+        for note in splits.notes:
+            ctx.log(note)
+        if self.cut:
+            ctx.log(f"{self.cut} examples are longer than --max-length {cfg.max_length}; their prompts lost their beginning")
+        leaked = fdata.leaked_ids(splits)
+        if leaked:  # cannot happen by construction; checked because the whole point is that it does not
+            raise RuntimeError(f"{len(leaked)} question ids are in more than one split")
+        if not self.resume:
+            for name, rows in self.rows.items():
+                fdata.write_split(ctx.run_dir / "data" / f"{name}.jsonl", rows)
+        self.fields = {
+            "model": "demo (tiny random Qwen2)" if cfg.demo else cfg.model, "data": self.source, "template": cfg.template,
+            "split_by": cfg.split_by, "shuffle_copies": cfg.shuffle_copies, **splits.sizes(),
+            "train_examples": len(self.rows["train"]),
+            "subjects": len({q.subject for q in splits.train + splits.val + splits.test}),
+            "leak_check": {"question_ids_in_more_than_one_split": len(leaked), "checked": True},
+        }
+        import torch
+
+        from core.evaluate.loading import pick_device, resolve_dtype
+
+        if cfg.threads or cfg.demo:
+            torch.set_num_threads(cfg.threads or 1)
+        device = pick_device()
+        dtype, self.fields["dtype"] = resolve_dtype("auto" if cfg.bf16 else "fp32", device)
+        t = time.perf_counter()
+        model = self._load_model(dtype, device)
+        self.fields["load_seconds"] = round(time.perf_counter() - t, 3)
+
+        self._answer_test(ctx, model, RESULTS_BEFORE, "before")
+        from core.finetune.lora import add_lora
+
+        model, counts = add_lora(model, cfg.rank, cfg.alpha, cfg.dropout, cfg.targets, cfg.seed)
+        self.fields.update(counts)
+        ctx.emit("lora", **counts)
+        ctx.log(f"LoRA r={cfg.rank} alpha={cfg.alpha} on {counts['target_modules']}: {counts['trainable_params']:,} "
+                f"trainable of {counts['total_params']:,} ({counts['trainable_ratio']:.5%})")
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        result = self._train(ctx, model, device)
+        self._answer_test(ctx, model, RESULTS, "after")
+        return {"status": "stopped" if result.stopped else "completed"}
+
+    def _load_model(self, dtype, device):
+        from transformers import AutoModelForCausalLM
+
+        from core.evaluate.demo import quiet_transformers
+
+        try:
+            with quiet_transformers():
+                model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+        except Exception as exc:
+            raise UsageError(f"could not load a causal LM from {self.model_path} ({str(exc).splitlines()[0][:200]})") from None
+        return model.to(device)
+
+    def _train(self, ctx: RunContext, model, device):
+        import contextlib
+
+        import torch
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        from core.finetune.train import train_adapter
+
+        cfg = self.config
+        best: dict = {}
+
+        def on_best() -> None:
+            """Keep the best adapter in memory (for the after-test) and on disk (adapter/), atomically."""
+            best.clear()
+            best.update({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()})
+            tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=ctx.run_dir))
+            model.save_pretrained(tmp)
+            final = ctx.run_dir / ADAPTER
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.replace(final)
+
+        bf16 = device == "cuda" and next(model.parameters()).dtype == torch.bfloat16
+        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        steps_per_epoch = -(-len(self.train_examples) // cfg.batch_size)
+        ctx.emit("plan", total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
+                 examples=len(self.train_examples), n_params=self.fields["total_params"],
+                 trainable_params=self.fields["trainable_params"])
+        result = train_adapter(model, self.train_examples, self.val_examples, cfg, pad_id=self.tokenizer.pad_token_id,
+                               emit=ctx.emit, should_stop=ctx.should_stop, on_best=on_best, run_dir=ctx.run_dir,
+                               resume_from=self.resume_from, autocast=autocast)
+        if best:
+            set_peft_model_state_dict(model, best)  # the after-test answers with the adapter that was kept
+        elif (ctx.run_dir / ADAPTER / "adapter_model.safetensors").is_file():  # resumed after the best was saved
+            from safetensors.torch import load_file
+
+            set_peft_model_state_dict(model, load_file(str(ctx.run_dir / ADAPTER / "adapter_model.safetensors")))
+        else:
+            on_best()  # no val split: the final adapter is the one kept
+        ctx.optimizations = [o for o, on in (
+            ("bf16 autocast, frozen base weights in bf16", bf16), ("fused AdamW over the adapter's parameters", result.fused),
+            ("gradient checkpointing", cfg.gradient_checkpointing),
+            (f"micro-batches of {result.micro_batch_size} after {result.oom_retries} out-of-memory retries", result.oom_retries),
+        ) if on] + ["output layer applied to the target tokens only (no prompt logits)",
+                    "before/after test answers through the eval engine (batched, finished rows dropped)"]
+        by_epoch = {}
+        for _, epoch, loss in result.val_losses:
+            if float(epoch).is_integer():
+                by_epoch[str(int(epoch))] = round(loss, 5)  # str keys: the same in memory as in summary.json
+        self.fields.update(
+            steps=result.steps, epochs=cfg.epochs, epochs_completed=result.epochs_done,
+            train_seconds=round(result.train_seconds, 3),
+            train_loss=result.train_losses[-1][1] if result.train_losses else None, val_loss_by_epoch=by_epoch,
+            val_losses=[{"step": s, "epoch": e, "val_loss": round(v, 5)} for s, e, v in result.val_losses],
+            best_val_loss=None if result.best_val is None else round(result.best_val, 5), best_epoch=result.best_epoch,
+            best_step=result.best_step, stopped_early=result.stopped_early, tokens_trained=result.tokens_trained,
+            tokens_per_second=round(result.tokens_trained / result.train_seconds, 1) if result.train_seconds else None,
+            micro_batch_size=result.micro_batch_size, oom_retries=result.oom_retries, checkpoint=result.checkpoint,
+            adapter_dir=str(ctx.run_dir / ADAPTER),
+        )
+        return result
+
+    def _answer_test(self, ctx: RunContext, model, filename: str, which: str) -> None:
+        """The test questions answered through the eval engine, each line written as its row ends."""
+        from core.evaluate.batch_plan import auto_batch_size
+        from core.evaluate.engine import generate_answers, prompt_lengths
+
+        rows, path = self.rows["test"], ctx.run_dir / filename
+        done = list(iter_jsonl(path)) if self.resume and which == "before" else []
+        if len(done) == len(rows):  # a resumed run answered them already
+            self.before = done
+            return
+        if not rows:
+            return
+        cfg, answered = self.config, []
+        prompts = [r["prompt"] for r in rows]
+        t = time.perf_counter()
+        batch = auto_batch_size(model, prompt_lengths(self.tokenizer, prompts), cfg.test_max_new_tokens)
+        with JsonlWriter(path) as out:
+            def on_row(i, generation):
+                r = rows[i]
+                pred = self.template.answer(generation.text)
+                row = {"index": i, "question_id": r["question_id"], "subject": r["subject"], "question": r["question"],
+                       "prompt": r["prompt"], "gold": r["gold"], "pred": pred, "correct": pred == r["gold"],
+                       "output": generation.text, "new_tokens": generation.new_tokens}
+                out.write(row)
+                answered.append(row)
+                ctx.emit("progress", done=len(answered), total=len(rows), phase=which)
+
+            was_training = model.training
+            model.eval()
+            generate_answers(model, self.tokenizer, prompts, max_new_tokens=cfg.test_max_new_tokens, batch_size=batch,
+                             on_row=on_row, should_stop=ctx.should_stop, log=ctx.log)
+            model.train(was_training)
+        setattr(self, which, answered)
+        self.fields[f"test_seconds_{which}"] = round(time.perf_counter() - t, 3)
+
+    # ------------------------------------------------------------------ the files at the end
+
+    def finish(self, ctx: RunContext, summary: dict) -> None:
+        from core.finetune.report import plot_losses
+
+        summary.update(self.fields)
+        for which in ("before", "after"):
+            rows = getattr(self, which)
+            summary[f"test_accuracy_{which}"] = sum(r["correct"] for r in rows) / len(rows) if rows else None
+            summary[f"test_answered_{which}"] = len(rows)
+        summary.setdefault("demo", self.config.demo)
+        try:
+            plot_losses(ctx.run_dir / EVENTS, ctx.run_dir / "loss.png", f"LoRA fine-tuning — {ctx.run_dir.name}")
+        except Exception as exc:  # a chart must never hide the run's outcome
+            ctx.log(f"could not draw loss.png: {exc}")
+
+    def report(self, run_dir: Path, summary: dict) -> str:
+        from core.finetune.report import render_report
+
+        return render_report(run_dir, summary, self.before, self.after)
+
+    def closing_line(self, summary: dict, run_dir: Path) -> str:
+        before, after = summary.get("test_accuracy_before"), summary.get("test_accuracy_after")
+        acc = "" if before is None or after is None else f"; test accuracy {before:.1%} -> {after:.1%}"
+        return f"{summary['status']} in {summary['total_seconds']:.1f} s{acc}; report: {run_dir / REPORT}"
+
+
+def run_finetune(cfg: FinetuneConfig, log=print, resume_from: Path | None = None, should_stop=None, progress=None) -> dict:
+    """Run, write every file of the run folder, and return the summary."""
+    return run_job(FinetuneJob(cfg, resume_from=resume_from), log=log, should_stop=should_stop, progress=progress)
+
