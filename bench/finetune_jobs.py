@@ -71,7 +71,8 @@ def run_baseline(job: dict) -> dict:
                                              target_modules=job["target_modules"], task_type="CAUSAL_LM"))
     args = TrainingArguments(output_dir=str(Path(job["out"]) / "trainer"), per_device_train_batch_size=cfg["batch_size"],
                              num_train_epochs=cfg["epochs"], learning_rate=cfg["lr"], lr_scheduler_type="cosine",
-                             warmup_steps=0.03, bf16=cuda,  # a float below 1 is a ratio in transformers 5 logging_steps=5, save_strategy="no", report_to=[],
+                             warmup_steps=0.03,  # a float below 1 is a share of the steps in transformers 5
+                             bf16=cuda, logging_steps=5, save_strategy="no", report_to=[],
                              seed=cfg["seed"], use_cpu=not cuda, dataloader_pin_memory=False)
     trainer = Trainer(model=model, args=args, train_dataset=train,
                       data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))

@@ -199,7 +199,8 @@ class EvalJob(Job):
             record.update(model=str(self.model_path), data=str(self.data_path))
         record.update(
             model_path=str(self.model_path), data_path=str(self.data_path), data_label=self.data_label,
-            model_label=self.model_label, adapter_paths=[str(a) for a in self.adapters], threads=self.threads, questions=len(self.questions), run_dir=self.config.out,
+            model_label=self.model_label, adapter_paths=[str(a) for a in self.adapters], threads=self.threads,
+            questions=len(self.questions), run_dir=self.config.out,
             settings=self.settings, settings_hash=self.settings_hash,
         )
         return record
