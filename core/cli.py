@@ -52,12 +52,16 @@ def hw_command(as_json: bool) -> None:
 
 
 def _register_subcommands() -> None:
-    """One subcommand per registered kind (core/kinds.py); running it again adds only new kinds."""
+    """One subcommand per registered kind (core/kinds.py), plus the tools that are not runs; adds only new ones."""
     from core.kinds import kinds, load
 
     for kind in kinds().values():
         if kind.name not in cli.commands:
             cli.add_command(load(kind.command), kind.name)
+    if "export" not in cli.commands:
+        from core.export import export_command
+
+        cli.add_command(export_command, "export")
 
 
 _register_subcommands()

@@ -20,6 +20,9 @@ PACKAGES = (
     "core.pretrain",
     "core.finetune",
     "core.evaluate",
+    "core.squad",
+    "core.maths",
+    "core.vote",
 )
 
 

@@ -41,7 +41,20 @@ def eval_command(ctx, demo, resume_dir, **options):
                 raise UsageError(f"--demo brings its own model and data; drop --{name}, or drop --demo")
     config = EvalConfig(demo=demo, **chosen)
     config.validate()
+    if len(config.adapter) > 1:
+        return _several_adapters(config)
     return _finish_command(ctx, config)
+
+
+def _several_adapters(config) -> int:
+    """One run per adapter over one loaded base, then their vote."""
+    from core.evaluate.multi import run_eval_adapters
+
+    summaries, vote = run_eval_adapters(config, log=click.echo)
+    for s in summaries:
+        click.echo(f"{s['adapter']}: accuracy {s['accuracy']:.1%} ({s['correct']}/{s['n']}) -> {s['run_dir']}")
+    click.echo(f"vote of {len(summaries)}: accuracy {vote['accuracy']:.1%} ({vote['correct']}/{vote['n']}) -> {vote['run_dir']}")
+    return 0
 
 
 def _finish_command(ctx, config, resume: bool = False):

@@ -144,7 +144,7 @@ def _settled_answer(text: str) -> bool:
 
 
 def _generate_batch(model, tokenizer, prompts, max_new_tokens, *, stop_at_answer, static_cache, compile, cuda_graphs,
-                    free_finished, on_row: RowDone, stats: EngineStats, should_stop=None):
+                    free_finished, on_row: RowDone, stats: EngineStats, should_stop=None, stop_when=None, greedy=False):
     """Generate every row of one batch; each row goes to `on_row(position, Generation)` when it ends.
 
     Rows still running when `should_stop` asks are not reported.
@@ -156,6 +156,8 @@ def _generate_batch(model, tokenizer, prompts, max_new_tokens, *, stop_at_answer
     extra = {}
     if model.generation_config.pad_token_id is None and tokenizer.pad_token_id is not None:
         extra["pad_token_id"] = tokenizer.pad_token_id  # only fills a gap; never overrides the model's value
+    if greedy:  # scoring tasks (SQuAD, math) ask for greedy whatever the model's own config samples with
+        extra.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     if static_cache:
         from transformers import CompileConfig
 
@@ -178,7 +180,7 @@ def _generate_batch(model, tokenizer, prompts, max_new_tokens, *, stop_at_answer
         live = list(rows)
         tracker = _RowTracker(
             ids.shape[1], eos_ids, [tokens[r] for r in rows], tokenizer, stats, lambda j, g: report(live[j], g),
-            row_done=_settled_answer if stop_at_answer else None,
+            row_done=stop_when or (_settled_answer if stop_at_answer else None),
             prune_after=max(1, len(rows) // 8) if prune else None, should_stop=should_stop,
         )
         stats.generate_calls += 1
@@ -318,6 +320,7 @@ def generate_answers(
     model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 512, batch_size: int = 16,
     stop_at_answer: bool = False, static_cache: bool = False, compile: bool = False,
     cuda_graphs: bool = False, free_finished: bool = True, backend: str = "generate",
+    stop_when: Callable[[str], bool] | None = None, greedy: bool = False,
     on_row: Callable[[int, Generation], None] | None = None,
     on_batch: Callable[[BatchDone], None] | None = None, should_stop: Callable[[], bool] | None = None,
     log: Log | None = None, stats: EngineStats | None = None,
@@ -326,7 +329,9 @@ def generate_answers(
 
     The tokenizer must pad on the left. `on_row(index, generation)` is called the step a row
     finishes; `should_stop` is polled every step and ends the run there (rows still running are
-    not reported). Returns (one Generation per prompt, in input order, None where the run was
+    not reported). `stop_when(text)` ends a row once its reply so far satisfies it (checked over the
+    first STOP_CHECK_MAX_TOKENS tokens; e.g. a newline for SQuAD); `greedy` overrides a sampling
+    generation_config. Returns (one Generation per prompt, in input order, None where the run was
     stopped first; the batch size in use at the end, smaller than asked after an out-of-memory
     retry). `stats`, when given, is filled with what the engine did.
     """
@@ -343,7 +348,7 @@ def generate_answers(
         return _generate_batch(
             model, tokenizer, texts, max_new_tokens, stop_at_answer=stop_at_answer, static_cache=static_cache,
             compile=compile, cuda_graphs=cuda_graphs, free_finished=free_finished, on_row=report, stats=stats,
-            should_stop=should_stop,
+            should_stop=should_stop, stop_when=stop_when, greedy=greedy,
         )
 
     return _run_batches(

@@ -130,6 +130,12 @@ class EvalJob(Job):
     kind = "eval"
     stop_message = "stopping at the next generation step; finished questions are kept and 'llmlab eval --resume' runs the rest"
 
+    def __init__(self, config: EvalConfig, resume: bool = False, shared=None, adapter_index: int = 0) -> None:
+        """`shared` (a core.evaluate.multi.SharedModel) lends a base model already loaded with every adapter; this
+        run switches to adapter `adapter_index` instead of loading its own copy."""
+        super().__init__(config, resume=resume)
+        self.shared, self.adapter_index = shared, adapter_index
+
     def prepare(self) -> None:
         """Data, model folder, tokenizer and prompts: bad input stops here, before a folder exists."""
         from core.evaluate import demo as demo_mod
@@ -188,7 +194,7 @@ class EvalJob(Job):
 
         adapters = [adapter_folder(a).absolute() for a in self.config.adapter]
         if len(adapters) > 1:
-            raise UsageError("give one --adapter per eval run")
+            raise UsageError("one EvalJob evaluates one adapter; core.evaluate.multi runs several over one base")
         for adapter in adapters:
             check_adapter_fits(self.model_path, adapter)
         return adapters
@@ -251,11 +257,16 @@ class EvalJob(Job):
         device = pick_device()
         dtype, state.dtype = resolve_dtype(config.dtype, device)
         start = time.perf_counter()
-        model, tokenizer = load_model(self.model_path, dtype, device, self.tokenizer)
-        if self.adapters:
-            from core.finetune.lora import load_adapter
+        if self.shared is not None:  # one base model for several adapters: switch, do not reload
+            loaded = self.shared.get()
+            loaded.use_adapter(self.adapter_index)
+            model, tokenizer, state.dtype = loaded.model, loaded.tokenizer, loaded.dtype
+        else:
+            model, tokenizer = load_model(self.model_path, dtype, device, self.tokenizer)
+            if self.adapters:
+                from core.finetune.lora import load_adapter
 
-            model = load_adapter(model, self.adapters[0]).eval()
+                model = load_adapter(model, self.adapters[0]).eval()
         state.load_seconds = self.tokenizer_seconds + time.perf_counter() - start
         if model.generation_config.do_sample:
             ctx.log("the model's generation_config samples (do_sample=True), so answers vary from run to run; "

@@ -19,8 +19,9 @@ class FinetuneConfig:
     data: str = option("", "Exam CSV (Question,A,B,C,D,Answer,Subject), a folder of per-subject CSVs, "
                        "or alpaca .json/.jsonl in seed 001's form (required unless --demo).", label="Data",
                        placeholder="exam CSV, per-subject folder or alpaca json", shown="none")
-    template: str = option("mmmlu", "mmmlu: llmlab eval's prompt, target '{letter}) {option}'. alpaca: seed 001's "
-                           "'The right option is X.' form.", choices=("mmmlu", "alpaca"), label="Template")
+    template: str = option("auto", "auto: mmmlu for exams, math for math data. mmmlu: llmlab eval's prompt, target "
+                           "'{letter}) {option}'. alpaca: seed 001's 'The right option is X.' form. math: llmlab math's "
+                           "prompt, the solution as target.", choices=("auto", "mmmlu", "alpaca", "math"), label="Template")
     rank: int = option(16, "LoRA rank r.", label="Rank")
     alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / rank).", label="Alpha")
     dropout: float = option(0.05, "LoRA dropout.")
@@ -43,6 +44,10 @@ class FinetuneConfig:
     early_stop: int = option(0, "Stop after this many val-loss checks without improvement (0 = never).")
     test_max_new_tokens: int = option(32, "Reply length for the before/after test answers.")
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, ~30% slower).")
+    retain_check: str | None = option(None, "A SQuAD v1.1 file: score base and tuned model on it and report retention "
+                                      "(after / before for EM and F1).", metavar="SQUAD")
+    retain_threshold: float = option(0.9, "Flag the run when a retention is below this (the contests ask 0.9).")
+    retain_limit: int | None = option(None, "Score only the first N questions of --retain-check.")
     bf16: bool = True                 # bf16 autocast where the GPU supports it
     grad_clip: float = 1.0
     warmup_ratio: float = 0.03
@@ -76,12 +81,14 @@ class FinetuneConfig:
         for name in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1) (got {getattr(self, name)})")
-        if self.template not in ("mmmlu", "alpaca"):
-            raise UsageError(f"--template {self.template} is not one of mmmlu, alpaca")
+        if self.template not in ("auto", "mmmlu", "alpaca", "math"):
+            raise UsageError(f"--template {self.template} is not one of auto, mmmlu, alpaca, math")
         if self.split_by not in SPLIT_BY:
             raise UsageError(f"--split-by {self.split_by} is not one of {', '.join(SPLIT_BY)}")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be at least 1 (got {self.threads})")
+        if not 0 < self.retain_threshold <= 1:
+            raise UsageError(f"--retain-threshold must be in (0, 1] (got {self.retain_threshold})")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -68,6 +68,18 @@ _ALPACA_ANSWER = re.compile(r"right option is\s*([A-D])")
 _ALPACA_SUBJECT = re.compile(r"question about (.+?), the correct answer")
 
 
+def _is_math(path: Path) -> bool:
+    """A JSONL whose first row has problem/solution (seed 003) or question/answer is math, not alpaca."""
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(row, dict) and ({"problem", "solution"} <= set(row) or {"question", "answer"} <= set(row))
+    return False
+
+
 def _from_alpaca(path: Path) -> list[ExamQuestion]:
     text = path.read_text(encoding="utf-8")
     try:
@@ -94,7 +106,11 @@ def _from_alpaca(path: Path) -> list[ExamQuestion]:
 
 
 def load_questions(data: str | Path) -> tuple[list[ExamQuestion], str]:
-    """(questions in source order, what was read), or one UsageError saying what is wrong."""
+    """(questions in source order, what was read), or one UsageError saying what is wrong.
+
+    A-D exams give ExamQuestions; a math JSONL (problem/solution) gives core.maths MathQuestions,
+    which split the same way (one subject, "math") and have no options to shuffle.
+    """
     from core.mmmlu import load_csv
 
     path = Path(data).expanduser()
@@ -116,6 +132,10 @@ def load_questions(data: str | Path) -> tuple[list[ExamQuestion], str]:
                              f"(the file name is the subject)")
         questions = _from_frame(frame, path, None)
         source = str(path)
+    elif path.suffix.lower() == ".jsonl" and _is_math(path):
+        from core.maths.data import load_math
+
+        questions, source = load_math(path), f"{path} (math)"
     elif path.suffix.lower() in (".json", ".jsonl"):
         questions, source = _from_alpaca(path), f"{path} (alpaca)"
     else:

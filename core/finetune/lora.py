@@ -69,13 +69,17 @@ def add_lora(model, rank: int, alpha: int, dropout: float, targets: str, seed: i
 
 def load_adapter(model, adapter_dir, adapter_name: str = "default"):
     """`model` with the adapter in `adapter_dir` loaded (peft), or one UsageError when it does not fit this base."""
+    import warnings
+
     from peft import PeftModel
 
     try:
-        if hasattr(model, "peft_config"):  # already a PeftModel: add another adapter by name
-            model.load_adapter(str(adapter_dir), adapter_name=adapter_name)
-            return model
-        return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=adapter_name)
+        with warnings.catch_warnings():  # peft calls transformers' deprecated is_gradient_checkpointing on load
+            warnings.simplefilter("ignore", FutureWarning)
+            if hasattr(model, "peft_config"):  # already a PeftModel: add another adapter by name
+                model.load_adapter(str(adapter_dir), adapter_name=adapter_name)
+                return model
+            return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=adapter_name)
     except (ValueError, RuntimeError, KeyError) as exc:  # shape mismatches, missing target modules
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"the adapter in {adapter_dir} does not fit this base model ({first}); pass the base model "

@@ -62,6 +62,19 @@ def flips(before: list[dict], after: list[dict]) -> tuple[list, list]:
     return fixed, broken
 
 
+def _retention_rows(s: dict) -> list[str]:
+    if "squad_before" not in s:
+        return []
+    b, a = s["squad_before"], s.get("squad_after") or {}
+    rows = [f"| SQuAD (retention check) | base EM {b['exact_match']:.2f}, F1 {b['f1']:.2f} → tuned EM "
+            f"{a.get('exact_match', float('nan')):.2f}, F1 {a.get('f1', float('nan')):.2f} ({b['n']} questions) |"]
+    if s.get("retention"):
+        r = s["retention"]
+        verdict = "kept" if s["retention_ok"] else f"**below {s['retain_threshold']:.0%} or undefined (base 0)**"
+        rows.append(f"| Retention (after / before) | EM {r['exact_match']}, F1 {r['f1']}: {verdict} |")
+    return rows
+
+
 def render_report(run_dir: Path, s: dict, before: list[dict], after: list[dict]) -> str:
     lines = [f"# LoRA fine-tuning report — {run_dir.name}", ""]
     if s.get("demo"):
@@ -89,6 +102,8 @@ def render_report(run_dir: Path, s: dict, before: list[dict], after: list[dict])
         f"| Val loss by epoch | {', '.join(f'{k}: {v}' for k, v in (s.get('val_loss_by_epoch') or {}).items()) or '-'} |",
         f"| Best adapter | val loss {s.get('best_val_loss')} at epoch {s.get('best_epoch')} (step {s.get('best_step')}), "
         f"in `adapter/` |",
+        *_retention_rows(s),
+        *([f"| Contest score (1 − ratio) × 0.3 + accuracy × 0.7 | **{s['score']:.4f}** |"] if "score" in s else []),
         f"| Times | total {s['total_seconds']:.1f} s, training {s.get('train_seconds', 0):.1f} s, test before "
         f"{s.get('test_seconds_before', 0):.1f} s, after {s.get('test_seconds_after', 0):.1f} s |",
         "", "## Loss", "", "![train and val loss](loss.png)", "",

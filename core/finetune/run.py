@@ -17,7 +17,7 @@ from pathlib import Path
 from core.errors import UsageError
 from core.finetune import data as fdata
 from core.finetune.config import FinetuneConfig
-from core.finetune.templates import TEMPLATES
+from core.finetune.templates import template_for
 from core.lifecycle import Job, RunContext, run_job
 from core.runs import EVENTS, REPORT, RESULTS, JsonlWriter, iter_jsonl
 
@@ -72,8 +72,10 @@ class FinetuneJob(Job):
         self.model_path = Path(demo_mod.ensure_demo_model() if cfg.demo else resolve_model(cfg.model)).absolute()
         check_model_folder(self.model_path)
         self.tokenizer = load_tokenizer(self.model_path)
-        template = TEMPLATES[cfg.template]
+        template = template_for(cfg.template, questions)
         self.template = template
+        if template.kind == "math" and cfg.shuffle_copies > 1:
+            raise UsageError("--shuffle-copies shuffles the options of A-D exams; math questions have none: drop it")
         rng = random.Random(cfg.seed)
         train_q = [copy for q in self.splits.train for copy in fdata.shuffle_copies(q, cfg.shuffle_copies, rng)]
         self.rows = {
@@ -85,6 +87,14 @@ class FinetuneJob(Job):
             self._check_same_splits(Path(cfg.out))
         from core.finetune.train import encode
 
+        self.retain = None
+        if cfg.retain_check:
+            from core.scoring.squad import load_squad
+
+            try:
+                self.retain = load_squad(cfg.retain_check)[: cfg.retain_limit]
+            except ValueError as exc:
+                raise UsageError(f"--retain-check: {exc}") from None
         self.train_examples, cut_train = encode(self.tokenizer, self.rows["train"], cfg.max_length)
         self.val_examples, cut_val = encode(self.tokenizer, self.rows["val"], cfg.max_length)
         self.cut = cut_train + cut_val
@@ -117,7 +127,7 @@ class FinetuneJob(Job):
             for name, rows in self.rows.items():
                 fdata.write_split(ctx.run_dir / "data" / f"{name}.jsonl", rows)
         self.fields = {
-            "model": "demo (tiny random Qwen2)" if cfg.demo else cfg.model, "data": self.source, "template": cfg.template,
+            "model": "demo (tiny random Qwen2)" if cfg.demo else cfg.model, "data": self.source, "template": self.template.name,
             "split_by": cfg.split_by, "shuffle_copies": cfg.shuffle_copies, **splits.sizes(),
             "train_examples": len(self.rows["train"]),
             "subjects": len({q.subject for q in splits.train + splits.val + splits.test}),
@@ -136,6 +146,7 @@ class FinetuneJob(Job):
         self.fields["load_seconds"] = round(time.perf_counter() - t, 3)
 
         self._answer_test(ctx, model, RESULTS_BEFORE, "before")
+        self._retention(ctx, model, "before")
         from core.finetune.lora import add_lora
 
         model, counts = add_lora(model, cfg.rank, cfg.alpha, cfg.dropout, cfg.targets, cfg.seed)
@@ -147,7 +158,35 @@ class FinetuneJob(Job):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         result = self._train(ctx, model, device)
         self._answer_test(ctx, model, RESULTS, "after")
+        self._retention(ctx, model, "after")
         return {"status": "stopped" if result.stopped else "completed"}
+
+    def _retention(self, ctx: RunContext, model, which: str) -> None:
+        """--retain-check: the SQuAD scores of the base (before) or the tuned model (after), and their ratio."""
+        if self.retain is None or ctx.should_stop():
+            return
+        from types import SimpleNamespace
+
+        from core.squad.answer import answer_squad, retention
+        from core.squad.config import PROMPT
+
+        was_training = model.training
+        model.eval()
+        with JsonlWriter(ctx.run_dir / f"results_squad_{which}.jsonl") as out:
+            scores = answer_squad(SimpleNamespace(model=model, tokenizer=self.tokenizer), self.retain, PROMPT, 32, "auto",
+                                  on_row=out.write, should_stop=ctx.should_stop, log=ctx.log)
+        model.train(was_training)
+        self.fields[f"squad_{which}"] = {"exact_match": round(scores["exact_match"], 3), "f1": round(scores["f1"], 3),
+                                         "n": scores["n"]}
+        if which == "after" and "squad_before" in self.fields:
+            kept = retention(self.fields["squad_before"], self.fields["squad_after"])
+            self.fields["retention"] = {k: None if v is None else round(v, 4) for k, v in kept.items()}
+            threshold = self.config.retain_threshold
+            self.fields["retain_threshold"] = threshold
+            self.fields["retention_ok"] = all(v is not None and v >= threshold for v in kept.values())
+            if not self.fields["retention_ok"]:
+                ctx.log(f"retention below {threshold:.0%} (or undefined: the base scored 0): EM "
+                        f"{self.fields['retention']['exact_match']}, F1 {self.fields['retention']['f1']}")
 
     def _load_model(self, dtype, device):
         from transformers import AutoModelForCausalLM
@@ -242,9 +281,9 @@ class FinetuneJob(Job):
         with JsonlWriter(path) as out:
             def on_row(i, generation):
                 r = rows[i]
-                pred = self.template.answer(generation.text)
+                pred, correct = self.template.judge(generation.text, r["gold"])
                 row = {"index": i, "question_id": r["question_id"], "subject": r["subject"], "question": r["question"],
-                       "prompt": r["prompt"], "gold": r["gold"], "pred": pred, "correct": pred == r["gold"],
+                       "prompt": r["prompt"], "gold": r["gold"], "pred": pred, "correct": correct,
                        "output": generation.text, "new_tokens": generation.new_tokens}
                 out.write(row)
                 answered.append(row)
@@ -268,6 +307,11 @@ class FinetuneJob(Job):
             rows = getattr(self, which)
             summary[f"test_accuracy_{which}"] = sum(r["correct"] for r in rows) / len(rows) if rows else None
             summary[f"test_answered_{which}"] = len(rows)
+        if getattr(self, "template", None) is not None and self.template.kind == "math" and \
+                summary.get("test_accuracy_after") is not None and "trainable_ratio" in summary:
+            from core.maths.run import contest_score  # seed 003 ranks tuned math models by this
+
+            summary["score"] = round(contest_score(summary["trainable_ratio"], summary["test_accuracy_after"]), 6)
         summary.setdefault("demo", self.config.demo)
         try:
             plot_losses(ctx.run_dir / EVENTS, ctx.run_dir / "loss.png", f"LoRA fine-tuning — {ctx.run_dir.name}")

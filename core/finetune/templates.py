@@ -1,9 +1,10 @@
-"""How an exam question becomes a prompt and a target, and how a reply is read back as a letter.
+"""How a question becomes a prompt and a target, and how a reply is judged.
 
 `mmmlu` (default): the prompt is llmlab eval's seed prompt character for character and the target
 is "{letter}) {option text}", so an adapter trained here answers `llmlab eval` the way it learned.
 `alpaca`: seed 001's instruction / input / output form ("The right option is A.…") inside the
-usual Alpaca prompt layout.
+usual Alpaca prompt layout. `math` (seed 003): `llmlab math`'s prompt, the solution as target,
+judged by the reply's last number.
 """
 
 from __future__ import annotations
@@ -26,7 +27,17 @@ class Template:
     name: str
     prompt: Callable[[ExamQuestion], str]
     target: Callable[[ExamQuestion], str]
-    answer: Callable[[str], str | None]   # the letter a reply gives, or None
+    answer: Callable[[str], str | None]   # what a reply answers (a letter, a number as text), or None
+    kind: str = "exam"                    # the questions it takes: "exam" (A-D) or "math"
+
+    def judge(self, reply: str, gold: str) -> tuple[str | None, bool]:
+        """(the reply's answer, whether it is right)."""
+        pred = self.answer(reply)
+        if self.kind == "math":
+            from core.scoring.numbers import last_number, same_number
+
+            return pred, same_number(last_number(pred) if pred else None, last_number(gold))
+        return pred, pred == gold
 
 
 def _mmmlu_prompt(q: ExamQuestion) -> str:
@@ -46,7 +57,35 @@ def _alpaca_answer(text: str) -> str | None:
     return match.group(1) if match else extract_answer(text)
 
 
+def _math_prompt(q) -> str:
+    from core.maths.config import PROMPT
+
+    return PROMPT.format(problem=q.question)
+
+
+def _math_answer(reply: str) -> str | None:
+    from core.maths.data import plain_number
+    from core.scoring.numbers import last_number
+
+    value = last_number(reply.strip().split("\n", 1)[0])
+    return None if value is None else plain_number(value)
+
+
 TEMPLATES = {
     "mmmlu": Template("mmmlu", _mmmlu_prompt, lambda q: f"{q.gold}) {q.options[q.gold]}", extract_answer),
     "alpaca": Template("alpaca", _alpaca_prompt, lambda q: f"The right option is {q.gold}.{q.options[q.gold]}", _alpaca_answer),
+    "math": Template("math", _math_prompt, lambda q: q.solution, _math_answer, kind="math"),
 }
+
+
+def template_for(name: str, questions: list):
+    """The template `name` (auto: math for math questions, else mmmlu), checked against the questions' kind."""
+    from core.errors import UsageError
+    from core.maths.data import MathQuestion
+
+    math = bool(questions) and isinstance(questions[0], MathQuestion)
+    template = TEMPLATES["math" if math else "mmmlu"] if name == "auto" else TEMPLATES[name]
+    if (template.kind == "math") != math:
+        raise UsageError(f"--template {name} is for {'math' if template.kind == 'math' else 'A-D exam'} questions, but the "
+                         f"data holds {'math' if math else 'A-D exam'} questions; use --template auto")
+    return template

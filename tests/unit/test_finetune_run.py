@@ -199,3 +199,28 @@ def test_resume_refuses_a_run_whose_data_changed(tmp_path):
     with pytest.raises(UsageError, match="the data changed"):
         run_finetune(cfg, log=quiet, resume_from=checkpoint)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "stopped"
+
+
+def test_retain_check_scores_base_and_tuned_on_squad(tmp_path):
+    from core.squad.config import DEMO_SQUAD
+
+    summary = run_finetune(small(tmp_path / "r", retain_check=str(DEMO_SQUAD), retain_limit=6), log=quiet)
+    assert summary["squad_before"]["n"] == summary["squad_after"]["n"] == 6
+    assert set(summary["retention"]) == {"exact_match", "f1"} and summary["retain_threshold"] == 0.9
+    assert isinstance(summary["retention_ok"], bool)
+    assert len(list(iter_jsonl(tmp_path / "r" / "results_squad_after.jsonl"))) == 6
+    assert "Retention" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+
+
+def test_math_data_fine_tunes_with_the_math_template_and_a_contest_score(tmp_path):
+    from core.maths.config import DEMO_MATH
+
+    summary = run_finetune(small(tmp_path / "m", data=str(DEMO_MATH), shuffle_copies=1, val_per_subject=10,
+                                 test_per_subject=10, max_length=64), log=quiet)
+    assert summary["template"] == "math" and summary["test"] == 10 and summary["train_questions"] == 220
+    assert summary["score"] == pytest.approx((1 - summary["trainable_ratio"]) * 0.3 + summary["test_accuracy_after"] * 0.7,
+                                             abs=1e-6)
+    row = next(iter_jsonl(tmp_path / "m" / "data" / "train.jsonl"))
+    assert row["target"] == row["solution"] and row["prompt"].startswith("Question: ")
+    with pytest.raises(UsageError, match="math questions have none"):
+        run_finetune(small(tmp_path / "m2", data=str(DEMO_MATH)), log=quiet)  # the demo's 2 shuffle copies

@@ -60,4 +60,10 @@ class FinetuneTab(PretrainTab):
             figures.append(("trainable ratio", f"{summary['trainable_ratio']:.6f}"))
         if isinstance(summary.get("best_val_loss"), (int, float)):
             figures.append(("best val loss", f"{summary['best_val_loss']:.3f}"))
+        retention = summary.get("retention") or {}
+        if retention:
+            kept = " / ".join("-" if retention.get(k) is None else f"{retention[k]:.0%}" for k in ("exact_match", "f1"))
+            figures.append(("SQuAD kept (EM / F1)", kept + ("" if summary.get("retention_ok") else " ⚠")))
+        if isinstance(summary.get("score"), (int, float)):
+            figures.append(("score", f"{summary['score']:.4f}"))
         return figures

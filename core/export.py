@@ -1,0 +1,79 @@
+"""`llmlab export`: merge a LoRA adapter into its base and save a plain Hugging Face model folder.
+
+The folder holds safetensors weights, the tokenizer and the generation config, loads with
+AutoModelForCausalLM alone (no peft) and gives the logits base + adapter gives. It is written to a
+temporary sibling and renamed into place, so a half-written export never looks complete. Not a job
+kind with a run folder: its output is a model folder, whose config.json is the model's own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from core.errors import UsageError
+
+PROVENANCE = "llmlab_export.json"
+
+
+def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False) -> Path:
+    """Merge `adapter` into `model` and save the result at `out` (which must not exist yet, or be empty)."""
+    import torch
+
+    from core.finetune.lora import load_adapter
+    from core.generation import choose_model
+    from core.hardware import snapshot
+
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out} already exists and is not empty; choose a new folder so nothing is overwritten")
+    choice = choose_model(model, [adapter], demo)
+    from transformers import AutoModelForCausalLM
+
+    from core.evaluate.demo import quiet_transformers
+
+    base_config = json.loads((choice.path / "config.json").read_text(encoding="utf-8"))
+    saved_dtype = base_config.get("torch_dtype") or base_config.get("dtype")
+    with quiet_transformers():
+        base = AutoModelForCausalLM.from_pretrained(choice.path, dtype=torch.float32)  # merge in full precision
+    merged = load_adapter(base, choice.adapters[0]).merge_and_unload()
+    if saved_dtype in ("bfloat16", "float16"):
+        merged = merged.to(getattr(torch, saved_dtype))  # stored as the base was
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {out.parent} ({exc.strerror}); choose a writable --out") from None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        with quiet_transformers():
+            merged.save_pretrained(tmp, safe_serialization=True)
+        choice.tokenizer.save_pretrained(tmp)
+        (tmp / PROVENANCE).write_text(json.dumps({
+            "base_model": str(choice.path), "adapter": str(choice.adapters[0]), "merged": True,
+            "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": {k: snapshot()[k] for k in ("torch", "transformers")},
+        }, indent=2), encoding="utf-8")
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        tmp.replace(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+@click.command("export")
+@click.option("--model", default="Qwen/Qwen2.5-0.5B", show_default=True, help="The base model the adapter was trained on.")
+@click.option("--adapter", required=True, metavar="DIR", help="The adapter: its folder or a fine-tune run folder.")
+@click.option("--out", required=True, metavar="DIR", help="The new model folder (must not exist yet).")
+@click.option("--demo", is_flag=True, help="The base is the tiny demo model (for an adapter from `llmlab finetune --demo`).")
+def export_command(model, adapter, out, demo) -> int:
+    """Merge a LoRA adapter into its base model and save a plain Hugging Face model folder."""
+    path = export_merged(model, adapter, out, demo=demo)
+    click.echo(f"merged model saved to {path} (loads with AutoModelForCausalLM.from_pretrained)")
+    return 0

@@ -1,0 +1,152 @@
+"""One math-accuracy run on the shared lifecycle: replies generated (or read) and judged by their last number.
+
+results.jsonl: `id`, `question`, `reply`, `pred` (the reply's last number), `gold` (the solution's),
+`correct` (equal within a relative tolerance). With an adapter the summary adds `trainable_ratio` and
+seed 003's `score = (1 - trainable_ratio) * 0.3 + accuracy * 0.7`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.errors import UsageError
+from core.lifecycle import Job, RunContext, run_job
+from core.maths.config import MathConfig
+from core.maths.data import MathQuestion, load_math
+from core.runs import RESULTS, JsonlWriter
+from core.scoring.numbers import last_number, same_number
+
+
+def contest_score(trainable_ratio: float, accuracy: float) -> float:
+    """Seed 003's ranking: a low trainable share and a high accuracy, weighted 0.3 and 0.7."""
+    return (1 - trainable_ratio) * 0.3 + accuracy * 0.7
+
+
+def judge(question: MathQuestion, reply: str, tolerance: float) -> dict:
+    """One results.jsonl row: the reply's last number against the solution's (kept as exact text in `gold`)."""
+    from core.maths.data import plain_number
+
+    pred = last_number(reply)
+    return {"id": question.question_id, "question": question.question, "reply": reply,
+            "pred": None if pred is None else plain_number(pred), "gold": question.gold,
+            "correct": same_number(pred, last_number(question.gold), tolerance)}
+
+
+def _load_replies(path: str, questions: list[MathQuestion]) -> dict[str, str]:
+    try:
+        replies = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read --predictions {path} ({exc}); give a JSON object {{id: reply}}") from None
+    if not isinstance(replies, dict) or not all(isinstance(v, str) for v in replies.values()):
+        raise UsageError(f"--predictions {path} must be a JSON object of id -> reply text")
+    ids = [q.question_id for q in questions]
+    if not set(ids) & set(replies):
+        raise UsageError(f"{path} answers other questions: none of its {len(replies)} ids is among the {len(ids)} of the data")
+    missing = [i for i in ids if i not in replies]
+    if missing:
+        raise UsageError(f"{path} lacks replies for {len(missing)} of {len(ids)} questions: "
+                         + ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""))
+    return replies
+
+
+class MathJob(Job):
+    kind = "math"
+    stop_message = "stopping at the next generation step; answered questions are kept"
+
+    def prepare(self) -> None:
+        cfg = self.config
+        cfg.validate()
+        self.questions = load_math(cfg.data)[: cfg.limit]
+        self.replies = _load_replies(cfg.predictions, self.questions) if cfg.predictions else None
+        self.choice, self.ratio = None, None
+        if self.replies is None:
+            from core.generation import adapter_ratio, choose_model
+
+            self.choice = choose_model(cfg.model, cfg.adapter, cfg.demo)
+            if self.choice.adapters:
+                self.ratio = adapter_ratio(self.choice.path, self.choice.adapters[0])
+
+    def start_fields(self) -> dict:
+        return {"total": len(self.questions), "demo": self.config.demo}
+
+    def run(self, ctx: RunContext) -> dict:
+        cfg, rows = self.config, []
+        with JsonlWriter(ctx.run_dir / RESULTS) as out:
+            def keep(row: dict) -> None:
+                out.write(row)
+                rows.append(row)
+                ctx.emit("progress", done=len(rows), total=len(self.questions), correct=sum(r["correct"] for r in rows))
+
+            if self.replies is not None:
+                for q in self.questions:
+                    keep(judge(q, self.replies[q.question_id], cfg.tolerance))
+                fields = {"mode": "predictions", "predictions": cfg.predictions}
+            else:
+                fields = self._generate(ctx, keep)
+        accuracy = sum(r["correct"] for r in rows) / len(rows) if rows else None
+        fields.update(accuracy=accuracy, correct=sum(r["correct"] for r in rows), n=len(rows))
+        if self.ratio is not None and accuracy is not None:
+            fields.update(self.ratio, score=round(contest_score(self.ratio["trainable_ratio"], accuracy), 6))
+        return {**fields, "status": "completed" if len(rows) == len(self.questions) else "stopped"}
+
+    def _generate(self, ctx: RunContext, keep) -> dict:
+        from core.evaluate.batch_plan import auto_batch_size
+        from core.evaluate.engine import generate_answers, prompt_lengths
+        from core.generation import load_for_generation
+
+        cfg = self.config
+        loaded = load_for_generation(self.choice, cfg.dtype, cfg.threads or (1 if cfg.demo else None))
+        prompts = [cfg.prompt.format(problem=q.question) for q in self.questions]
+        batch = cfg.batch_size if cfg.batch_size != "auto" else auto_batch_size(
+            loaded.model, prompt_lengths(loaded.tokenizer, prompts), cfg.max_new_tokens)
+        import time
+
+        start = time.perf_counter()
+        stop_when = (lambda text: "\n" in text.strip()) if cfg.stop_at_newline else None
+        generate_answers(loaded.model, loaded.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=batch,
+                         stop_when=stop_when, greedy=True, should_stop=ctx.should_stop, log=ctx.log,
+                         on_row=lambda i, g: keep(judge(self.questions[i], _reply(g.text, cfg.stop_at_newline), cfg.tolerance)))
+        return {"mode": "generate", "model": self.choice.label, "adapter": [str(a) for a in self.choice.adapters] or None,
+                "load_seconds": round(loaded.seconds, 3), "generate_seconds": round(time.perf_counter() - start, 3),
+                "dtype": loaded.dtype, "device": loaded.device, "batch_size": batch}
+
+    def finish(self, ctx: RunContext, summary: dict) -> None:
+        summary.setdefault("total", len(self.questions))
+        summary.setdefault("demo", self.config.demo)
+        summary.setdefault("data", str(self.config.data))
+
+    def report(self, run_dir: Path, summary: dict) -> str:
+        s = summary
+        lines = [f"# Math accuracy — {run_dir.name}", ""]
+        if s.get("demo"):
+            lines += ["> Demo run: bundled questions and a tiny random-weight model; the accuracy means nothing.", ""]
+        lines += [f"Status: **{s['status']}**" + (f" ({s['error']})" if s.get("error") else ""), ""]
+        if s.get("accuracy") is not None:
+            lines += ["| | |", "|---|---|", f"| Accuracy | **{s['accuracy']:.1%}** ({s['correct']}/{s['n']}) |",
+                      f"| Data | {s.get('data')} |", f"| Replies | {s.get('predictions') or s.get('model')} |"]
+            if "score" in s:
+                lines += [f"| Trainable ratio | {s['trainable_ratio']:.6f} ({s['trainable_params']:,} of "
+                          f"{s['total_params']:,}) |",
+                          f"| Score (1 − ratio) × 0.3 + accuracy × 0.7 | **{s['score']:.4f}** |"]
+            lines += [f"| Total time | {s['total_seconds']:.1f} s |", "",
+                      "A reply's answer is its last number (sign, thousands separators, decimals, exponent or a/b; a "
+                      "trailing % ignored), equal to the solution's last number within the relative tolerance.", ""]
+        return "\n".join(lines)
+
+    def end_fields(self, summary: dict) -> dict:
+        return {"accuracy": summary.get("accuracy"), "n": summary.get("n")}
+
+    def closing_line(self, summary: dict, run_dir: Path) -> str | None:
+        if summary.get("accuracy") is None:
+            return None
+        score = f"; score {summary['score']:.4f}" if "score" in summary else ""
+        return f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['n']}){score}; report: {run_dir / 'report.md'}"
+
+
+def _reply(text: str, first_line_only: bool) -> str:
+    return text.strip().split("\n", 1)[0] if first_line_only else text
+
+
+def run_math(cfg: MathConfig, log=print, progress=None, should_stop=None) -> dict:
+    return run_job(MathJob(cfg), log=log, progress=progress, should_stop=should_stop)

@@ -1,0 +1,143 @@
+"""One SQuAD run on the shared lifecycle: answers generated (or read from a predictions file) and scored.
+
+results.jsonl: one line per question (`id`, `prediction`, `golds`, `em`, `f1`, the full `output`).
+With --baseline the base model's answers go to results_before.jsonl and the summary adds
+`squad_before`, `squad_after` and `retention`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import UsageError
+from core.lifecycle import Job, RunContext, run_job
+from core.runs import RESULTS, JsonlWriter
+from core.squad.config import SquadConfig
+
+RESULTS_BEFORE = "results_before.jsonl"
+
+
+def _scores(result: dict) -> dict:
+    return {"exact_match": round(result["exact_match"], 3), "f1": round(result["f1"], 3), "n": result["n"]}
+
+
+class SquadJob(Job):
+    kind = "squad"
+    stop_message = "stopping at the next generation step; answered questions are kept"
+
+    def prepare(self) -> None:
+        from core.scoring.squad import load_predictions, load_squad
+
+        cfg = self.config
+        cfg.validate()
+        try:
+            self.examples = load_squad(cfg.data)[: cfg.limit]
+            self.predictions = load_predictions(cfg.predictions) if cfg.predictions else None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if self.predictions is not None:
+            ids = {e["id"] for e in self.examples}
+            if not ids & set(self.predictions):
+                raise UsageError(f"{cfg.predictions} answers other questions: none of its {len(self.predictions)} ids is "
+                                 f"among the {len(ids)} of {cfg.data}")
+            missing = [e["id"] for e in self.examples if e["id"] not in self.predictions]
+            if missing:
+                shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+                raise UsageError(f"{cfg.predictions} lacks answers for {len(missing)} of {len(ids)} questions: {shown}")
+            self.choice = None
+        else:
+            from core.generation import choose_model
+
+            self.choice = choose_model(cfg.model, cfg.adapter, cfg.demo)
+
+    def start_fields(self) -> dict:
+        return {"total": len(self.examples), "demo": self.config.demo}
+
+    def run(self, ctx: RunContext) -> dict:
+        from core.scoring.squad import score_predictions
+
+        cfg = self.config
+        if self.predictions is not None:
+            result = score_predictions(self.examples, self.predictions)
+            with JsonlWriter(ctx.run_dir / RESULTS) as out:
+                for row in result["rows"]:
+                    out.write(row)
+            ctx.emit("progress", done=result["n"], total=len(self.examples))
+            return {"mode": "predictions", "predictions": cfg.predictions, **_scores(result)}
+        from core.generation import load_for_generation
+        from core.squad.answer import retention
+
+        loaded = load_for_generation(self.choice, cfg.dtype, cfg.threads or (1 if cfg.demo else None))
+        fields = {"mode": "generate", "model": self.choice.label, "adapter": [str(a) for a in self.choice.adapters] or None,
+                  "load_seconds": round(loaded.seconds, 3), "dtype": loaded.dtype, "device": loaded.device}
+        if cfg.baseline:
+            loaded.use_adapter(None)
+            before = self._answer(ctx, loaded, RESULTS_BEFORE, "before")
+            loaded.use_adapter(0)
+            fields["squad_before"] = _scores(before)
+        after = self._answer(ctx, loaded, RESULTS, "after" if cfg.baseline else "answers")
+        fields.update(_scores(after), generate_seconds=round(after["seconds"], 3))
+        if cfg.baseline:
+            fields["squad_after"] = _scores(after)
+            fields["retention"] = {k: (None if v is None else round(v, 4))
+                                   for k, v in retention(fields["squad_before"], fields["squad_after"]).items()}
+            fields["retain_threshold"] = cfg.retain_threshold
+            fields["retention_ok"] = all(v is not None and v >= cfg.retain_threshold for v in fields["retention"].values())
+            if not fields["retention_ok"]:
+                ctx.log(f"retention below {cfg.retain_threshold:.0%}: EM {fields['retention']['exact_match']}, "
+                        f"F1 {fields['retention']['f1']} (after / before)")
+        complete = after["n"] == len(self.examples)
+        return {**fields, "status": "completed" if complete else "stopped"}
+
+    def _answer(self, ctx: RunContext, loaded, filename: str, phase: str) -> dict:
+        from core.squad.answer import answer_squad
+
+        cfg, done = self.config, []
+        with JsonlWriter(ctx.run_dir / filename) as out:
+            def on_row(row):
+                out.write(row)
+                done.append(row)
+                ctx.emit("progress", done=len(done), total=len(self.examples), phase=phase)
+
+            return answer_squad(loaded, self.examples, cfg.prompt, cfg.max_new_tokens, cfg.batch_size, on_row=on_row,
+                                should_stop=ctx.should_stop, log=ctx.log)
+
+    def finish(self, ctx: RunContext, summary: dict) -> None:
+        summary.setdefault("total", len(self.examples))
+        summary.setdefault("demo", self.config.demo)
+        summary.setdefault("data", str(self.config.data))
+
+    def report(self, run_dir: Path, summary: dict) -> str:
+        s = summary
+        lines = [f"# SQuAD v1.1 — {run_dir.name}", ""]
+        if s.get("demo"):
+            lines += ["> Demo run: bundled questions and a tiny random-weight model; the scores mean nothing.", ""]
+        lines += [f"Status: **{s['status']}**" + (f" ({s['error']})" if s.get("error") else ""), ""]
+        if "exact_match" in s:
+            lines += ["| | |", "|---|---|", f"| Exact match | **{s['exact_match']:.2f}** |", f"| F1 | **{s['f1']:.2f}** |",
+                      f"| Questions | {s['n']} of {s['total']} |", f"| Data | {s.get('data')} |",
+                      f"| Answers | {s.get('predictions') or s.get('model')} |"]
+            if s.get("retention"):
+                b, r = s["squad_before"], s["retention"]
+                flag = "" if s["retention_ok"] else f" **below {s['retain_threshold']:.0%}**"
+                lines += [f"| Base model alone | EM {b['exact_match']:.2f}, F1 {b['f1']:.2f} |",
+                          f"| Retention (after / before) | EM {r['exact_match']}, F1 {r['f1']}{flag} |"]
+            lines += [f"| Total time | {s['total_seconds']:.1f} s |", "",
+                      "Scored as the official v1.1 script does: lower-case, ASCII punctuation and the articles a/an/the "
+                      "removed, whitespace collapsed; EM and token F1 are each the best over the gold answers.", ""]
+        return "\n".join(lines)
+
+    def end_fields(self, summary: dict) -> dict:
+        return {key: summary.get(key) for key in ("exact_match", "f1")}
+
+    def closing_line(self, summary: dict, run_dir: Path) -> str | None:
+        if "exact_match" not in summary:
+            return None
+        text = f"exact_match {summary['exact_match']:.2f}, f1 {summary['f1']:.2f} ({summary['n']} questions)"
+        if summary.get("retention"):
+            text += f"; retention EM {summary['retention']['exact_match']}, F1 {summary['retention']['f1']}"
+        return f"{text}; report: {run_dir / 'report.md'}"
+
+
+def run_squad(cfg: SquadConfig, log=print, progress=None, should_stop=None) -> dict:
+    return run_job(SquadJob(cfg), log=log, progress=progress, should_stop=should_stop)
