@@ -94,10 +94,14 @@ def scan_runs(root: Path) -> list[RunInfo]:
 
 def load_progress(run: RunInfo) -> JobProgress:
     """A run read from disk through its tab's progress class (events, plus results for an evaluation)."""
+    from tui.progress import EvalProgress
     from tui.tabs import tab_class
 
     cls = tab_class(run.kind)
-    return (cls.progress_class if cls is not None else JobProgress).load(run.path)
+    if cls is not None:
+        return cls.progress_class.load(run.path)
+    spec = get_kind(run.kind)  # a kind without a tab: its answers still read like an evaluation's
+    return (EvalProgress if spec is not None and spec.results else JobProgress).load(run.path)
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:
@@ -113,9 +117,14 @@ def flatten(config: dict, prefix: str = "") -> dict[str, object]:
 
 def config_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
     """(key, value in a, value in b) for every config key whose values differ."""
-    fa, fb = flatten(a), flatten(b)
-    keys = sorted(set(fa) | set(fb))
-    return [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
+    return [(key, *values) for key, values in config_diffs([a, b])]
+
+
+def config_diffs(configs: list[dict]) -> list[tuple[str, list]]:
+    """(key, [value in each config]) for every config key whose values are not all the same."""
+    flat = [flatten(c) for c in configs]
+    keys = sorted(set().union(*flat))
+    return [(k, [f.get(k) for f in flat]) for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
 
 
 def figures(kind: str, summary: dict | None) -> list[tuple[str, str]]:
@@ -130,8 +139,10 @@ def figures(kind: str, summary: dict | None) -> list[tuple[str, str]]:
         value = summary[name]
         if name.endswith("seconds") and isinstance(value, (int, float)):
             text = fmt.duration(value)
-        elif name == "accuracy" and isinstance(value, (int, float)):
+        elif (name == "accuracy" or name.startswith("test_accuracy")) and isinstance(value, (int, float)):
             text = fmt.percent(value)
+        elif isinstance(value, dict):  # e.g. retention {exact_match, f1}: "exact match 0.95 · f1 0.97"
+            text = " · ".join(f"{k.replace('_', ' ')} {fmt.number(v) if v is not None else '-'}" for k, v in value.items())
         else:
             text = fmt.number(value)
         rows.append((name.replace("_", " "), text))

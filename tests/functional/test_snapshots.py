@@ -236,6 +236,34 @@ class TestRuns:
         assert snap(app, terminal_size=size, run_before=run_before)
 
 
+    def test_comparing_adapters_and_their_vote_shows_answers_side_by_side(self, snap, make_app, runs_root):
+        """Check that three adapters' eval runs and their vote compare question by question, with accuracies."""
+        from app_fakes import T0, write_run
+
+        rows = eval_rows(12)
+        for n, flip in enumerate((0, 1, 2)):
+            mine = [{**r, "pred": "ABCD"[(i + flip) % 4] if i % 3 == flip else r["pred"]} for i, r in enumerate(rows)]
+            mine = [{**r, "correct": r["pred"] == r["gold"]} for r in mine]
+            acc = sum(r["correct"] for r in mine) / 12
+            write_run(runs_root, f"20260101-14000{n}-eval", "eval", eval_events(n=12, total=12, t0=T0 + 60 * n),
+                      {"status": "completed", "accuracy": acc, "correct": round(acc * 12), "n": 12, "total_seconds": 30.0},
+                      results=mine, config={"adapter": [f"runs/ft-{n}"]})
+        write_run(runs_root, "20260101-140500-vote", "vote", eval_events(n=12, total=12, t0=T0 + 300),
+                  {"status": "completed", "accuracy": 0.5, "correct": 6, "n": 12, "total_seconds": 0.4, "runs": []},
+                  results=rows, config={"runs": ["a", "b", "c"]})
+        app = make_app()
+
+        async def run_before(pilot):
+            await pilot.press(RUNS_KEY)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            await pilot.press("m", "down", "m", "down", "m", "down", "m", "c")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        assert snap(app, terminal_size=(120, 40), run_before=run_before)
+
+
 class TestDialogs:
     def test_help_lists_every_key(self, snap, make_app):
         assert snap(make_app(), press=["question_mark"], terminal_size=(80, 24))

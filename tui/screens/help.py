@@ -34,8 +34,9 @@ finishes the current step and saves status *stopped*; press again after 10 s to 
 `d` fills the Demo preset (offline, small), `f` switches form and live view on narrow
 terminals, `o` opens the finished run's report.{extras}
 
-**Runs:** `o` or Enter opens a run from disk, `m` marks a run (two at most), `c` compares
-the two marked runs (config differences, figures, loss curves), `r` reloads.
+**Runs:** `o` or Enter opens a run from disk, `m` marks a run (six at most), `c` compares
+the marked runs (figures, config differences, and loss curves or the answers question by
+question, e.g. several adapters and their vote), `r` reloads.
 
 Run folders live in `$LLMLAB_RUNS_DIR` (default `./runs`). Each job's own output is in its
 `job.log`; when a job fails the app shows the last lines of it.

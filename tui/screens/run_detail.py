@@ -36,7 +36,13 @@ class RunScreen(Screen[None]):
     def __init__(self, run: RunInfo) -> None:
         super().__init__()
         self.run = run
-        self.view = tab_class(run.kind)  # the kind's tab class draws its part; None: figures and config only
+        from core.kinds import get
+        from tui.screens.results_view import ResultsView
+
+        kind = get(run.kind)
+        # The kind's tab class draws its part; a tabless kind that answers questions gets a results table;
+        # anything else shows figures and config only.
+        self.view = tab_class(run.kind) or (ResultsView if kind is not None and kind.results else None)
         # What the kind's view wants the keys on (an evaluation's results), else the config (a chart
         # takes no keys). Unset, the screen would inherit the app's "#hardware-tab" and the arrow
         # keys would move nothing.

@@ -14,7 +14,8 @@ from tui.runinfo import RunInfo
 from tui.tabs.job_tab import STATUS_STYLES
 
 WIDE = 100  # below this many columns the table drops its kind and start-time columns
-HINT = "Enter opens a run · m marks two runs · c compares them · r reloads"
+HINT = "Enter opens a run · m marks runs (up to 6) · c compares them · r reloads"
+MAX_MARKED = 6  # several adapters and their vote side by side; more columns would not fit 80 cells
 
 
 class RunsTab(Vertical):
@@ -95,16 +96,16 @@ class RunsTab(Vertical):
         if key in self.marked:
             self.marked.remove(key)
         else:
-            self.marked = (self.marked + [key])[-2:]
+            self.marked = (self.marked + [key])[-MAX_MARKED:]
         self._rebuild()
 
     def action_compare(self) -> None:
-        if len(self.marked) != 2:
-            self.notify("Mark two runs with m first.", severity="warning")
+        if len(self.marked) < 2:
+            self.notify("Mark two or more runs with m first.", severity="warning")
             return
         from tui.screens.compare import CompareScreen
 
-        self.app.push_screen(CompareScreen(self.runs[self.marked[0]], self.runs[self.marked[1]]))
+        self.app.push_screen(CompareScreen(*(self.runs[key] for key in self.marked)))
 
     def action_open(self) -> None:
         run = self.selected()
