@@ -17,6 +17,7 @@ from typing import Callable
 
 # The one list of kinds, in the order the CLI and the app show them.
 PACKAGES = (
+    "core.bpe",
     "core.pretrain",
     "core.finetune",
     "core.evaluate",

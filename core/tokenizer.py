@@ -39,6 +39,11 @@ def load_tokenizer(name: str):
     if path.exists():
         if not path.is_dir():
             raise UsageError(f"--tokenizer {name} is a file; pass a tokenizer directory or a hub id")
+        if (path / "tokenizer" / "tokenizer.json").is_file():  # a `llmlab tokenizer train` run folder
+            path = path / "tokenizer"
+        elif not any((path / f).is_file() for f in ("tokenizer.json", "vocab.json", "tokenizer.model", "tokenizer_config.json")):
+            raise UsageError(f"--tokenizer {name} has no vocabulary (no tokenizer.json, or vocab.json and merges.txt, in "
+                             f"it); pass a tokenizer folder, a tokenizer run folder, or --tokenizer gpt2")
         try:
             return AutoTokenizer.from_pretrained(str(path)), f"local directory {path}"
         except Exception as exc:
