@@ -223,7 +223,9 @@ def test_a_full_disk_during_an_eval_says_so_in_one_line(world, capsys, monkeypat
 
 
 def test_a_full_disk_while_checkpointing_says_so_and_leaves_no_half_checkpoint(world, capsys, monkeypatch):
+    import peft  # noqa: F401 -- imported first: a module that binds save_file while it is patched keeps the fake for good
     import safetensors.torch
+    import transformers.modeling_utils  # noqa: F401
 
     monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
     before = snapshot(world["runs"])
