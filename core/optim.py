@@ -1,24 +1,42 @@
 """Optimizer set-up shared by the kinds that train: parameter groups, AdamW and the LR schedule.
 
-The schedule is transformers' own (linear warm-up to the peak, then cosine decay to a floor);
-this module only turns a run's options into its arguments, so the loops and the tests agree.
+The schedules are transformers' own: linear warm-up to the peak, then cosine decay to a floor,
+linear decay, constant, or warm-up-stable-decay (WSD: flat at the peak, then a cosine decay over
+the last share of the steps). This module only turns a run's options into their arguments, so the
+loops and the tests agree on what the schedule is.
 """
 
 from __future__ import annotations
 
-
-def warmup_steps(warmup_ratio: float, total_steps: int) -> int:
-    """At least one warm-up step, so the first update never runs at the full peak rate."""
-    return max(1, int(warmup_ratio * total_steps))
+SCHEDULES = ("cosine", "linear", "constant", "wsd")
 
 
-def make_scheduler(optimizer, *, total_steps: int, warmup_ratio: float, min_lr_ratio: float):
-    """Warm up linearly over `warmup_ratio` of the steps, then follow a cosine down to lr * min_lr_ratio."""
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+def warmup_steps(warmup: float, total_steps: int) -> int:
+    """`warmup` below 1 is a share of the steps, from 1 on a number of steps; at least one, so the
+    first update never runs at the full peak rate."""
+    steps = int(warmup) if warmup >= 1 else int(warmup * total_steps)
+    return max(1, min(steps, total_steps))
 
-    return get_cosine_with_min_lr_schedule_with_warmup(
-        optimizer, num_warmup_steps=warmup_steps(warmup_ratio, total_steps),
-        num_training_steps=total_steps, min_lr_rate=min_lr_ratio)
+
+def make_scheduler(optimizer, *, total_steps: int, warmup: float, min_lr_ratio: float, schedule: str = "cosine",
+                   decay_share: float = 0.2):
+    """The LR schedule `schedule` after `warmup` (a share or a number of steps), decaying to lr * min_lr_ratio."""
+    import transformers as tf
+
+    warm = warmup_steps(warmup, total_steps)
+    if schedule == "cosine":
+        return tf.get_cosine_with_min_lr_schedule_with_warmup(optimizer, num_warmup_steps=warm,
+                                                              num_training_steps=total_steps, min_lr_rate=min_lr_ratio)
+    if schedule == "linear":  # transformers' linear schedule decays to zero; the floor keeps it comparable
+        return tf.get_polynomial_decay_schedule_with_warmup(optimizer, num_warmup_steps=warm, num_training_steps=total_steps,
+                                                            lr_end=optimizer.defaults["lr"] * min_lr_ratio, power=1.0)
+    if schedule == "constant":
+        return tf.get_constant_schedule_with_warmup(optimizer, num_warmup_steps=warm)
+    if schedule == "wsd":
+        decay = max(1, int(decay_share * total_steps))
+        return tf.get_wsd_schedule(optimizer, num_warmup_steps=warm, num_decay_steps=decay, num_training_steps=total_steps,
+                                   min_lr_ratio=min_lr_ratio)
+    raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
 
 
 def param_groups(model, weight_decay: float) -> list[dict]:

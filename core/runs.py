@@ -25,6 +25,7 @@ RESULTS = "results.jsonl"   # one line per question, for kinds that answer quest
 SUMMARY = "summary.json"    # the common fields plus the kind's own
 REPORT = "report.md"
 ERROR = "error.txt"         # the traceback of a crash
+SAMPLE_REQUEST = "sample.request"  # the app creates it to ask a running pretraining for generation samples now
 # The app captures a job's stdout/stderr here before the job starts, so a folder holding only
 # this file still counts as a fresh, empty run directory.
 JOB_LOG = "job.log"

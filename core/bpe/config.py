@@ -36,6 +36,12 @@ class TokenizerConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.eval_rows < 0:
             raise UsageError(f"--eval-rows must be 0 or more (got {self.eval_rows})")
+        from core.bpe.train import BYTES, EOS
+
+        smallest = BYTES + len({EOS, *self.special})
+        if self.vocab_size < smallest:
+            raise UsageError(f"--vocab-size {self.vocab_size} is below the {BYTES} byte symbols plus the special tokens a "
+                             f"byte-level BPE starts with; use at least {smallest}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -59,9 +59,40 @@ def compression(tok, texts: list[str]) -> dict:
             "tokens_per_byte": round(tokens / nbytes, 4) if nbytes else None}
 
 
+def _byte_level_symbols() -> dict[str, int]:
+    """Symbol -> byte of the byte-level alphabet (GPT-2's scheme, which `tokenizers` ByteLevel uses).
+
+    Printable Latin-1 bytes stand for themselves; the other 68 bytes are given the code points
+    from 256 up, in byte order. Written here because tokenizers exposes the alphabet but not
+    the mapping, and the report needs it to show a piece of a character as its bytes.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    symbols = {chr(b): b for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            symbols[chr(256 + extra)] = b
+            extra += 1
+    return symbols
+
+
+_BYTE_OF_SYMBOL = _byte_level_symbols()
+
+
 def segmentation(tok, text: str) -> list[str]:
-    """How `text` is cut: each token decoded on its own (a multi-byte character split across tokens shows as �)."""
-    return [tok.decode([i]) for i in tok(text, add_special_tokens=False)["input_ids"]]
+    """How `text` is cut: each token decoded on its own.
+
+    A token holding only part of a multi-byte character would decode as U+FFFD; it is shown as
+    its bytes instead (`<e5 bc>`), which is what a byte-level BPE really stored.
+    """
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    pieces = []
+    for i, symbol in zip(ids, tok.convert_ids_to_tokens(ids)):
+        piece = tok.decode([i])
+        if "\ufffd" in piece and symbol and all(ch in _BYTE_OF_SYMBOL for ch in symbol):
+            piece = "<" + " ".join(f"{_BYTE_OF_SYMBOL[ch]:02x}" for ch in symbol) + ">"
+        pieces.append(piece)
+    return pieces
 
 
 def round_trip_failures(tok, texts: list[str]) -> list[str]:

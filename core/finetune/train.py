@@ -139,7 +139,7 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
     optimizer, result.fused = adamw(model, cfg.lr, cfg.weight_decay, fused=device.type == "cuda", betas=(0.9, 0.999))
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    scheduler = make_scheduler(optimizer, total_steps=total_steps, warmup_ratio=cfg.warmup_ratio, min_lr_ratio=0.1)
+    scheduler = make_scheduler(optimizer, total_steps=total_steps, warmup=cfg.warmup_ratio, min_lr_ratio=0.1)
     generator = torch.Generator().manual_seed(cfg.seed)
     micro = HalvingSize(cfg.micro_batch_size or cfg.batch_size,
                         "out of memory even with one example per micro-batch; lower --max-length or --rank")

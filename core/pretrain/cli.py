@@ -10,12 +10,13 @@ import signal
 import click
 
 from core.options import click_options, given
-from core.pretrain.config import PretrainConfig, demo_config
+from core.pretrain.config import DEMO_LANGUAGES, PretrainConfig, demo_config
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--demo", is_flag=True,
-              help="Offline demo: bundled sample corpus, tiny model, bundled tokenizer (~1 min on 2 cores).")
+@click.option("--demo", type=click.Choice(DEMO_LANGUAGES), is_flag=False, flag_value="en", default=None,
+              help="Offline demo: 'en' (the default) a BookCorpus-shaped sample with GPT-2's BPE; 'zh' a Chinese sample "
+                   "with its own byte-level BPE and generation samples (~1 min on 2 cores).")
 @click_options(PretrainConfig)
 @click.option("--resume", "resume_dir", default=None,
               help="Continue a stopped pretraining run from its newest checkpoint (its own options are reused).")
@@ -30,7 +31,7 @@ def pretrain_command(demo, resume_dir, **options) -> int:
 
         cfg, checkpoint = resume_config(resume_dir)
     else:
-        cfg = demo_config(**chosen) if demo else PretrainConfig(**chosen)
+        cfg = demo_config(demo, **chosen) if demo else PretrainConfig(**chosen)
     cfg.validate()  # before importing torch, so a typo costs nothing
 
     from tqdm import tqdm

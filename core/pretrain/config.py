@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 from core import ASSETS_DIR
 from core.errors import UsageError
+from core.optim import SCHEDULES
 from core.options import option
 
 # `tiny` is a few-layer GPT-2 for CPUs and tests; `default` is transformers.GPT2Config() unchanged.
@@ -18,6 +19,8 @@ MODEL_PRESETS: dict[str, dict] = {
 }
 
 DEMO_CORPUS = ASSETS_DIR / "demo_corpus.txt"
+DEMO_CORPUS_ZH = ASSETS_DIR / "demo_corpus_zh.txt"
+DEMO_LANGUAGES = ("en", "zh")
 
 
 @dataclass
@@ -27,7 +30,8 @@ class PretrainConfig:
     rows: int = option(10_000, "Train on exactly the first N rows.", label="Rows")
     eval_rows: int = option(500, "Held-out rows taken after the training rows.")
     epochs: int = option(3, "Passes over the training rows.", label="Epochs")
-    tokenizer: str = option("gpt2", "Hub id or local dir; 'gpt2' falls back to the bundled exact GPT-2 BPE offline.",
+    tokenizer: str = option("gpt2", "Hub id, local dir or tokenizer run folder; 'gpt2' falls back to the bundled exact "
+                            "GPT-2 BPE offline; 'train' trains a byte-level BPE on the training rows first.",
                             label="Tokenizer")
     model_size: str = option("default", f"{' | '.join(MODEL_PRESETS)} ('default' is GPT2Config() unchanged, 124M).",
                              choices=tuple(MODEL_PRESETS), cli_choices=False, label="Model size")
@@ -37,10 +41,20 @@ class PretrainConfig:
     # for the Trainer baseline (bench/README.md, "CPU evidence"). Re-check on a GPU with --levers.
     block_size: int = option(128, "Tokens per packed sequence.")
     batch_size: int = option(8, "Sequences per optimizer step.", label="Batch size")
-    lr: float = option(1e-3, "Peak learning rate (warmup, then cosine decay).")
-    min_lr_ratio: float = 0.1            # cosine decays to lr * min_lr_ratio
-    warmup_ratio: float = 0.05           # share of steps spent warming up linearly
-    weight_decay: float = 0.1            # applied to matrices only, not biases or LayerNorm
+    lr: float = option(1e-3, "Peak learning rate (warm-up, then the --schedule).", label="Learning rate")
+    min_lr_ratio: float = 0.1            # the schedules decay to lr * min_lr_ratio
+    warmup: float = option(0.05, "Linear warm-up: a share of the steps (below 1) or a number of steps (1 or more).")
+    schedule: str = option("cosine", "After the warm-up: cosine or linear decay to 10% of --lr, constant, or wsd "
+                           "(stable at the peak, cosine decay over the last 20% of the steps).", choices=SCHEDULES)
+    weight_decay: float = option(0.1, "AdamW weight decay, on matrices only (not biases or LayerNorm gains); seed 004 "
+                                 "found 0.1 mattered.")
+    eval_every: int = option(0, "Also measure the held-out loss (and draw samples) every N steps, not only at epoch ends.")
+    early_stop: int = option(0, "Stop after this many held-out-loss checks without improvement (0 = never).")
+    sample_prompts: list = option(factory=list, help="A prompt the model continues after every held-out check "
+                                  "(repeatable; default: a few per language of the data).", multiple=True, metavar="TEXT")
+    sample_tokens: int = option(32, "New tokens per generation sample (0 = no samples).")
+    tokenizer_vocab: int = option(8000, "With --tokenizer train: the vocabulary of the byte-level BPE trained on the "
+                                  "training rows first.")
     grad_clip: float = 1.0               # clip the global gradient norm at this value (0 = off)
     seed: int = option(1337, "Random seed.")
     compile: bool = option(False, "torch.compile the model (fixed shapes: one compile, timed as its own phase).",
@@ -74,22 +88,49 @@ class PretrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
         if not self.lr > 0:
             raise UsageError(f"--lr must be a positive number (got {self.lr})")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"--schedule {self.schedule} is not one of {', '.join(SCHEDULES)}")
+        if not self.warmup >= 0:
+            raise UsageError(f"--warmup must be 0 or more: a share of the steps below 1, or a number of steps "
+                             f"(got {self.warmup})")
+        for name in ("eval_every", "early_stop", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
+        if self.tokenizer == "train" and self.tokenizer_vocab < 257:
+            raise UsageError(f"--tokenizer-vocab {self.tokenizer_vocab} is below the 256 byte symbols plus <|endoftext|>")
         if self.model_size not in MODEL_PRESETS:
             raise UsageError(f"unknown --model-size {self.model_size!r}; choose one of: {', '.join(MODEL_PRESETS)}")
-        n_positions = MODEL_PRESETS[self.model_size].get("n_positions", 1024)
-        if self.block_size > n_positions:
-            raise UsageError(f"--block-size {self.block_size} exceeds the model's context of {n_positions} tokens")
+        if self.block_size > self.context:
+            raise UsageError(f"--block-size {self.block_size} exceeds the model's context of {self.context} tokens")
+
+    @property
+    def context(self) -> int:
+        """The model's context (n_positions): the preset's, unless model_overrides changes it."""
+        return int({**MODEL_PRESETS[self.model_size], **self.model_overrides}.get("n_positions", 1024))
 
     def to_dict(self) -> dict:
         return {"kind": "pretrain", **asdict(self)}
 
 
-def demo_config(**overrides) -> PretrainConfig:
-    """The offline demo: bundled corpus, tiny model, bundled tokenizer; about a minute on 2 cores."""
-    cfg = PretrainConfig(
-        data=str(DEMO_CORPUS), rows=2000, eval_rows=200, epochs=3, tokenizer="gpt2-bundled",
-        model_size="tiny", block_size=128, batch_size=8, lr=3e-3, log_every=2, demo=True,
-    )
+def demo_config(language: str = "en", **overrides) -> PretrainConfig:
+    """The offline demos, about a minute on 2 cores with the tiny model.
+
+    en: the bundled synthetic BookCorpus-shaped corpus and the bundled GPT-2 BPE (the seed task's flow).
+    zh: seed 004's lessons: the bundled Chinese corpus of our own, a byte-level BPE trained on it
+    first (compression against GPT-2's in the log and summary), blocks of 128, warm-up and weight
+    decay, and generation samples at every held-out check.
+    """
+    if language not in DEMO_LANGUAGES:
+        raise UsageError(f"--demo {language} is not one of {', '.join(DEMO_LANGUAGES)}")
+    if language == "zh":
+        cfg = PretrainConfig(data=str(DEMO_CORPUS_ZH), rows=5400, eval_rows=600, epochs=8, tokenizer="train",
+                             tokenizer_vocab=4000, model_size="tiny", block_size=128, batch_size=8, lr=3e-3, log_every=2,
+                             sample_tokens=24, demo=True)
+    else:
+        cfg = PretrainConfig(
+            data=str(DEMO_CORPUS), rows=2000, eval_rows=200, epochs=3, tokenizer="gpt2-bundled",
+            model_size="tiny", block_size=128, batch_size=8, lr=3e-3, log_every=2, demo=True,
+        )
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

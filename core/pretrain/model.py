@@ -45,6 +45,10 @@ def build_model(cfg: PretrainConfig, vocab_size: int, eos_token_id: int | None =
         preset.setdefault("eos_token_id", eos_token_id)
     torch.manual_seed(cfg.seed)
     model = GPT2LMHeadModel(GPT2Config(**preset))
+    if eos_token_id is not None:
+        # Generation pads with EOS (GPT-2's tokenizers have no pad token). Only in the generation
+        # config: a pad id in the model config makes every training forward warn about unmasked padding.
+        model.generation_config.pad_token_id = eos_token_id
     # GPT2LMHeadModel's class name is not in transformers' loss table; naming the loss avoids a
     # logger call inside forward that breaks torch.compile(fullgraph=True).
     model.loss_type = "ForCausalLM"

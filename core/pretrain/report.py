@@ -33,7 +33,7 @@ def plot_loss(events_path: Path, out_png: Path, title: str) -> None:
     if train:
         ax.plot([s for s, _ in train], [v for _, v in train], label="training loss", color="#1f77b4")
     if evals:
-        ax.scatter([s for s, _ in evals], [v for _, v in evals], label="eval loss (epoch end)",
+        ax.scatter([s for s, _ in evals], [v for _, v in evals], label="eval loss (held-out)",
                    color="#d62728", zorder=3)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy loss")
@@ -77,7 +77,8 @@ def render_report(run_dir: Path, summary: dict) -> str:
         f"| Throughput | {_fmt(s.get('tokens_per_second'), ',.0f')} tokens/s"
         + (f", MFU {s['mfu'] * 100:.1f} %" if s.get("mfu") else "") + " |",
         f"| Final training loss | {_fmt(s.get('final_loss'))} |",
-        f"| Eval loss by epoch | {', '.join(f'{x:.4f}' for x in s.get('eval_losses', [])) or '-'} |",
+        f"| Eval loss by epoch | {', '.join(f'{x:.4f}' for x in s.get('eval_losses', [])) or '-'}"
+        + (" (early stop)" if s.get("stopped_early") else "") + " |",
         f"| Tokenizer | {s['tokenizer']} |",
         "",
         "## Training loss",
@@ -93,6 +94,37 @@ def render_report(run_dir: Path, summary: dict) -> str:
         *[f"- {o}" for o in s.get("optimizations", [])],
         "",
     ]
+    lines += _tokenizer_lines(s) + _sample_lines(s)
     if s.get("demo"):
-        lines[1:1] = ["", "> Demo run: bundled synthetic corpus and a tiny GPT-2; the figures show the flow, not the seed task."]
+        lines[1:1] = ["", "> Demo run: a bundled corpus and a tiny GPT-2; the figures show the flow, not the seed task."]
     return "\n".join(lines)
+
+
+def _tokenizer_lines(s: dict) -> list[str]:
+    if not s.get("tokenizer_compression"):
+        return []
+    lines = ["## Tokenizer", "", "A byte-level BPE trained on the training rows first (saved in `tokenizer/`); compression on "
+             "the held-out rows:", "", "| tokenizer | tokens per character | tokens per byte |", "|---|---|---|"]
+    lines += [f"| {name} | {c['tokens_per_char']} | {c['tokens_per_byte']} |" for name, c in s["tokenizer_compression"].items()]
+    return lines + [""]
+
+
+def _sample_lines(s: dict) -> list[str]:
+    """The greedy continuations of each prompt at the first, middle and last checks; degenerate ones flagged."""
+    samples = s.get("samples") or []
+    if not samples:
+        return []
+    steps = sorted({x["step"] for x in samples})
+    shown = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
+    lines = ["## Generation samples", "",
+             f"Greedy continuations at steps {', '.join(map(str, shown))} of {len(steps)} checks; ⚠ marks a degenerate "
+             f"sample (distinct-2 below 0.3, or one token 8 or more times in a row). {s.get('degenerate_samples', 0)} of "
+             f"{len(samples)} samples (greedy and top-p) were degenerate.", ""]
+    for prompt in dict.fromkeys(x["prompt"] for x in samples):
+        lines.append(f"- `{prompt}`")
+        for x in samples:
+            if x["prompt"] == prompt and x["mode"] == "greedy" and x["step"] in shown:
+                flag = " ⚠" if x["degenerate"] else ""
+                lines.append(f"  - step {x['step']}{flag}: {x['text'][:120]!r} (distinct-2 {x['distinct_2']}, "
+                             f"longest repeat {x['longest_repeat']})")
+    return lines + [""]

@@ -22,8 +22,8 @@ CACHE_OPTIMIZATION = {"hit": "token ids read from the on-disk cache (no tokenizi
                       "written": "token ids cached on disk for the next run"}
 
 
-def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
-    """(token ids, cache state: hit | written | failed | off)."""
+def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict, corpus=None):
+    """(token ids, cache state: hit | written | failed | off); `corpus` when the rows are already read."""
     from core.pretrain import data
 
     key = data.cache_key(cfg.data, cfg.rows, cfg.eval_rows, tok)
@@ -31,12 +31,13 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict):
     t = time.perf_counter()
     cached = data.load_cached(path) if cfg.token_cache else None
     if cached is not None:
-        phases["data"] = 0.0
+        phases.setdefault("data", 0.0)
         phases["tokenize"] = time.perf_counter() - t
         notes.append(f"token cache hit: {path}")
         return cached, "hit"
-    corpus = data.load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
-    phases["data"] = time.perf_counter() - t
+    if corpus is None:
+        corpus = data.load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
+        phases["data"] = time.perf_counter() - t
     t = time.perf_counter()
     tokens = data.TokenizedCorpus(
         train_ids=data.tokenize_rows(corpus.train, tok), eval_ids=data.tokenize_rows(corpus.held_out, tok),
@@ -99,13 +100,48 @@ class PretrainJob(Job):
         cfg.validate()
         hf_logging.disable_progress_bar()  # our own bar is the one progress display
         t = time.perf_counter()
-        self.tok, self.tok_source = load_tokenizer(cfg.tokenizer)
+        corpus, self.trained = None, None
+        saved = Path(cfg.out) / "tokenizer" if self.resume else None
+        if cfg.tokenizer == "train" and not (saved and (saved / "tokenizer.json").is_file()):
+            corpus, self.trained = self._train_tokenizer()
+            self.tok = self.trained["tokenizer"]
+            short = "" if len(self.tok) >= self.config.tokenizer_vocab else \
+                f" of the {self.config.tokenizer_vocab:,} asked: no more pairs occur twice"
+            self.tok_source = f"byte-level BPE trained on the training rows ({len(self.tok):,} tokens{short})"
+            self.phases["tokenizer_train"] = time.perf_counter() - t
+        else:
+            self.tok, self.tok_source = load_tokenizer(str(saved) if cfg.tokenizer == "train" else cfg.tokenizer)
+            self.phases["tokenizer_load"] = time.perf_counter() - t
         if len(self.tok) <= 1 or self.tok.eos_token_id is None:
             # transformers builds an empty tokenizer from a folder that holds only a config.json.
             raise UsageError(f"--tokenizer {cfg.tokenizer} has no vocabulary or no end-of-text token "
                              f"(no tokenizer.json, or vocab.json and merges.txt?); pass a tokenizer folder or --tokenizer gpt2")
-        self.phases["tokenizer_load"] = time.perf_counter() - t
-        self.tokens, self.cache_state = _load_tokens(cfg, self.tok, self.notes, self.phases)
+        self.tokens, self.cache_state = _load_tokens(cfg, self.tok, self.notes, self.phases, corpus)
+        if cfg.sample_tokens:
+            from core.pretrain.samples import default_prompts, language_of
+
+            self.language = language_of([self.tok.decode(self.tokens.train_ids[:4000].tolist())])
+            self.prompts = tuple(cfg.sample_prompts) or default_prompts(self.language)
+            context = cfg.context
+            too_long = [p for p in self.prompts if len(self.tok(p)["input_ids"]) + cfg.sample_tokens > context]
+            if too_long:
+                raise UsageError(f"sample prompt {too_long[0][:40]!r} and --sample-tokens {cfg.sample_tokens} do not fit the "
+                                 f"model's {context}-token context; shorten the prompt or lower --sample-tokens")
+
+    def _train_tokenizer(self):
+        """--tokenizer train: a byte-level BPE on the training rows, measured on the held-out rows against GPT-2's."""
+        from core.bpe.run import comparison_tokenizers, measure
+        from core.bpe.train import train_bpe
+        from core.pretrain.data import load_corpus
+
+        cfg = self.config
+        t = time.perf_counter()
+        corpus = load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
+        self.phases["data"] = time.perf_counter() - t
+        tok = train_bpe(corpus.train, cfg.tokenizer_vocab, length=len(corpus.train))
+        held = corpus.held_out or corpus.train[-100:]
+        figures = measure({"llmlab BPE (this run)": tok, **comparison_tokenizers([], self.notes)}, held)
+        return corpus, {"tokenizer": tok, "compression": figures}
 
     def config_record(self) -> dict:
         record = self.config.to_dict()
@@ -124,7 +160,21 @@ class PretrainJob(Job):
         ctx.say(f"run directory: {ctx.run_dir}")
         ctx.say(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
                      + (" (token cache hit)" if cache_hit else ""))
-        return {"demo": self.config.demo, "tokenizer": self.tok_source, **self._train(ctx)}
+        if self.trained is not None:
+            from core.bpe.train import save_tokenizer
+
+            save_tokenizer(self.tok, ctx.run_dir / "tokenizer")  # `--tokenizer RUN_DIR` takes it from here
+            ours = self.trained["compression"]["llmlab BPE (this run)"]
+            line = (f"tokenizer: trained a {len(self.tok):,}-token byte-level BPE in {self.phases['tokenizer_train']:.1f} s; "
+                    f"{ours['tokens_per_char']} tokens per character on held-out rows" +
+                    "".join(f", {name} {c['tokens_per_char']}" for name, c in self.trained["compression"].items()
+                            if name != "llmlab BPE (this run)"))
+            ctx.log(line)
+            ctx.say(line)
+        fields = {"demo": self.config.demo, "tokenizer": self.tok_source, **self._train(ctx)}
+        if self.trained is not None:
+            fields["tokenizer_compression"] = self.trained["compression"]
+        return fields
 
     def _train(self, ctx: RunContext) -> dict:
         from core.pretrain.data import pack_blocks
@@ -146,8 +196,22 @@ class PretrainJob(Job):
         ctx.say(f"model: GPT-2 {cfg.model_size}, {n_params / 1e6:.1f} M parameters; "
                      f"{steps_per_epoch * cfg.epochs} steps of {cfg.batch_size}×{cfg.block_size} tokens")
 
+        self.samples: list[dict] = []
+
+        def sampler(step: int) -> None:
+            from core.pretrain.samples import draw_samples, why_degenerate
+
+            for sample in draw_samples(model, tok, self.prompts, cfg.sample_tokens, step, cfg.seed):
+                ctx.emit("sample", **sample)
+                self.samples.append(sample)
+                if sample["degenerate"]:  # an event for the app and a line at the terminal
+                    warning = (f"degenerate sample at step {step} ({sample['mode']}, {why_degenerate(sample)}): "
+                               f"{sample['prompt']}{sample['text'][:40]}")
+                    ctx.log(warning)
+                    ctx.say(warning)
+
         result = train(model, train_blocks, eval_blocks, cfg, ctx.emit, should_stop=ctx.should_stop, on_step=self.on_step,
-                       run_dir=ctx.run_dir, resume_from=self.resume_from)
+                       run_dir=ctx.run_dir, resume_from=self.resume_from, sampler=sampler if cfg.sample_tokens else None)
         if result.compile_seconds is not None:
             phases["compile"] = result.compile_seconds
         phases["train"] = result.train_seconds
@@ -172,7 +236,9 @@ class PretrainJob(Job):
             "rows": tokens.n_train_rows, "eval_rows": tokens.n_eval_rows, "held_out": tokens.held_out_note,
             "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps, "tokens_trained": result.tokens_trained,
             "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
-            "eval_losses": result.eval_losses, "n_params": n_params,
+            "eval_losses": result.eval_losses, "n_params": n_params, "stopped_early": result.stopped_early,
+            "eval_history": [{"step": s, "epoch": e, "eval_loss": round(v, 5)} for s, e, v in result.eval_history],
+            "samples": self.samples, "degenerate_samples": sum(s["degenerate"] for s in self.samples),
             "data_source": tokens.source, "token_cache_hit": self.cache_state == "hit", "token_cache": self.cache_state,
             "model_size": cfg.model_size, "batch_size": cfg.batch_size, "block_size": cfg.block_size, "device": result.device,
             "tokens_per_second": round(tps, 1) if tps else None,

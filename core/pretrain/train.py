@@ -26,12 +26,12 @@ from typing import Callable
 
 import torch
 
-from core.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from core.errors import UsageError
+from core.checkpoints import rng_state, save_checkpoint
 from core.memory import OOM_ERRORS, HalvingSize
-from core.optim import adamw, make_scheduler
 from core.pretrain.config import PretrainConfig
-from core.pretrain.model import CAUSAL_ATTENTION, restore_attention, use_causal_attention
+from core.pretrain.model import restore_attention
+from core.pretrain.session import Session, checkpoint_weights, count_steps_per_epoch, prepare  # noqa: F401 (the API)
+from core.runs import SAMPLE_REQUEST
 
 
 @dataclass
@@ -49,14 +49,11 @@ class TrainResult:
     micro_batch_size: int = 0
     oom_retries: int = 0
     checkpoint: str | None = None       # the newest checkpoint written by this process
+    eval_history: list = field(default_factory=list)  # (step, epoch position, held-out loss) of every check
+    stopped_early: bool = False         # --early-stop: the held-out loss stopped improving
     optimizations: list[str] = field(default_factory=list)
     device: str = "cpu"
     peak_memory_mib: float | None = None
-
-
-def count_steps_per_epoch(n_blocks: int, batch_size: int) -> int:
-    """Optimizer steps in one epoch: the last batch may be short, but it is a step (no block is dropped)."""
-    return math.ceil(n_blocks / batch_size)
 
 
 @torch.no_grad()
@@ -86,188 +83,6 @@ def evaluate_loss(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size:
     return (total / count.clamp(min=1)).item()  # note: one host sync per evaluation
 
 
-@dataclass
-class Session:
-    """Everything the loop works on, made once by prepare()."""
-
-    cfg: PretrainConfig
-    model: torch.nn.Module
-    forward: Callable                 # the model, or its torch.compile wrapper
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    accelerator: object
-    inputs: torch.Tensor              # (n_blocks [+1 all-masked block], T) on the device
-    labels: torch.Tensor
-    valid_tokens: torch.Tensor        # predicted tokens per block (labels that are not -100)
-    eval_inputs: torch.Tensor
-    eval_labels: torch.Tensor
-    n_blocks: int
-    steps_per_epoch: int
-    generator: torch.Generator        # the data order's own RNG (checkpointed)
-    micro: HalvingSize                # sequences per forward pass
-    fused: bool
-    causal: bool                      # the mask-free causal attention path is in use
-    attention: str                    # the attention implementation the loop trains with
-    bf16: bool
-    tf32: bool
-    pad_block: int | None             # index of the all-masked block that fills short batches (compile only)
-    start: dict = field(default_factory=dict)  # resume position: step, epoch, next_index, order
-
-    @property
-    def device(self) -> torch.device:
-        return self.inputs.device
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    def batch(self, order: torch.Tensor, i: int) -> tuple[torch.Tensor, int]:
-        """(block indices of step i of an epoch, how many of them are real blocks).
-
-        Under compile a short last batch is filled up with the all-masked block, so every forward
-        has the same shape; the filler carries no label, so no row counts twice.
-        """
-        bs = self.cfg.batch_size
-        real = min(bs, self.n_blocks - i * bs)
-        idx = order[i * bs:i * bs + real]
-        if self.pad_block is not None:
-            width = -(-bs // self.micro.size) * self.micro.size  # whole micro-batches
-            if width > real:
-                idx = torch.cat([idx, idx.new_full((width - real,), self.pad_block)])
-        return idx, real
-
-    def forward_backward(self, idx: torch.Tensor, real: int) -> torch.Tensor:
-        """Loss of one batch, in micro-batches weighted by their real tokens (exactly the full-batch mean)."""
-        valid = self.valid_tokens[idx]
-        batch_tokens = valid.sum()
-        total = torch.zeros((), device=self.device)
-        micro = self.micro.size
-        for k, chunk in enumerate(idx.split(micro)):
-            if k * micro >= real:  # only filler blocks left: nothing to learn from, skip the compute
-                break
-            with self.accelerator.autocast():
-                loss = self.forward(input_ids=self.inputs[chunk], labels=self.labels[chunk], use_cache=False).loss
-            weight = valid[k * micro:(k + 1) * micro].sum() / batch_tokens
-            (loss * weight).backward()
-            total += loss.detach().float() * weight
-        return total
-
-    def step(self, idx: torch.Tensor, real: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step: (batch loss, whether it was finite), both still on the device.
-
-        No host sync with fused AdamW: clipping returns a tensor and a non-finite step is skipped
-        by the kernel itself. Out-of-memory propagates (the loop halves the micro-batch).
-        """
-        loss = self.forward_backward(idx, real)
-        finite = torch.isfinite(loss)
-        if self.cfg.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            finite &= torch.isfinite(grad_norm)  # a finite loss can still have inf/NaN gradients
-        if self.fused:
-            self.optimizer.found_inf = (~finite).float()  # the fused kernel skips the update on the device
-            self.optimizer.step()
-        elif bool(finite):  # note: unfused optimizers cannot skip on the device, so this check syncs
-            self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss, finite
-
-    def optimizations(self, oom_retries: int = 0) -> list[str]:
-        """The speed-ups this session really runs with, from its resolved state."""
-        attn = self.attention
-        opts = ["packed token blocks (no padding)"]
-        if self.bf16:
-            opts.append("bf16 autocast (accelerate)")
-        if self.tf32:
-            opts.append("TF32 matmuls")
-        if attn == CAUSAL_ATTENTION:
-            opts.append("SDPA causal kernel with no attention mask (no mask building, no packed-sequence check)")
-        elif attn:
-            opts.append(f"{attn} attention")
-        opts.append(f"data resident on {self.device.type}")
-        if self.fused:
-            opts.append("fused AdamW")
-        if self.forward is not self.model:
-            opts.append("torch.compile (fixed batch shapes: one compile, timed as its own phase)")
-        opts.append(f"loss read back every {self.cfg.log_every} steps")
-        if self.cuda and self.fused and self.causal and self.cfg.log_every > 1:
-            opts.append("no per-step host sync (only at log steps)")
-        if oom_retries:
-            opts.append(f"micro-batches of {self.micro.size} after {oom_retries} out-of-memory retries")
-        return opts
-
-
-def _weights(model) -> dict:
-    """What a pretraining checkpoint saves. GPT-2 ties lm_head to the token embedding and safetensors refuses
-    shared storage, so the tied copy is dropped here and restored by _load_weights."""
-    return {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
-
-
-def _load_weights(model, weights: dict, path: Path) -> None:
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or any(k != "lm_head.weight" for k in missing):
-        raise ValueError(f"checkpoint {path.name} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model.tie_weights()
-
-
-def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[..., None],
-            resume_from: Path | None = None) -> Session:
-    """Device, data on it, optimizer, schedule, compile and resume state: everything before the first step."""
-    from accelerate import Accelerator
-
-    cuda = torch.cuda.is_available()
-    bf16 = cfg.bf16 and cuda and torch.cuda.is_bf16_supported()
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not cuda)
-    device = accelerator.device
-    tf32 = cuda and cfg.tf32
-    if tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    causal = use_causal_attention(model)
-    # The model is not passed through accelerator.prepare: on one device that would only add a
-    # wrapper that casts logits back to fp32, one more full-vocabulary copy per step.
-    model.to(device).train()
-    inputs, labels = (t.to(device) for t in train_blocks)
-    n_blocks = inputs.shape[0]
-    pad_block = None
-    if cfg.compile:  # one all-masked block at the end fills short batches (Session.batch)
-        pad_block = n_blocks
-        inputs = torch.cat([inputs, inputs[:1]])
-        labels = torch.cat([labels, torch.full_like(labels[:1], -100)])
-    eval_inputs, eval_labels = (t.to(device) for t in eval_blocks)
-
-    optimizer, fused = adamw(model, cfg.lr, cfg.weight_decay, fused=cfg.fused_adamw)
-    steps_per_epoch = count_steps_per_epoch(n_blocks, cfg.batch_size)
-    scheduler = make_scheduler(optimizer, total_steps=steps_per_epoch * cfg.epochs,
-                               warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio)
-    session = Session(
-        cfg=cfg, model=model, forward=torch.compile(model) if cfg.compile else model, optimizer=optimizer,
-        scheduler=scheduler, accelerator=accelerator, inputs=inputs, labels=labels,
-        valid_tokens=(labels[:, 1:] != -100).sum(dim=1), eval_inputs=eval_inputs,
-        eval_labels=eval_labels, n_blocks=n_blocks, steps_per_epoch=steps_per_epoch,
-        generator=torch.Generator(device=device).manual_seed(cfg.seed),
-        micro=HalvingSize(cfg.micro_batch_size or cfg.batch_size, "out of memory even with one sequence per micro-batch; "
-                          "lower --block-size or use a smaller --model-size"),
-        fused=fused, causal=causal, attention=str(getattr(model.config, "_attn_implementation", "")), bf16=bf16, tf32=tf32,
-        pad_block=pad_block,
-        start={"step": 0, "epoch": 1, "next_index": 0, "order": None},
-    )
-    if resume_from is not None:
-        try:
-            weights, state = load_checkpoint(resume_from, optimizer, scheduler)
-            _load_weights(model, weights, resume_from)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:  # damage checkpoint_problem() could not see
-            raise UsageError(f"cannot resume from checkpoint {resume_from}: {str(exc).splitlines()[0]}") from None
-        if state["order"] and len(state["order"]) != n_blocks:  # the final checkpoint's order is empty
-            raise UsageError(f"checkpoint {resume_from.name} was made from {len(state['order'])} blocks of training "
-                             f"tokens, but the data now gives {n_blocks}: the data or tokenizer changed since; start a new run")
-        set_rng_state(session.generator, state["rng"])
-        session.start = {"step": state["step"], "epoch": state["epoch"], "next_index": state["next_index"],
-                         "order": torch.tensor(state["order"], device=device), "eval_losses": state["eval_losses"]}
-        emit("resume", step=state["step"], epoch=state["epoch"], checkpoint=str(resume_from))
-    return session
-
-
 def _compile_warmup(s: Session, emit) -> float:
     """One forward and backward on a full batch so torch.compile does its work before the clock starts.
 
@@ -294,14 +109,19 @@ def _compile_warmup(s: Session, emit) -> float:
 
 def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[..., None],
           should_stop: Callable[[], bool] = lambda: False, on_step: Callable[[int, int], None] | None = None,
-          run_dir: Path | None = None, resume_from: Path | None = None) -> TrainResult:
-    """Train for cfg.epochs over `train_blocks` = (inputs, labels); emits loss/eval/heartbeat events."""
+          run_dir: Path | None = None, resume_from: Path | None = None,
+          sampler: Callable[[int], None] | None = None) -> TrainResult:
+    """Train for cfg.epochs over `train_blocks` = (inputs, labels); emits loss/eval/heartbeat events.
+
+    `sampler(step)` draws generation samples after every held-out check, and whenever the run
+    folder holds a sample request (the app's "samples now" key) at a log step.
+    """
     s = prepare(model, train_blocks, eval_blocks, cfg, emit, resume_from)
     result = TrainResult(device=str(s.device), eval_losses=list(s.start.get("eval_losses", [])))
     try:
         if cfg.compile:
             result.compile_seconds = _compile_warmup(s, emit)
-        _loop(s, result, emit, should_stop, on_step, run_dir)
+        _loop(s, result, emit, should_stop, on_step, run_dir, sampler)
     finally:
         restore_attention(model)  # generation and saving need the real masks again
     result.optimizations = s.optimizations(result.oom_retries)
@@ -309,14 +129,32 @@ def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[
     return result
 
 
-def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir) -> None:
+def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, sampler=None) -> None:
     cfg, total_steps = s.cfg, s.steps_per_epoch * s.cfg.epochs
     step, order, start_index = s.start["step"], s.start["order"], s.start["next_index"]
+    best = {"loss": s.start.get("best_eval"), "since": s.start.get("since_best", 0)}  # for --early-stop
+
+    def check(epoch_position: float, epoch_end: bool) -> bool:
+        """Held-out loss now (and samples); True when --early-stop says training should end."""
+        loss = evaluate_loss(s.model, s.eval_inputs, s.eval_labels, s.micro.size, s.accelerator.autocast)
+        if loss is not None:
+            result.eval_history.append((step, round(epoch_position, 3), loss))
+            if epoch_end:
+                result.eval_losses.append(loss)
+            emit("eval", epoch=round(epoch_position, 3), step=step, eval_loss=round(loss, 5))
+            if best["loss"] is None or loss < best["loss"]:
+                best.update(loss=loss, since=0)
+            else:
+                best["since"] += 1
+        if sampler is not None:
+            sampler(step)
+        return bool(cfg.early_stop) and best["since"] >= cfg.early_stop
 
     def checkpoint(epoch: int, next_index: int, order_now: torch.Tensor) -> None:
         state = {"step": step, "epoch": epoch, "next_index": next_index, "order": order_now.tolist(),
-                 "eval_losses": result.eval_losses, "rng": rng_state(s.generator)}
-        result.checkpoint = str(save_checkpoint(run_dir, _weights(s.model), s.optimizer, s.scheduler, state))
+                 "eval_losses": result.eval_losses, "rng": rng_state(s.generator), "best_eval": best["loss"],
+                 "since_best": best["since"]}
+        result.checkpoint = str(save_checkpoint(run_dir, checkpoint_weights(s.model), s.optimizer, s.scheduler, state))
         emit("checkpoint", step=step, path=result.checkpoint)
 
     # Device-side counters, read back only at log steps.
@@ -368,7 +206,15 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir) 
                                     f"lower --lr or check the data; the last good checkpoint is kept")
                     emit("log", message=result.error)
                 loss_sum.zero_(), n_finite.zero_(), tokens_since.zero_(), bad_run_max.copy_(bad_run)
-                t_log = now
+                if sampler is not None and run_dir is not None and (run_dir / SAMPLE_REQUEST).exists():
+                    (run_dir / SAMPLE_REQUEST).unlink(missing_ok=True)  # asked for from the app
+                    sampler(step)
+                t_log = time.perf_counter()
+            if cfg.eval_every and step % cfg.eval_every == 0 and i < s.steps_per_epoch:
+                result.stopped_early = check(epoch - 1 + i / s.steps_per_epoch, epoch_end=False)
+                t_log = time.perf_counter()  # the next tokens/s measures training, not this check
+                if result.stopped_early:
+                    break
             if time.perf_counter() - last_heartbeat > 5:
                 emit("heartbeat", step=step)
                 last_heartbeat = time.perf_counter()
@@ -380,11 +226,12 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir) 
         if result.stopped or result.error:
             break
         order, start_index = None, 0
-        result.epochs_done = epoch
-        eval_loss = evaluate_loss(s.model, s.eval_inputs, s.eval_labels, s.micro.size, s.accelerator.autocast)
-        if eval_loss is not None:
-            result.eval_losses.append(eval_loss)
-            emit("eval", epoch=epoch, step=step, eval_loss=round(eval_loss, 5))
+        result.epochs_done = epoch if not result.stopped_early else epoch - 1
+        if result.stopped_early or check(float(epoch), epoch_end=True):
+            result.stopped_early = True
+            emit("log", message=f"early stop after step {step}: the held-out loss did not improve for {cfg.early_stop} "
+                                f"checks (best {best['loss']:.4f})")
+            break
         t_log = time.perf_counter()  # the next interval's tokens/s measures training, not this evaluation
     finished = not (result.stopped or result.error)
     if run_dir is not None and cfg.save_every and finished and not (result.checkpoint or "").endswith(f"step-{step:06d}"):

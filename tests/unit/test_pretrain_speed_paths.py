@@ -141,7 +141,7 @@ def test_the_filler_block_changes_no_gradient():
 def test_learning_rate_warms_up_then_decays_by_cosine_to_the_floor():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=1e-3)
-    scheduler = make_scheduler(optimizer, total_steps=100, warmup_ratio=0.05, min_lr_ratio=0.1)
+    scheduler = make_scheduler(optimizer, total_steps=100, warmup=0.05, min_lr_ratio=0.1)
     lrs = []
     for _ in range(100):
         lrs.append(scheduler.get_last_lr()[0])
