@@ -58,10 +58,10 @@ def _register_subcommands() -> None:
     for kind in kinds().values():
         if kind.name not in cli.commands:
             cli.add_command(load(kind.command), kind.name)
-    if "export" not in cli.commands:
-        from core.export import export_command
-
-        cli.add_command(export_command, "export")
+    for name, path in (("export", "core.export:export_command"), ("generate", "core.generate:generate_command"),
+                       ("data", "core.preview:data_group")):
+        if name not in cli.commands:
+            cli.add_command(load(path), name)
 
 
 _register_subcommands()
