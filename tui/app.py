@@ -66,6 +66,7 @@ class LlmlabApp(App[None]):
     sample_seconds: hardware refresh period; None samples nothing (tests post HardwareSampled).
     poll_seconds: how often a job's files are read.
     attach_running: look for jobs left running by an earlier session and follow them.
+    chat_factory: run folder -> an object with reply(prompt, on_text, max_new_tokens) (default: its model).
     """
 
     CSS_PATH = ["app.tcss"]
@@ -76,7 +77,7 @@ class LlmlabApp(App[None]):
         *_tab_bindings(),
         Binding("s", "job('start')", "Start"),
         Binding("x", "job('stop')", "Stop"),
-        Binding("d", "job('demo')", "Demo preset"),
+        Binding("d", "job('demo')", "Demo"),
         Binding("f", "job('toggle_form')", "Form/live"),
         Binding("o", "job('open_report')", "Report"),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -94,6 +95,7 @@ class LlmlabApp(App[None]):
         sample_seconds: float | None = 1.0,
         poll_seconds: float = 0.25,
         attach_running: bool = True,
+        chat_factory: Callable | None = None,
     ) -> None:
         super().__init__()
         # Absolute, so the paths a scan lists match the run folders jobs are launched into.
@@ -104,6 +106,7 @@ class LlmlabApp(App[None]):
         self.sample_seconds = sample_seconds
         self.poll_seconds = poll_seconds
         self.attach_running = attach_running
+        self.chat_factory = chat_factory
         self.jobs: dict[Path, Job] = {}
         self._follow_workers: dict[Worker, Job] = {}
         self._focus_after_switch: str | None = None
@@ -379,6 +382,16 @@ class LlmlabApp(App[None]):
         from tui.screens.run_detail import RunScreen
 
         self.push_screen(RunScreen(run))
+
+    def open_chat(self, run: RunInfo) -> None:
+        """The Chat screen for a run that holds a model (a pretraining run's model/, a fine-tune's adapter)."""
+        from core.errors import UsageError
+        from tui.screens.chat import ChatScreen
+
+        try:
+            self.push_screen(ChatScreen.for_run(run.path, self.chat_factory))
+        except UsageError as exc:
+            self.notify(str(exc), title="Nothing to talk to", severity="warning")
 
     def load_runs(self, runs: list[RunInfo], target) -> None:
         """Read runs from disk in a worker and post RunsLoaded to `target` (a screen)."""

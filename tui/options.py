@@ -81,16 +81,26 @@ def validate(fields: tuple[Field, ...], values: dict[str, str | bool]) -> None:
             raise FormError(f, "must not be empty")
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A Demo preset of a form: what it shows in the fields, and the command-line words that select it."""
+
+    label: str
+    values: dict
+    args: tuple[str, ...] = ("--demo",)
+
+
 def command_options(
-    fields: tuple[Field, ...], values: dict[str, str | bool], demo: dict[str, str | bool] | None = None
+    fields: tuple[Field, ...], values: dict[str, str | bool], demo: dict[str, str | bool] | None = None,
+    demo_args: tuple[str, ...] = ("--demo",),
 ) -> tuple[list[str], str | None]:
     """(options for the job's command line, the output folder or None).
 
-    Without a preset every field is passed explicitly. With the Demo preset the line starts
-    with `--demo` and carries only the fields the user changed from the preset.
+    Without a preset every field is passed explicitly. With a Demo preset the line starts with its
+    `demo_args` (`--demo`, or `--demo zh`) and carries only the fields the user changed from the preset.
     """
     validate(fields, values)
-    options: list[str] = ["--demo"] if demo is not None else []
+    options: list[str] = list(demo_args) if demo is not None else []
     base = preset(fields, demo) if demo is not None else None
     out = None
     for f in fields:

@@ -131,6 +131,7 @@ class PretrainProgress(JobProgress):
     losses: list = field(default_factory=list)  # (step, loss)
     eval_points: list = field(default_factory=list)  # (step, eval_loss)
     first_loss: tuple | None = None  # (elapsed, step) of the first loss event, where the rate is measured from
+    samples: dict = field(default_factory=dict)  # (prompt, mode) -> the newest generation sample
 
     def apply(self, event: dict) -> None:
         self.apply_common(event)
@@ -155,6 +156,8 @@ class PretrainProgress(JobProgress):
             self.eval_points.append((step, self.eval_loss))
         elif kind == "heartbeat" and isinstance(event.get("step"), int):
             self.step = max(self.step, event["step"])
+        elif kind == "sample" and event.get("prompt") is not None:
+            self.samples[(event["prompt"], event.get("mode", "greedy"))] = event
 
     def eta(self) -> float | None:
         """Seconds left, from the training rate so far (time spent before training excluded)."""

@@ -72,6 +72,21 @@ async def test_the_demo_preset_passes_only_demo_and_changed_fields(make_app):
 
 
 @run_async
+async def test_the_chinese_demo_preset_starts_demo_zh(make_app):
+    """The Preset select's third entry is `llmlab pretrain --demo zh`: its own tokenizer, generation samples."""
+    app = make_app(launcher=FakeLauncher(steps=2))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        app.query_one("#demo").value = 2
+        await pilot.pause()
+        assert app.query_one("#field-tokenizer").value.startswith("train")
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.job_tab("pretrain").progress.status == "completed")
+        first_line = (app.job_tab("pretrain").run_dir / "job.log").read_text().splitlines()[0]
+    assert first_line.split(" pretrain ", 1)[1].split(" --out ")[0] == "--demo zh"
+
+
+@run_async
 async def test_stop_leaves_a_stopped_run(make_app):
     """Check that Stop sends SIGINT and the job writes status `stopped` and exits 130."""
     app = make_app(launcher=FakeLauncher(forever=True, delay=0.02))

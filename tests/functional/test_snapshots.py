@@ -264,6 +264,33 @@ class TestRuns:
         assert snap(app, terminal_size=(120, 40), run_before=run_before)
 
 
+class FakeChat:
+    """Replies in three pieces, as a model streaming its tokens would."""
+
+    def reply(self, prompt, on_text, max_new_tokens):
+        for piece in ("，村里", "举行了", "运动会。"):
+            on_text(piece)
+        return "，村里举行了运动会。"
+
+
+class TestChat:
+    @pytest.mark.parametrize("size", SIZES)
+    def test_chat_streams_the_reply_under_the_prompt(self, snap, make_app, sample_runs, size):
+        app = make_app(chat_factory=lambda run_dir: FakeChat())
+
+        async def run_before(pilot):
+            await pilot.press(RUNS_KEY)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            await pilot.press("down", "down", "down", "t")  # the completed pretrain
+            await pilot.pause()
+            await pilot.press(*"hello", "enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+        assert snap(app, terminal_size=size, run_before=run_before)
+
+
 class TestDialogs:
     def test_help_lists_every_key(self, snap, make_app):
         assert snap(make_app(), press=["question_mark"], terminal_size=(80, 24))

@@ -36,7 +36,8 @@ terminals, `o` opens the finished run's report.{extras}
 
 **Runs:** `o` or Enter opens a run from disk, `m` marks a run (six at most), `c` compares
 the marked runs (figures, config differences, and loss curves or the answers question by
-question, e.g. several adapters and their vote), `r` reloads.
+question, e.g. several adapters and their vote), `t` talks to a finished run's model
+(type a prompt, watch the continuation stream in), `r` reloads.
 
 Run folders live in `$LLMLAB_RUNS_DIR` (default `./runs`). Each job's own output is in its
 `job.log`; when a job fails the app shows the last lines of it.

@@ -7,12 +7,12 @@ from core.finetune.config import FinetuneConfig, demo_config
 from tui import format as fmt
 from tui.options import form_fields
 from tui.progress import FinetuneProgress
-from tui.tabs.pretrain import PretrainTab
+from tui.tabs.training_tab import TrainingTab
 
 _DEMO = demo_config()
 
 
-class FinetuneTab(PretrainTab):
+class FinetuneTab(TrainingTab):
     kind = "finetune"
     title = "Fine-tune"
     progress_class = FinetuneProgress
@@ -27,10 +27,6 @@ class FinetuneTab(PretrainTab):
     }
 
     progress: FinetuneProgress
-
-    def new_progress(self, run_dir):
-        self._charted = (0, 0)
-        return FinetuneProgress(run_dir=run_dir)
 
     def progress_counts(self) -> tuple[int | None, int]:
         p = self.progress

@@ -36,6 +36,7 @@ class JobTab(Vertical, can_focus=True):
     progress_class: type[JobProgress] = JobProgress
     fields: tuple[Field, ...] = ()
     demo_values: dict = {}              # what the Demo preset shows in the form (the engine's --demo values)
+    extra_presets: tuple = ()           # more Demo presets (tui.options.Preset), e.g. `--demo zh`
     run_focus = "#config"               # what takes the keys on a run screen of this kind
     help = ""                           # a sentence of its own for the help screen
 
@@ -70,7 +71,7 @@ class JobTab(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form-column"):
-            yield JobForm(self.fields, self.demo_values, id="form")
+            yield JobForm(self.fields, self.demo_values, id="form", presets=self.extra_presets)
             with Horizontal(id="buttons"):
                 yield Button("Start", id="start", variant="success", compact=True)
                 yield Button("Stop", id="stop", variant="error", compact=True, disabled=True)
@@ -234,7 +235,9 @@ class JobTab(Vertical, can_focus=True):
     def action_start(self) -> None:
         form = self.query_one(JobForm)
         try:
-            options, out = command_options(self.fields, form.values(), self.demo_values if form.demo else None)
+            chosen = form.preset
+            options, out = command_options(self.fields, form.values(), chosen.values if chosen else None,
+                                           chosen.args if chosen else ("--demo",))
         except FormError as error:
             form.mark_error(error)
             self.show_form(True)

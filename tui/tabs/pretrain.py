@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.widgets import Static
 
 from core.pretrain.config import PretrainConfig, demo_config
-from tui import format as fmt
-from tui.options import form_fields
+from tui.options import Preset, form_fields
 from tui.progress import PretrainProgress
-from tui.tabs.job_tab import JobTab
-from tui.widgets.loss_chart import LossChart
+from tui.tabs.training_tab import TrainingTab
 
 _DEMO = demo_config()
+_ZH = demo_config("zh")
 
 
-class PretrainTab(JobTab):
+class PretrainTab(TrainingTab):
     kind = "pretrain"
     title = "Pretrain"
     progress_class = PretrainProgress
@@ -30,66 +29,83 @@ class PretrainTab(JobTab):
         "model-size": _DEMO.model_size, "tokenizer": "bundled gpt2", "batch-size": str(_DEMO.batch_size),
         "compile": _DEMO.compile,
     }
+    extra_presets = (Preset("Demo (Chinese): own BPE, samples", {
+        "data": "bundled Chinese corpus", "rows": str(_ZH.rows), "epochs": str(_ZH.epochs), "model-size": _ZH.model_size,
+        "tokenizer": "train (a BPE on the rows)", "batch-size": str(_ZH.batch_size), "compile": _ZH.compile,
+    }, ("--demo", "zh")),)
+
+    help = ("In Pretrain, `p` previews the form's data as its tokenizer sees it (tokens per\nrow, rows a block "
+            "cuts), `g` asks a running job for generation samples now, and the\nPreset list has a Chinese demo "
+            "(its own BPE, samples at every check).")
+
+    # JobTab's bindings are inherited. Each shows only when it applies (check_action), so the footer
+    # still fits 80 columns: samples while a job runs, the data preview while the form is idle.
+    BINDINGS = [Binding("g", "samples", "Samples"), Binding("p", "preview", "Preview")]
 
     progress: PretrainProgress
 
-    def new_progress(self, run_dir: Path | None) -> PretrainProgress:
-        self._charted = (0, 0)  # how many train and eval points the chart already has
-        return PretrainProgress(run_dir=run_dir)
-
     def compose_live(self) -> ComposeResult:
-        yield LossChart(id="chart")
+        yield from super().compose_live()
+        yield Static(id="samples", classes="samples")
 
-    @classmethod
-    def compose_run_view(cls) -> ComposeResult:
-        yield LossChart(id="chart", empty_text="no loss recorded")
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "samples":
+            return self.progress.active
+        if action == "preview":
+            return not self.progress.active
+        return True
 
-    @classmethod
-    def show_run(cls, screen, progress: PretrainProgress) -> None:
-        chart = screen.query_one(LossChart)
-        chart.add_loss(progress.losses)
-        chart.add_eval(progress.eval_points)
-        chart.flush()
+    def action_preview(self) -> None:
+        """The form's data as its tokenizer sees it (a Demo preset previews the data it would use)."""
+        from tui.screens.preview import PreviewScreen
 
-    def reset_live(self) -> None:
-        self.query_one(LossChart).clear()
+        form = self.query_one("#form")
+        values = form.values()
+        if form.preset is not None:
+            cfg = demo_config("zh" if form.preset.args[-1] == "zh" else "en")
+            data, tokenizer, block = cfg.data, cfg.tokenizer, cfg.block_size
+        else:
+            data, tokenizer, block = values["data"], values["tokenizer"], PretrainConfig().block_size
+        note = ""
+        if tokenizer == "train":  # not trained yet: preview with GPT-2's BPE and say so
+            tokenizer, note = "gpt2", "The run trains its own BPE first; shown here through GPT-2's BPE."
+        self.app.push_screen(PreviewScreen(data, tokenizer, block, note))
+
+    def action_samples(self) -> None:
+        """Ask the running job for generation samples at its next log step (it watches for this file)."""
+        from core.runs import SAMPLE_REQUEST
+
+        if self.run_dir is not None and self.progress.active:
+            (self.run_dir / SAMPLE_REQUEST).touch()
+            self.notify("Samples at the next log step.", title="Samples")
 
     def render_live(self) -> None:
-        p = self.progress
-        chart = self.query_one(LossChart)
-        n_train, n_eval = self._charted
-        chart.add_loss(p.losses[n_train:])
-        chart.add_eval(p.eval_points[n_eval:])
-        self._charted = (len(p.losses), len(p.eval_points))
-        chart.flush()
-        chart.display = bool(p.losses) or not p.finished  # a run that failed before training needs the room
-        self.set_progress(*self.progress_counts())
-        self.query_one("#stats", Static).update(" · ".join(self.stats_parts()))
+        super().render_live()
+        self.render_samples()
 
-    def progress_counts(self) -> tuple[int | None, int]:
-        """(total, done) for the progress bar."""
-        return self.progress.total_steps, self.progress.step
-
-    def stats_parts(self) -> list[str]:
-        """The figures of the line under the progress bar."""
-        p = self.progress
-        parts = [f"step {p.step:,}/{p.total_steps:,}" if p.total_steps else f"step {p.step:,}"]
-        if p.epochs:
-            parts.append(f"epoch {max(1, p.epoch)}/{p.epochs}")
-        if p.loss is not None:
-            parts.append(f"loss {p.loss:.3f}")
-        parts.append(fmt.rate(p.tokens_per_s))
-        if not p.finished:
-            parts.append(f"ETA {fmt.duration(p.eta())}")
-        return parts
+    def render_samples(self) -> None:
+        """The newest greedy continuation of each prompt, one line each; ⚠ marks a degenerate one."""
+        panel = self.query_one("#samples", Static)
+        greedy = [s for (prompt, mode), s in self.progress.samples.items() if mode == "greedy"]
+        panel.display = bool(greedy)
+        if not greedy:
+            return
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for i, s in enumerate(greedy):
+            if i:
+                text.append("\n")
+            text.append("⚠ " if s.get("degenerate") else "  ", style="bold yellow")
+            text.append(str(s["prompt"]), style="bold").append(" " + " ".join(str(s.get("text", "")).split()), style="")
+            text.append(f"  (step {s.get('step')})", style="dim")
+        panel.update(text)
 
     def outcome_figures(self) -> list[tuple[str, str]]:
         summary = self.progress.summary or {}
-        figures = []
-        final = summary.get("final_loss", self.progress.loss)
-        if isinstance(final, (int, float)):
-            figures.append(("final loss", f"{final:.3f}"))
-        eval_loss = summary.get("eval_loss", self.progress.eval_loss)
-        if isinstance(eval_loss, (int, float)):
-            figures.append(("eval loss", f"{eval_loss:.3f}"))
+        figures = super().outcome_figures()
+        compression = summary.get("tokenizer_compression") or {}
+        if compression:  # --tokenizer train: the new BPE against GPT-2's on held-out rows
+            figures.append(("tokens/char", " vs ".join(f"{c['tokens_per_char']:.2f} {name.split(' (')[0]}"
+                                                       for name, c in compression.items())))
+        if summary.get("degenerate_samples"):
+            figures.append(("degenerate samples", f"{summary['degenerate_samples']} of {len(summary.get('samples') or [])}"))
         return figures

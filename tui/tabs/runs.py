@@ -26,6 +26,7 @@ class RunsTab(Vertical):
         Binding("m", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("r", "reload", "Reload"),
+        Binding("t", "talk", "Talk"),
     ]
 
     def __init__(self, id: str | None = None) -> None:
@@ -111,6 +112,11 @@ class RunsTab(Vertical):
         run = self.selected()
         if run is not None:
             self.app.open_run(run)
+
+    def action_talk(self) -> None:
+        run = self.selected()
+        if run is not None:
+            self.app.open_chat(run)
 
     def action_reload(self) -> None:
         self.app.scan_runs()

@@ -8,25 +8,34 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select
 
-from tui.options import Field, FormError, defaults, preset
+from tui.options import Field, FormError, Preset, defaults, preset
 
 
 class JobForm(VerticalScroll):
-    """Fields made from `Field`s; `values()` reads them and `demo` says whether the preset is on."""
+    """Fields made from `Field`s; `values()` reads them and `preset` says which Demo preset is on (None: none)."""
 
     class Submitted(Message):
         """Enter was pressed in one of the form's inputs."""
 
-    def __init__(self, fields: tuple[Field, ...], demo_values: dict, id: str | None = None) -> None:
+    def __init__(self, fields: tuple[Field, ...], demo_values: dict, id: str | None = None,
+                 presets: tuple[Preset, ...] = ()) -> None:
         super().__init__(id=id, classes="job-form")
         self.fields = fields
-        self.demo_values = demo_values
-        self.demo = False
+        self.presets = (Preset("Demo: offline and small", demo_values), *presets)
+        self.choice = 0  # 0: the seed task's defaults; n: self.presets[n - 1]
+
+    @property
+    def demo(self) -> bool:
+        return self.choice != 0
+
+    @property
+    def preset(self) -> Preset | None:
+        return self.presets[self.choice - 1] if self.choice else None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="form-row"):
             yield Label("Preset", classes="form-label")
-            yield Select([("seed task defaults", False), ("Demo: offline and small", True)], value=False,
+            yield Select([("seed task defaults", 0), *((p.label, i) for i, p in enumerate(self.presets, 1))], value=0,
                          allow_blank=False, id="demo", compact=True)
         for f in self.fields:
             with Horizontal(classes="form-row"):
@@ -59,13 +68,16 @@ class JobForm(VerticalScroll):
                 self._widget(f).value = values[f.name]
 
     def use_demo(self, on_: bool) -> None:
-        """Fill the form with the Demo preset, or back with the seed task's defaults."""
-        self.demo = on_
-        self.set_values(preset(self.fields, self.demo_values) if on_ else defaults(self.fields))
+        """Fill the form with the (first) Demo preset, or back with the seed task's defaults."""
+        self.use_preset(1 if on_ else 0)
+
+    def use_preset(self, choice: int) -> None:
+        self.choice = choice
+        self.set_values(preset(self.fields, self.preset.values) if self.preset else defaults(self.fields))
         select = self.query_one("#demo", Select)
-        if select.value != on_:
+        if select.value != choice:
             with select.prevent(Select.Changed):
-                select.value = on_
+                select.value = choice
 
     def mark_error(self, error: FormError | None) -> None:
         for f in self.fields:
@@ -76,8 +88,8 @@ class JobForm(VerticalScroll):
     @on(Select.Changed, "#demo")
     def _demo_toggled(self, event: Select.Changed) -> None:
         event.stop()
-        if bool(event.value) != self.demo:
-            self.use_demo(bool(event.value))
+        if event.value != self.choice:
+            self.use_preset(int(event.value))
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
