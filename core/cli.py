@@ -70,32 +70,47 @@ _register_subcommands()
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
     _register_subcommands()
+    from core.launch import remember_argv
+
+    remember_argv(sys.argv[1:] if argv is None else argv)  # --processes N starts the ranks with the same command
     try:
         result = cli.main(args=argv, prog_name="llmlab", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "llmlab"
-        click.echo(f"llmlab: error: {exc.format_message()} (see '{command} --help')", err=True)
+        _error(f"{exc.format_message()} (see '{command} --help')")
         return 2
     except click.ClickException as exc:
-        click.echo(f"llmlab: error: {exc.format_message()}", err=True)
+        _error(exc.format_message())
         return 2
     except UsageError as exc:
-        click.echo(f"llmlab: error: {exc}", err=True)
+        _error(str(exc))
         return 2
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
-        click.echo(f"llmlab: error: the disk is full ({exc.strerror or 'no space left on device'}{where}); free some space "
-                   f"and run again (a stopped eval, or a pretraining run with a checkpoint, continues with --resume RUN_DIR)",
-                   err=True)
+        _error(f"the disk is full ({exc.strerror or 'no space left on device'}{where}); free some space "
+               f"and run again (a stopped eval, or a pretraining run with a checkpoint, continues with --resume RUN_DIR)")
         return 2
     except (click.Abort, KeyboardInterrupt):
-        click.echo("llmlab: interrupted", err=True)
+        if _main_rank():
+            click.echo("llmlab: interrupted", err=True)
         return 130
     return result if isinstance(result, int) else 0
+
+
+def _main_rank() -> bool:
+    from core.distributed import world
+
+    return world().main
+
+
+def _error(message: str) -> None:
+    """The one error line; with several processes only rank 0 says it (the others stop with the same error)."""
+    if _main_rank():
+        click.echo(f"llmlab: error: {message}", err=True)
 
 
 if __name__ == "__main__":

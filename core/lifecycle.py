@@ -9,7 +9,12 @@ kind's own summary fields, `report(summary)` renders report.md's text. Everythin
 once: the atomic folder claim, stop signals (SIGINT/SIGTERM/SIGHUP), out-of-memory and full-disk
 handling, error.txt and status "failed" on a crash, and the summary fields every kind has:
 `kind`, `status`, `started`, `total_seconds` (from process start), `hardware`, `optimizations`,
-`error`.
+`error`, `world_size`.
+
+With several processes (core/launch.py, torchrun), rank 0 does all of the above; the other ranks
+prepare after it (from what it `share()`s), learn the run folder from it, run the same `run(ctx)`
+with a context that writes nothing, and on a crash leave only `ranks/rank-N.error`. Rank 0 names
+a failed peer in its summary.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from core import distributed
 from core.errors import DISK_FULL, OutOfMemory, UsageError
 from core.runs import CONFIG, ERROR, EVENTS, REPORT, SUMMARY, EventLog, create_run_dir, process_started, write_json
 from core.signals import StopRequest
@@ -43,6 +49,14 @@ class Job:
 
     def prepare(self) -> None:
         """Check and load the inputs; raise UsageError for bad input. Writes nothing."""
+
+    def share(self):
+        """What the other ranks need from rank 0's prepare() (picklable); None: they prepare on their own."""
+        return None
+
+    def adopt(self, shared) -> None:
+        """On ranks other than 0, after rank 0 prepared: prepare from what it shared."""
+        self.prepare()
 
     def config_record(self) -> dict:
         """What config.json records (the lifecycle adds "kind")."""
@@ -95,6 +109,7 @@ class RunContext:
     external_stop: Callable[[], bool] | None = None
     log_line: Callable[[str], None] | None = None
     optimizations: list[str] = field(default_factory=list)
+    main: bool = True                           # rank 0 (or the only process): the one that writes the run folder
 
     def emit(self, type_: str, **fields: Any) -> None:
         """One event into events.jsonl, and to the progress callback."""
@@ -115,7 +130,15 @@ class RunContext:
         return self.stop() or (self.external_stop is not None and self.external_stop())
 
     def write_config(self, record: dict) -> None:
+        if not self.main:
+            return
         write_json(self.run_dir / CONFIG, {"kind": self.kind, **record})
+
+    def writer(self, path: Path):
+        """A JSON-lines writer for a run file; on ranks other than 0 one that writes nothing."""
+        from core.runs import JsonlWriter
+
+        return JsonlWriter(path) if self.main else _SilentEvents()
 
     def seconds(self) -> float:
         return time.monotonic() - self.t0
@@ -131,26 +154,36 @@ def run_job(job: Job, progress: Callable[[dict], None] | None = None, should_sto
     `stop` replaces the lifecycle's own StopRequest (tests set its signal to stop at a chosen point).
     """
     t0 = process_started()
-    job.prepare()  # bad input stops here, before a folder exists
+    w = distributed.init()
+    _prepare(job, w)  # bad input stops here, before a folder exists
     if job.resume:
         run_dir = Path(job.config.out)
     else:
-        run_dir = create_run_dir(job.kind, job.config.out)
+        run_dir = Path(distributed.broadcast(str(create_run_dir(job.kind, job.config.out)) if w.main else None))
         job.config.out = str(run_dir)
+    pids = [os.getpid()]
+    if w.distributed:
+        pids = distributed.gather(os.getpid())
+        if not w.main:
+            return _run_peer(job, run_dir, t0, w, should_stop, stop)
+        _tell_launcher(run_dir)
     events = EventLog(run_dir / EVENTS, t0=t0)
     ctx = RunContext(kind=job.kind, run_dir=run_dir, events=events, stop=stop or StopRequest(), t0=t0,
                      progress=progress, external_stop=should_stop, log_line=log)
     if ctx.stop._on_signal is None:
         ctx.stop._on_signal = lambda signum: ctx.log(f"{_signal_words(signum)}: {job.stop_message} (Ctrl-C again to stop now)")
     summary: dict = {"kind": job.kind, "status": "failed", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "run_dir": str(run_dir)}
+                     "run_dir": str(run_dir), "world_size": w.size}
     failure: BaseException | None = None
+    # Stop signals stay ours until the run's end is written: a SIGTERM while failing (a launcher
+    # stopping the ranks after one died) must not kill the process before summary.json exists.
+    ctx.stop.install()
     try:
         if not job.resume:
             ctx.write_config(job.config_record())
-        ctx.emit("start", kind=job.kind, pid=os.getpid(), run_dir=str(run_dir), **job.start_fields())
-        with ctx.stop:
-            fields = job.run(ctx)
+        ranks = {"world_size": w.size, "pids": pids} if w.distributed else {}
+        ctx.emit("start", kind=job.kind, pid=os.getpid(), run_dir=str(run_dir), **ranks, **job.start_fields())
+        fields = job.run(ctx)
         status = fields.pop("status", None)  # a kind may judge completeness itself (every question answered)
         summary.update(fields)
         summary["status"] = "failed" if summary.get("error") else status or ("stopped" if ctx.stop.requested else "completed")
@@ -163,19 +196,28 @@ def run_job(job: Job, progress: Callable[[dict], None] | None = None, should_sto
         summary["error"] = str(exc)
         failure = exc
     except Exception as exc:
-        summary["error"] = _first_line(exc)
-        failure = exc
+        peer = (distributed.peer_failure(run_dir, w.size) or distributed.lost_peer(pids, exc)) if w.distributed else None
+        if peer:  # another rank died first; what rank 0 saw (a closed connection) is only the echo of it
+            summary["error"] = peer
+            failure = UsageError(peer)
+        else:
+            summary["error"] = _first_line(exc)
+            failure = exc
         try:
             (run_dir / ERROR).write_text(traceback.format_exc(), encoding="utf-8")
         except OSError:
             pass
     finally:
         summary["stop_signal"] = ctx.stop.signal
-        _close(job, ctx, summary, failure)
+        try:
+            _close(job, ctx, summary, failure)
+        finally:
+            ctx.stop.restore()
     if failure is not None:
         if isinstance(failure, UsageError):
             raise failure from None
         raise failure
+    distributed.barrier()  # the other ranks wait until the run folder is complete, so none is killed mid-write
     return summary
 
 
@@ -205,6 +247,81 @@ def _close(job: Job, ctx: RunContext, summary: dict, failure: BaseException | No
         # The disk is full and the run is failing because of it: the first error is the one to report.
     finally:
         ctx.events.close()
+
+
+def _prepare(job: Job, w) -> None:
+    """job.prepare(); with several ranks, rank 0 first, then the others from what it shares.
+
+    Rank 0's bad input reaches every rank, so all of them stop with it (only rank 0 says it).
+    """
+    if not w.distributed:
+        job.prepare()
+        return
+    problem = None
+    if w.main:
+        try:
+            job.prepare()
+        except UsageError as exc:
+            problem = str(exc)
+    problem = distributed.broadcast(problem)
+    if problem is not None:
+        raise UsageError(problem)
+    shared = distributed.broadcast(job.share() if w.main else None)
+    if not w.main:
+        job.adopt(shared)
+
+
+def _run_peer(job: Job, run_dir: Path, t0: float, w, should_stop, stop) -> dict:
+    """A rank other than 0: the same work, writing nothing but its error file when it fails."""
+    ctx = RunContext(kind=job.kind, run_dir=run_dir, events=_SilentEvents(), stop=stop or StopRequest(), t0=t0,
+                     external_stop=should_stop, main=False)
+    ctx.stop._on_signal = lambda signum: None  # rank 0 says it
+    try:
+        with ctx.stop:
+            fields = job.run(ctx)
+    except KeyboardInterrupt:
+        return {"kind": job.kind, "status": "stopped", "rank": w.rank}
+    except OutOfMemory as exc:
+        distributed.record_rank_error(run_dir, w.rank, job.oom_message(exc))
+        raise UsageError(job.oom_message(exc)) from None
+    except Exception as exc:
+        distributed.record_rank_error(run_dir, w.rank, str(exc) if isinstance(exc, UsageError) else _first_line(exc))
+        raise
+    distributed.barrier()  # rank 0 is writing the run's end; leaving now would make the launcher stop it
+    status = fields.get("status") or ("stopped" if ctx.stop.requested else "completed")
+    return {"kind": job.kind, "status": "failed" if fields.get("error") else status, "rank": w.rank,
+            "error": fields.get("error"), "stop_signal": ctx.stop.signal}
+
+
+class _SilentEvents:
+    """The event log (and run files) of a rank that is not rank 0: rank 0 writes the run's files."""
+
+    def emit(self, type_: str, **fields) -> None:
+        pass
+
+    def write(self, obj: dict) -> None:
+        pass
+
+    def __enter__(self) -> "_SilentEvents":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _tell_launcher(run_dir: Path) -> None:
+    """Rank 0 leaves its run folder's path where llmlab's launcher looks, so it can name it if a rank dies."""
+    from core.launch import RUN_DIR_FILE
+
+    path = os.environ.get(RUN_DIR_FILE)
+    if path:
+        try:
+            Path(path).write_text(str(run_dir), encoding="utf-8")
+        except OSError:
+            pass
 
 
 def _signal_words(signum: int) -> str:

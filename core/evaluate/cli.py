@@ -13,6 +13,7 @@ import click
 
 from core.errors import UsageError
 from core.evaluate.config import EvalConfig
+from core.launch import distributed_options
 from core.options import click_options, given
 
 
@@ -21,6 +22,7 @@ from core.options import click_options, given
 @click.option("--demo", is_flag=True, help="Offline demo: tiny random-weight Qwen2 on bundled Chinese questions.")
 @click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
               help="Continue a stopped eval run: questions it answered are kept, the rest run (its own options are reused).")
+@distributed_options
 @click.pass_context
 def eval_command(ctx, demo, resume_dir, **options):
     """Evaluate a causal LM on MMMLU (default: Qwen2.5-0.5B, Chinese, moral_scenarios, first 100).
@@ -58,6 +60,12 @@ def _several_adapters(config) -> int:
 
 
 def _finish_command(ctx, config, resume: bool = False):
+    from core.distributed import world
+
+    if not world().main:  # a rank other than 0 answers its share; rank 0 reports the run
+        from core.evaluate.run import run_eval
+
+        return 1 if run_eval(config, resume=resume)["status"] == "failed" else 0
     summary = _run_with_progress(config, resume)
     _print_summary(summary)
     if summary["status"] == "stopped":

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from core.distributed import gather, shard, world
 from core.errors import UsageError
 from core.evaluate.config import BACKENDS, DTYPES, MODES, EvalConfig, check_config  # noqa: F401 (re-exported API)
 from core.evaluate.resume import (
@@ -135,6 +136,7 @@ class EvalJob(Job):
         run switches to adapter `adapter_index` instead of loading its own copy."""
         super().__init__(config, resume=resume)
         self.shared, self.adapter_index = shared, adapter_index
+        self.gen_start: float | None = None
 
     def prepare(self) -> None:
         """Data, model folder, tokenizer and prompts: bad input stops here, before a folder exists."""
@@ -230,18 +232,50 @@ class EvalJob(Job):
                     f"their beginning was cut off (rows {shown})")
         done = {row["key"] for row in self.reused}
         pending = [i for i, key in enumerate(self.keys) if key not in done]
-        if pending:
+        w = world()
+        mine = shard(pending, w)  # with several processes: this rank's contiguous share, rank 0 first
+        if w.distributed and ctx.main:
+            ctx.log(f"{w.size} processes answer {len(pending)} questions, about {len(mine)} each; the other ranks' "
+                    f"rows arrive when they finish")
+        new_rows: list[dict] = []
+        if mine:
             import torch
 
             previous_threads = torch.get_num_threads()
             try:
-                with JsonlWriter(ctx.run_dir / RESULTS) as results:
-                    self._answer(ctx, pending, results)
+                with (JsonlWriter(ctx.run_dir / RESULTS) if ctx.main else _Collect(new_rows)) as results:
+                    self._answer(ctx, mine, results)
             finally:
                 torch.set_num_threads(previous_threads)
-        else:
+        elif not pending:
             ctx.log("every question already has its answer; nothing left to run")
+        if w.distributed:
+            self._gather(ctx, new_rows)
+        if ctx.main and pending:  # one order for any number of processes: the questions'
+            position = {key: i for i, key in enumerate(self.keys)}
+            self.rows.sort(key=lambda row: position.get(row["key"], len(position)))
+            write_jsonl(ctx.run_dir / RESULTS, self.rows)
         return {"status": "stopped" if len(self.rows) < len(questions) else "completed"}
+
+    def _gather(self, ctx: RunContext, new_rows: list[dict]) -> None:
+        """Rank 0 takes the other ranks' rows and token counts; its time then spans the slowest rank."""
+        state = self.state
+        shares = gather({"rows": new_rows, "tokens": state.tokens_this_run, "scored": state.scored_tokens,
+                         "prompt_tokens": state.prompt_tokens})
+        if not ctx.main:
+            return
+        with JsonlWriter(ctx.run_dir / RESULTS) as results:
+            for share in shares[1:]:
+                for row in share["rows"]:
+                    results.write(row)
+                    self.rows.append(row)
+                state.tokens_this_run += share["tokens"]
+                state.scored_tokens += share["scored"]
+                state.prompt_tokens += share["prompt_tokens"]
+        if self.gen_start is not None:
+            state.generate_seconds = time.perf_counter() - self.gen_start
+        ctx.emit("progress", done=len(self.rows), total=len(self.questions), batch_size=state.batch_size,
+                 tokens_per_s=None, correct=sum(r["correct"] for r in self.rows))
 
     def _answer(self, ctx: RunContext, pending: list[int], results: JsonlWriter) -> None:
         """Answer the questions at `pending`, appending each one's row to results.jsonl as its row ends."""
@@ -285,7 +319,7 @@ class EvalJob(Job):
             ctx.log(note)
 
         stats = EngineStats()
-        gen_start = time.perf_counter()
+        gen_start = self.gen_start = time.perf_counter()
 
         def on_row(j, result):
             """Write a question's line the moment its row ends, then say how far the run is."""
@@ -376,6 +410,22 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
     status "failed" and re-raised.
     """
     return run_job(EvalJob(config, resume=resume), progress=progress, should_stop=should_stop)
+
+
+class _Collect:
+    """What a rank other than 0 writes its rows to: a list, sent to rank 0 at the end."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def __enter__(self) -> "_Collect":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def _data_label(config: EvalConfig, data_path: Path) -> str:

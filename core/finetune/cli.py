@@ -7,6 +7,7 @@ import signal
 import click
 
 from core.finetune.config import FinetuneConfig, demo_config
+from core.launch import distributed_options
 from core.options import click_options, given
 
 
@@ -14,7 +15,9 @@ from core.options import click_options, given
 @click.option("--demo", is_flag=True, help="Offline demo: the bundled exam CSV and a tiny random model (~1 min on 2 cores).")
 @click_options(FinetuneConfig)
 @click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
-              help="Continue a stopped fine-tuning run from its newest checkpoint (its own options are reused).")
+              help="Continue a stopped fine-tuning run from its newest checkpoint (its own options are reused; "
+                   "--processes may differ).")
+@distributed_options
 def finetune_command(demo, resume_dir, **options) -> int:
     """LoRA-tune a base model on an A-D exam: leak-free splits, before/after test accuracy, the trainable ratio."""
     chosen = given(FinetuneConfig, options)
@@ -31,8 +34,11 @@ def finetune_command(demo, resume_dir, **options) -> int:
 
     from tqdm import tqdm
 
+    from core.distributed import world
     from core.finetune.run import run_finetune
 
+    if not world().main:  # a rank other than 0 trains its share; rank 0 shows and reports the run
+        return 1 if run_finetune(cfg, log=None, resume_from=checkpoint)["status"] == "failed" else 0
     bar: list = [None, ""]  # the one progress bar on screen and what it counts
 
     def show(name: str, total: int, unit: str):

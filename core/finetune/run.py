@@ -123,7 +123,7 @@ class FinetuneJob(Job):
         leaked = fdata.leaked_ids(splits)
         if leaked:  # cannot happen by construction; checked because the whole point is that it does not
             raise RuntimeError(f"{len(leaked)} question ids are in more than one split")
-        if not self.resume:
+        if not self.resume and ctx.main:
             for name, rows in self.rows.items():
                 fdata.write_split(ctx.run_dir / "data" / f"{name}.jsonl", rows)
         self.fields = {
@@ -163,7 +163,7 @@ class FinetuneJob(Job):
 
     def _retention(self, ctx: RunContext, model, which: str) -> None:
         """--retain-check: the SQuAD scores of the base (before) or the tuned model (after), and their ratio."""
-        if self.retain is None or ctx.should_stop():
+        if self.retain is None or ctx.should_stop() or not ctx.main:  # rank 0 judges; the others only train
             return
         from types import SimpleNamespace
 
@@ -213,6 +213,8 @@ class FinetuneJob(Job):
 
         def on_best() -> None:
             """Keep the best adapter in memory (for the after-test) and on disk (adapter/), atomically."""
+            if not ctx.main:
+                return
             best.clear()
             best.update({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()})
             tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=ctx.run_dir))
@@ -237,7 +239,7 @@ class FinetuneJob(Job):
             from safetensors.torch import load_file
 
             set_peft_model_state_dict(model, load_file(str(ctx.run_dir / ADAPTER / "adapter_model.safetensors")))
-        else:
+        elif ctx.main:
             on_best()  # no val split: the final adapter is the one kept
         ctx.optimizations = [o for o, on in (
             ("bf16 autocast, frozen base weights in bf16", bf16), ("fused AdamW over the adapter's parameters", result.fused),
@@ -267,6 +269,8 @@ class FinetuneJob(Job):
         from core.evaluate.batch_plan import auto_batch_size
         from core.evaluate.engine import generate_answers, prompt_lengths
 
+        if not ctx.main:  # rank 0 answers the test; the others only train
+            return
         rows, path = self.rows["test"], ctx.run_dir / filename
         done = list(iter_jsonl(path)) if self.resume and which == "before" else []
         if len(done) == len(rows):  # a resumed run answered them already

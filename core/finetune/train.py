@@ -10,6 +10,7 @@ out-of-memory (same effective batch).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from typing import Callable
 import torch
 
 from core.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from core.errors import UsageError
+from core.distributed import all_sum, any_rank, world
+from core.errors import OutOfMemory, UsageError
 from core.memory import OOM_ERRORS, HalvingSize
 from core.optim import adamw, make_scheduler
 
@@ -75,6 +77,56 @@ def target_loss(model, batch: dict):
     return F.cross_entropy(logits, labels[keep])
 
 
+class _TargetLoss(torch.nn.Module):
+    """target_loss as a module, so torch's DistributedDataParallel can wrap it and average the adapter's gradients."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, labels):
+        return target_loss(self.model, {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
+
+
+def _batch_loss(model, ddp, batch: list[Example], micro: int, pad_id: int, device, autocast) -> torch.Tensor:
+    """Backward through one batch in micro-batches weighted by target tokens; returns the batch's mean loss.
+
+    With several processes (`ddp`), each rank takes examples rank, rank + N, ... of the batch,
+    weighted by the whole batch's target tokens and scaled by N (DDP averages over ranks), so the
+    gradient is the one-process gradient. Every rank runs the same number of micro-batches; a short
+    share is filled with an example of weight zero.
+    """
+    batch_tokens = max(_targets(batch), 1)
+    total = torch.zeros((), device=device)
+    if ddp is None:
+        for k in range(0, len(batch), micro):
+            chunk = batch[k:k + micro]
+            with autocast():
+                loss = target_loss(model, collate(chunk, pad_id, device))
+            weight = _targets(chunk) / batch_tokens
+            (loss * weight).backward()
+            total += loss.detach().float() * weight
+        return total
+    w = world()
+    per_rank = -(-len(batch) // w.size)
+    share = [(batch[p], 1.0) if p < len(batch) else (batch[0], 0.0) for p in range(w.rank, per_rank * w.size, w.size)]
+    starts = list(range(0, per_rank, micro))
+    for k, start in enumerate(starts):
+        chunk = share[start:start + micro]
+        weight = sum(_targets([e]) * keep for e, keep in chunk) / batch_tokens
+        examples = [e for e, _ in chunk]
+        if not any(keep for _, keep in chunk):
+            weight = 0.0
+        sync = contextlib.nullcontext() if k == len(starts) - 1 else ddp.no_sync()
+        with sync, autocast():
+            # a chunk's loss is its own target-token mean; a zero-weight filler's tokens are left out of it
+            real = [e for e, keep in chunk if keep] or examples
+            loss = ddp(**collate(real, pad_id, device))
+        (loss * weight * w.size).backward()
+        total += loss.detach().float() * weight
+    return all_sum(total)
+
+
 def _targets(examples: list[Example]) -> int:
     """Predicted tokens: labels that are not -100, less the first position (never a target after the shift)."""
     return sum(sum(1 for x in e.labels[1:] if x != -100) for e in examples)
@@ -85,6 +137,8 @@ def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, auto
     """Mean loss over every target token of `examples`; halves its batch on out-of-memory."""
     if not examples:
         return None
+    w = world()
+    examples = examples[w.rank::w.size]  # with several processes each scores every N-th example; sums added below
     model.eval()
     size = HalvingSize(batch_size, "out of memory computing the val loss even one example at a time; lower --max-length")
     device = next(model.parameters()).device
@@ -103,6 +157,9 @@ def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, auto
                 size.halve()
     finally:
         model.train()
+    if w.distributed:
+        sums = all_sum(torch.tensor([total, float(count)], device=device))
+        total, count = float(sums[0]), int(sums[1])
     return total / max(count, 1)
 
 
@@ -181,6 +238,11 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
         since_best += 1
         return bool(cfg.early_stop) and since_best >= cfg.early_stop
 
+    ddp = None
+    if world().distributed:  # torch's DistributedDataParallel averages the adapter's gradients over the ranks
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(_TargetLoss(model), device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
     loss_sum, n_logged, tokens_since = torch.zeros((), device=device), 0, 0
     t_start = t_log = last_save = time.perf_counter()
@@ -191,16 +253,13 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
         i = start_index
         while i < steps_per_epoch and not (result.stopped or result.stopped_early):
             batch = [train[j] for j in order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()]
-            batch_tokens, batch_loss = _targets(batch), torch.zeros((), device=device)
+            batch_tokens = _targets(batch)
             try:
-                for k in range(0, len(batch), micro.size):
-                    chunk = batch[k:k + micro.size]
-                    with autocast():
-                        loss = target_loss(model, collate(chunk, pad_id, device))
-                    weight = _targets(chunk) / max(batch_tokens, 1)
-                    (loss * weight).backward()
-                    batch_loss += loss.detach().float() * weight
+                batch_loss = _batch_loss(model, ddp, batch, micro.size, pad_id, device, autocast)
             except OOM_ERRORS:
+                if ddp is not None:  # ranks must run the same micro-batches, so one rank cannot halve alone
+                    raise OutOfMemory(f"out of memory on rank {world().rank}; lower --batch-size, --micro-batch-size "
+                                      f"or --max-length") from None
                 optimizer.zero_grad(set_to_none=True)
                 micro.halve()
                 result.oom_retries += 1
@@ -213,8 +272,12 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step, i, n_logged, tokens_since = step + 1, i + 1, n_logged + 1, tokens_since + batch_tokens
-            result.stopped = should_stop()
-            if step % 5 == 0 or i == steps_per_epoch or result.stopped:
+            log_step = step % 5 == 0 or i == steps_per_epoch
+            if ddp is None:
+                result.stopped = should_stop()
+            elif log_step:  # ranks decide together, so none waits for a step the others skip
+                result.stopped = any_rank(should_stop())
+            if log_step or result.stopped:
                 now = time.perf_counter()
                 mean = float(loss_sum) / n_logged  # note: the host sync, every 5 steps
                 result.train_losses.append((step, round(mean, 5)))
@@ -226,7 +289,7 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
             if cfg.eval_every and step % cfg.eval_every == 0 and i < steps_per_epoch:
                 result.stopped_early = validate(epoch - 1 + i / steps_per_epoch)
             due = cfg.save_minutes and time.perf_counter() - last_save > 60 * cfg.save_minutes
-            if run_dir is not None and (due or result.stopped):
+            if run_dir is not None and world().main and (due or result.stopped):
                 checkpoint(epoch, i)
                 last_save = time.perf_counter()
         if result.stopped:

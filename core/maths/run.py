@@ -14,7 +14,7 @@ from core.errors import UsageError
 from core.lifecycle import Job, RunContext, run_job
 from core.maths.config import MathConfig
 from core.maths.data import MathQuestion, load_math
-from core.runs import RESULTS, JsonlWriter
+from core.runs import RESULTS
 from core.scoring.numbers import last_number, same_number
 
 
@@ -72,7 +72,7 @@ class MathJob(Job):
 
     def run(self, ctx: RunContext) -> dict:
         cfg, rows = self.config, []
-        with JsonlWriter(ctx.run_dir / RESULTS) as out:
+        with ctx.writer(ctx.run_dir / RESULTS) as out:
             def keep(row: dict) -> None:
                 out.write(row)
                 rows.append(row)
@@ -92,8 +92,8 @@ class MathJob(Job):
 
     def _generate(self, ctx: RunContext, keep) -> dict:
         from core.evaluate.batch_plan import auto_batch_size
-        from core.evaluate.engine import generate_answers, prompt_lengths
-        from core.generation import load_for_generation
+        from core.evaluate.engine import prompt_lengths
+        from core.generation import generate_sharded, load_for_generation
 
         cfg = self.config
         loaded = load_for_generation(self.choice, cfg.dtype, cfg.threads or (1 if cfg.demo else None))
@@ -104,7 +104,7 @@ class MathJob(Job):
 
         start = time.perf_counter()
         stop_when = (lambda text: "\n" in text.strip()) if cfg.stop_at_newline else None
-        generate_answers(loaded.model, loaded.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=batch,
+        generate_sharded(loaded.model, loaded.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=batch,
                          stop_when=stop_when, greedy=True, should_stop=ctx.should_stop, log=ctx.log,
                          on_row=lambda i, g: keep(judge(self.questions[i], _reply(g.text, cfg.stop_at_newline), cfg.tolerance)))
         return {"mode": "generate", "model": self.choice.label, "adapter": [str(a) for a in self.choice.adapters] or None,

@@ -9,6 +9,7 @@ import signal
 
 import click
 
+from core.launch import distributed_options
 from core.options import click_options, given
 from core.pretrain.config import DEMO_LANGUAGES, PretrainConfig, demo_config
 
@@ -19,7 +20,9 @@ from core.pretrain.config import DEMO_LANGUAGES, PretrainConfig, demo_config
                    "with its own byte-level BPE and generation samples (~1 min on 2 cores).")
 @click_options(PretrainConfig)
 @click.option("--resume", "resume_dir", default=None,
-              help="Continue a stopped pretraining run from its newest checkpoint (its own options are reused).")
+              help="Continue a stopped pretraining run from its newest checkpoint (its own options are reused; "
+                   "--processes may differ).")
+@distributed_options
 def pretrain_command(demo, resume_dir, **options) -> int:
     """Pretrain GPT-2 from scratch (seed task: first 10,000 BookCorpus rows, 3 epochs)."""
     chosen = given(PretrainConfig, options)
@@ -36,20 +39,26 @@ def pretrain_command(demo, resume_dir, **options) -> int:
 
     from tqdm import tqdm
 
+    from core.distributed import world
     from core.pretrain.run import run_pretrain
 
     bars: list[tqdm] = []  # made at the first step, once the step count is known
+    main = world().main  # with several processes only rank 0 shows progress and prints
 
     def on_step(step: int, total: int) -> None:
+        if not main:
+            return
         if not bars:
             bars.append(tqdm(total=total, unit="step", desc="pretrain", dynamic_ncols=True))
         bars[0].update(step - bars[0].n)
 
     try:
-        summary = run_pretrain(cfg, on_step=on_step, log=tqdm.write, resume_from=checkpoint)
+        summary = run_pretrain(cfg, on_step=on_step, log=tqdm.write if main else None, resume_from=checkpoint)
     finally:
         for bar in bars:
             bar.close()
+    if not main:  # rank 0 reports the run; a rank that stopped with it has nothing to add
+        return 1 if summary["status"] == "failed" else 0
     if summary["status"] == "stopped":
         return 128 + (summary.get("stop_signal") or signal.SIGINT)
     if summary["status"] == "failed":

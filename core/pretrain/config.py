@@ -48,6 +48,8 @@ class PretrainConfig:
                            "(stable at the peak, cosine decay over the last 20% of the steps).", choices=SCHEDULES)
     weight_decay: float = option(0.1, "AdamW weight decay, on matrices only (not biases or LayerNorm gains); seed 004 "
                                  "found 0.1 mattered.")
+    dropout: float = option(0.1, "Dropout of GPT-2's residual, embedding and attention layers (GPT2Config's 0.1); "
+                            "0 makes runs on any number of processes match step for step.")
     eval_every: int = option(0, "Also measure the held-out loss (and draw samples) every N steps, not only at epoch ends.")
     early_stop: int = option(0, "Stop after this many held-out-loss checks without improvement (0 = never).")
     sample_prompts: list = option(factory=list, help="A prompt the model continues after every held-out check "
@@ -76,6 +78,8 @@ class PretrainConfig:
     model_overrides: dict = option(cli=False, factory=dict)  # GPT2Config fields changed on top of the preset
 
     def validate(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"--dropout {self.dropout} must be at least 0 and below 1")
         for name in ("rows", "epochs", "block_size", "batch_size", "log_every", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")

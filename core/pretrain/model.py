@@ -38,6 +38,8 @@ def build_model(cfg: PretrainConfig, vocab_size: int, eos_token_id: int | None =
     from transformers import GPT2Config, GPT2LMHeadModel
 
     preset = {**MODEL_PRESETS[cfg.model_size], **cfg.model_overrides}
+    for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        preset.setdefault(name, cfg.dropout)
     if vocab_size != GPT2Config().vocab_size:
         preset["vocab_size"] = vocab_size  # only when the tokenizer is not GPT-2's own
     if eos_token_id is not None and eos_token_id != GPT2Config().eos_token_id:

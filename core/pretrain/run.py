@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from core.distributed import world
 from core.errors import UsageError
 from core.hardware import peak_bf16_flops, snapshot
 from core.lifecycle import Job, RunContext, run_job
@@ -102,7 +103,11 @@ class PretrainJob(Job):
         t = time.perf_counter()
         corpus, self.trained = None, None
         saved = Path(cfg.out) / "tokenizer" if self.resume else None
-        if cfg.tokenizer == "train" and not (saved and (saved / "tokenizer.json").is_file()):
+        shared = getattr(self, "shared_tokenizer", None)
+        if shared is not None:  # a rank other than 0 takes the tokenizer rank 0 trained, so every rank has the same ids
+            self.tok, self.tok_source, self.trained = shared
+            self.phases["tokenizer_train"] = 0.0
+        elif cfg.tokenizer == "train" and not (saved and (saved / "tokenizer.json").is_file()):
             corpus, self.trained = self._train_tokenizer()
             self.tok = self.trained["tokenizer"]
             short = "" if len(self.tok) >= self.config.tokenizer_vocab else \
@@ -143,6 +148,14 @@ class PretrainJob(Job):
         figures = measure({"llmlab BPE (this run)": tok, **comparison_tokenizers([], self.notes)}, held)
         return corpus, {"tokenizer": tok, "compression": figures}
 
+    def share(self):
+        """A trained tokenizer goes to the other ranks as rank 0 made it (the token cache it wrote does the rest)."""
+        return (self.tok, self.tok_source, self.trained) if self.trained is not None else None
+
+    def adopt(self, shared) -> None:
+        self.shared_tokenizer = shared
+        self.prepare()
+
     def config_record(self) -> dict:
         record = self.config.to_dict()
         record.pop("kind")
@@ -160,7 +173,7 @@ class PretrainJob(Job):
         ctx.say(f"run directory: {ctx.run_dir}")
         ctx.say(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
                      + (" (token cache hit)" if cache_hit else ""))
-        if self.trained is not None:
+        if self.trained is not None and ctx.main:
             from core.bpe.train import save_tokenizer
 
             save_tokenizer(self.tok, ctx.run_dir / "tokenizer")  # `--tokenizer RUN_DIR` takes it from here
@@ -211,7 +224,8 @@ class PretrainJob(Job):
                     ctx.say(warning)
 
         result = train(model, train_blocks, eval_blocks, cfg, ctx.emit, should_stop=ctx.should_stop, on_step=self.on_step,
-                       run_dir=ctx.run_dir, resume_from=self.resume_from, sampler=sampler if cfg.sample_tokens else None)
+                       run_dir=ctx.run_dir, resume_from=self.resume_from,
+                       sampler=sampler if cfg.sample_tokens and ctx.main else None)
         if result.compile_seconds is not None:
             phases["compile"] = result.compile_seconds
         phases["train"] = result.train_seconds
@@ -220,6 +234,8 @@ class PretrainJob(Job):
             ([CACHE_OPTIMIZATION[self.cache_state]] if self.cache_state in CACHE_OPTIMIZATION else []) + result.optimizations[1:]
 
         t = time.perf_counter()
+        if not ctx.main:  # every rank holds the same weights; rank 0 saves them
+            return {"steps": result.steps, **({"error": result.error} if result.error else {})}
         model.save_pretrained(ctx.run_dir / "model")  # safetensors
         tok.save_pretrained(ctx.run_dir / "model")
         phases["save"] = time.perf_counter() - t
@@ -242,7 +258,7 @@ class PretrainJob(Job):
             "data_source": tokens.source, "token_cache_hit": self.cache_state == "hit", "token_cache": self.cache_state,
             "model_size": cfg.model_size, "batch_size": cfg.batch_size, "block_size": cfg.block_size, "device": result.device,
             "tokens_per_second": round(tps, 1) if tps else None,
-            "mfu": round(flops_per_token * tps / peak, 4) if (peak and tps) else None,
+            "mfu": round(flops_per_token * tps / (peak * world().size), 4) if (peak and tps) else None,
             "peak_memory_mib": result.peak_memory_mib, "hardware": hw, "optimizations": ctx.optimizations,
             "compile_seconds": None if result.compile_seconds is None else round(result.compile_seconds, 3),
             "model_dir": str(ctx.run_dir / "model"), "nonfinite_steps": result.nonfinite_steps,

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,7 @@ from typing import Callable
 import torch
 
 from core.checkpoints import load_checkpoint, set_rng_state
+from core.distributed import all_sum, world
 from core.errors import UsageError
 from core.memory import HalvingSize
 from core.optim import adamw, make_scheduler
@@ -50,6 +52,9 @@ class Session:
     bf16: bool
     tf32: bool
     pad_block: int | None             # index of the all-masked block that fills short batches (compile only)
+    ddp: object = None                # the DistributedDataParallel wrapper with several processes, else None
+    rank: int = 0
+    world_size: int = 1
     start: dict = field(default_factory=dict)  # resume position: step, epoch, next_index, order
 
     @property
@@ -75,10 +80,21 @@ class Session:
                 idx = torch.cat([idx, idx.new_full((width - real,), self.pad_block)])
         return idx, real
 
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
     def forward_backward(self, idx: torch.Tensor, real: int) -> torch.Tensor:
-        """Loss of one batch, in micro-batches weighted by their real tokens (exactly the full-batch mean)."""
+        """Loss of one batch, in micro-batches weighted by their real tokens (exactly the full-batch mean).
+
+        With several processes each rank computes blocks rank, rank + N, ... of the batch, weighted
+        by the *whole* batch's token count; DistributedDataParallel averages the gradients over the
+        N ranks, so each rank's loss is scaled by N and the sum is the one-process gradient exactly.
+        """
         valid = self.valid_tokens[idx]
         batch_tokens = valid.sum()
+        if self.ddp is not None:
+            return self._forward_backward_shard(idx, valid, batch_tokens, real)
         total = torch.zeros((), device=self.device)
         micro = self.micro.size
         for k, chunk in enumerate(idx.split(micro)):
@@ -90,6 +106,31 @@ class Session:
             (loss * weight).backward()
             total += loss.detach().float() * weight
         return total
+
+    def _forward_backward_shard(self, idx, valid, batch_tokens, real) -> torch.Tensor:
+        """This rank's share of the batch. Every rank runs the same number of micro-batches (DDP syncs on the
+        last one's backward), so a short share is filled with a block of weight zero."""
+        n = self.world_size
+        per_rank = -(-idx.numel() // n)
+        positions = torch.arange(per_rank, device=idx.device) * n + self.rank
+        present = positions < real                    # past the real blocks: filler, weight zero
+        positions = positions.clamp(max=idx.numel() - 1)
+        mine = idx[positions]
+        weights = torch.where(present, valid[positions], 0) / batch_tokens
+        total = torch.zeros((), device=self.device)
+        chunks = list(range(0, per_rank, self.micro.size))
+        for k, start in enumerate(chunks):
+            end = start + self.micro.size
+            sync = k == len(chunks) - 1
+            with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self.accelerator.autocast():
+                chunk = mine[start:end]
+                # per-block mean losses, so each block can carry its own weight
+                out = self.forward(input_ids=self.inputs[chunk], use_cache=False)
+                losses = _block_losses(out.logits, self.labels[chunk])
+                loss = (losses * weights[start:end]).sum()
+            (loss * n).backward()
+            total += loss.detach().float()
+        return all_sum(total)  # the batch's loss on every rank, so they agree on "finite" (no host sync)
 
     def step(self, idx: torch.Tensor, real: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step: (batch loss, whether it was finite), both still on the device.
@@ -126,14 +167,31 @@ class Session:
         opts.append(f"data resident on {self.device.type}")
         if self.fused:
             opts.append("fused AdamW")
-        if self.forward is not self.model:
+        if self.forward not in (self.model, self.ddp):
             opts.append("torch.compile (fixed batch shapes: one compile, timed as its own phase)")
         opts.append(f"loss read back every {self.cfg.log_every} steps")
         if self.cuda and self.fused and self.causal and self.cfg.log_every > 1:
             opts.append("no per-step host sync (only at log steps)")
+        if self.ddp is not None:
+            backend = "NCCL" if self.cuda else "gloo"
+            opts.append(f"data-parallel over {self.world_size} processes (DistributedDataParallel, {backend})")
         if oom_retries:
             opts.append(f"micro-batches of {self.micro.size} after {oom_retries} out-of-memory retries")
         return opts
+
+
+def _block_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss of each block (its real tokens only): what model(labels=...) gives for one block.
+
+    The labels are shifted, not the logits (as transformers' own loss does), so the full-vocabulary
+    logits are not copied.
+    """
+    blocks, length, vocab = logits.shape
+    targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
+    per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab).float(), targets.reshape(-1),
+                                                  ignore_index=-100, reduction="none").view(blocks, length)
+    counts = (targets != -100).sum(dim=1)
+    return per_token.sum(dim=1) / counts.clamp(min=1)
 
 
 def checkpoint_weights(model) -> dict:
@@ -166,6 +224,12 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callabl
     # The model is not passed through accelerator.prepare: on one device that would only add a
     # wrapper that casts logits back to fp32, one more full-vocabulary copy per step.
     model.to(device).train()
+    w = world()
+    ddp = None
+    if w.distributed:  # torch's DistributedDataParallel all-reduces the gradients; llmlab only shards the batch
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     inputs, labels = (t.to(device) for t in train_blocks)
     n_blocks = inputs.shape[0]
     pad_block = None
@@ -180,7 +244,7 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callabl
     scheduler = make_scheduler(optimizer, total_steps=steps_per_epoch * cfg.epochs, warmup=cfg.warmup,
                                min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule)
     session = Session(
-        cfg=cfg, model=model, forward=torch.compile(model) if cfg.compile else model, optimizer=optimizer,
+        cfg=cfg, model=model, forward=torch.compile(ddp or model) if cfg.compile else (ddp or model), optimizer=optimizer,
         scheduler=scheduler, accelerator=accelerator, inputs=inputs, labels=labels,
         valid_tokens=(labels[:, 1:] != -100).sum(dim=1), eval_inputs=eval_inputs,
         eval_labels=eval_labels, n_blocks=n_blocks, steps_per_epoch=steps_per_epoch,
@@ -188,7 +252,7 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callabl
         micro=HalvingSize(cfg.micro_batch_size or cfg.batch_size, "out of memory even with one sequence per micro-batch; "
                           "lower --block-size or use a smaller --model-size"),
         fused=fused, causal=causal, attention=str(getattr(model.config, "_attn_implementation", "")), bf16=bf16, tf32=tf32,
-        pad_block=pad_block,
+        pad_block=pad_block, ddp=ddp, rank=w.rank, world_size=w.size,
         start={"step": 0, "epoch": 1, "next_index": 0, "order": None},
     )
     if resume_from is not None:

@@ -27,6 +27,8 @@ from typing import Callable
 import torch
 
 from core.checkpoints import rng_state, save_checkpoint
+from core.distributed import all_sum, any_rank, world
+from core.errors import OutOfMemory
 from core.memory import OOM_ERRORS, HalvingSize
 from core.pretrain.config import PretrainConfig
 from core.pretrain.model import restore_attention
@@ -58,9 +60,15 @@ class TrainResult:
 
 @torch.no_grad()
 def evaluate_loss(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, autocast) -> float | None:
-    """Mean next-token loss over every real token of the held-out blocks; halves its batch on out-of-memory."""
+    """Mean next-token loss over every real token of the held-out blocks; halves its batch on out-of-memory.
+
+    With several processes each rank scores every N-th block and the sums are added up over ranks,
+    so every rank gets the same figure.
+    """
     if inputs.numel() == 0:
         return None
+    w = world()
+    inputs, labels = inputs[w.rank::w.size], labels[w.rank::w.size]
     model.eval()
     size = HalvingSize(batch_size, "out of memory evaluating even one sequence at a time; lower --block-size")
     try:
@@ -80,6 +88,7 @@ def evaluate_loss(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size:
                 size.halve()
     finally:
         model.train()
+    all_sum(total), all_sum(count)
     return (total / count.clamp(min=1)).item()  # note: one host sync per evaluation
 
 
@@ -174,6 +183,9 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
             try:
                 loss, finite = s.step(idx, real)
             except OOM_ERRORS:
+                if s.ddp is not None:  # ranks must run the same micro-batches, so one rank cannot halve alone
+                    raise OutOfMemory(f"out of memory on rank {s.rank} at batch {cfg.batch_size}; lower --batch-size, "
+                                      f"--micro-batch-size or --block-size") from None
                 s.optimizer.zero_grad(set_to_none=True)
                 s.micro.halve()
                 result.oom_retries += 1
@@ -189,8 +201,12 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
             tokens_since += s.valid_tokens[idx].sum()  # filler blocks count zero
             if on_step:
                 on_step(step, total_steps)
-            result.stopped = should_stop()
-            if step % cfg.log_every == 0 or i == s.steps_per_epoch or result.stopped:
+            log_step = step % cfg.log_every == 0 or i == s.steps_per_epoch
+            if s.ddp is None:
+                result.stopped = should_stop()
+            elif log_step:  # ranks decide together, at log steps, so none waits for a step the others skip
+                result.stopped = any_rank(should_stop())
+            if log_step or result.stopped:
                 # note: the host sync point, every log_every steps
                 mean_loss, finite_count, worst_run, ntok, nbad = torch.stack(
                     [loss_sum / n_finite.clamp(min=1), n_finite, bad_run_max, tokens_since.float(), bad_total]).tolist()
@@ -206,7 +222,7 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
                                     f"lower --lr or check the data; the last good checkpoint is kept")
                     emit("log", message=result.error)
                 loss_sum.zero_(), n_finite.zero_(), tokens_since.zero_(), bad_run_max.copy_(bad_run)
-                if sampler is not None and run_dir is not None and (run_dir / SAMPLE_REQUEST).exists():
+                if sampler is not None and run_dir is not None and s.main and (run_dir / SAMPLE_REQUEST).exists():
                     (run_dir / SAMPLE_REQUEST).unlink(missing_ok=True)  # asked for from the app
                     sampler(step)
                 t_log = time.perf_counter()
@@ -220,7 +236,7 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
                 last_heartbeat = time.perf_counter()
             due = (cfg.save_every and step % cfg.save_every == 0) or \
                   (cfg.save_minutes and time.perf_counter() - last_save > 60 * cfg.save_minutes)
-            if run_dir is not None and result.error is None and (due or result.stopped):
+            if run_dir is not None and s.main and result.error is None and (due or result.stopped):
                 checkpoint(epoch, i, order)
                 last_save = time.perf_counter()
         if result.stopped or result.error:
@@ -234,7 +250,8 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
             break
         t_log = time.perf_counter()  # the next interval's tokens/s measures training, not this evaluation
     finished = not (result.stopped or result.error)
-    if run_dir is not None and cfg.save_every and finished and not (result.checkpoint or "").endswith(f"step-{step:06d}"):
+    final_saved = (result.checkpoint or "").endswith(f"step-{step:06d}")
+    if run_dir is not None and s.main and cfg.save_every and finished and not final_saved:
         checkpoint(cfg.epochs + 1, 0, torch.zeros(0, dtype=torch.long))  # "at the end": nothing left to do
     if s.cuda:
         torch.cuda.synchronize()

@@ -28,7 +28,8 @@ def answer_squad(loaded, examples: list[dict], template: str, max_new_tokens: in
     `on_row(row)` gets each scored row the moment its answer is done. Rows are in dataset order.
     """
     from core.evaluate.batch_plan import auto_batch_size
-    from core.evaluate.engine import generate_answers, prompt_lengths
+    from core.evaluate.engine import prompt_lengths
+    from core.generation import generate_sharded
     from core.scoring.squad import best_over_golds, exact_match, f1
 
     prompts = [squad_prompt(template, e) for e in examples]
@@ -46,7 +47,7 @@ def answer_squad(loaded, examples: list[dict], template: str, max_new_tokens: in
                     "em": best_over_golds(exact_match, answer, golds), "f1": best_over_golds(f1, answer, golds),
                     "output": generation.text, "new_tokens": generation.new_tokens})
 
-    generate_answers(loaded.model, loaded.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+    generate_sharded(loaded.model, loaded.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                      stop_when=lambda text: "\n" in text.strip(), greedy=True, on_row=row_done, should_stop=should_stop,
                      log=log)
     done = [e for i, e in enumerate(examples) if i in replies]

@@ -6,6 +6,7 @@ import signal
 
 import click
 
+from core.launch import distributed_options
 from core.options import click_options, given
 from core.squad.config import SquadConfig, demo_config
 
@@ -13,13 +14,17 @@ from core.squad.config import SquadConfig, demo_config
 @click.command()
 @click.option("--demo", is_flag=True, help="Offline demo: bundled SQuAD-shaped questions and the tiny demo model.")
 @click_options(SquadConfig)
+@distributed_options
 def squad_command(demo, **options) -> int:
     """Answer SQuAD questions (batched greedy) or score saved answers, with the official v1.1 EM and F1."""
     chosen = given(SquadConfig, options)
     cfg = demo_config(**chosen) if demo else SquadConfig(**chosen)
     cfg.validate()
+    from core.distributed import world
     from core.squad.run import run_squad
 
+    if not world().main:  # a rank other than 0 answers its share; rank 0 writes and reports the run
+        return 1 if run_squad(cfg, log=None)["status"] == "failed" else 0
     summary = run_squad(cfg, log=click.echo)
     if summary["status"] == "stopped":
         return 128 + (summary.get("stop_signal") or signal.SIGINT)

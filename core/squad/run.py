@@ -93,7 +93,7 @@ class SquadJob(Job):
         from core.squad.answer import answer_squad
 
         cfg, done = self.config, []
-        with JsonlWriter(ctx.run_dir / filename) as out:
+        with ctx.writer(ctx.run_dir / filename) as out:
             def on_row(row):
                 out.write(row)
                 done.append(row)
