@@ -110,10 +110,13 @@ class RunContext:
     log_line: Callable[[str], None] | None = None
     optimizations: list[str] = field(default_factory=list)
     main: bool = True                           # rank 0 (or the only process): the one that writes the run folder
+    tracker: Any = None                         # --report-to: a view of the events in TensorBoard or wandb
 
     def emit(self, type_: str, **fields: Any) -> None:
         """One event into events.jsonl, and to the progress callback."""
         self.events.emit(type_, **fields)
+        if self.tracker is not None:
+            self.tracker.on_event(type_, fields)
         if self.progress is not None:
             self.progress({"type": type_, **fields})
 
@@ -183,6 +186,7 @@ def run_job(job: Job, progress: Callable[[dict], None] | None = None, should_sto
             ctx.write_config(job.config_record())
         ranks = {"world_size": w.size, "pids": pids} if w.distributed else {}
         ctx.emit("start", kind=job.kind, pid=os.getpid(), run_dir=str(run_dir), **ranks, **job.start_fields())
+        ctx.tracker = _open_tracker(job, run_dir)
         fields = job.run(ctx)
         status = fields.pop("status", None)  # a kind may judge completeness itself (every question answered)
         summary.update(fields)
@@ -238,6 +242,7 @@ def _close(job: Job, ctx: RunContext, summary: dict, failure: BaseException | No
         write_json(ctx.run_dir / SUMMARY, summary)
         ctx.emit("end", status=summary["status"], error=summary.get("error"), total_seconds=summary["total_seconds"],
                  **job.end_fields(summary))
+        _close_tracker(ctx)
         line = job.closing_line(summary, ctx.run_dir)
         if line:
             ctx.say(line)
@@ -246,7 +251,28 @@ def _close(job: Job, ctx: RunContext, summary: dict, failure: BaseException | No
             raise
         # The disk is full and the run is failing because of it: the first error is the one to report.
     finally:
+        try:
+            _close_tracker(ctx)
+        except OSError:
+            pass
         ctx.events.close()
+
+
+def _open_tracker(job: Job, run_dir: Path):
+    report_to = getattr(job.config, "report_to", "none")
+    if report_to in (None, "none"):
+        return None
+    from core.trackers import open_tracker
+
+    return open_tracker(report_to, run_dir, job.config_record())
+
+
+def _close_tracker(ctx: RunContext) -> None:
+    tracker, ctx.tracker = ctx.tracker, None
+    if tracker is not None:
+        tracker.close()
+        if tracker.failed:
+            ctx.log(tracker.failed)
 
 
 def _prepare(job: Job, w) -> None:
@@ -284,9 +310,13 @@ def _run_peer(job: Job, run_dir: Path, t0: float, w, should_stop, stop) -> dict:
     except OutOfMemory as exc:
         distributed.record_rank_error(run_dir, w.rank, job.oom_message(exc))
         raise UsageError(job.oom_message(exc)) from None
-    except Exception as exc:
-        distributed.record_rank_error(run_dir, w.rank, str(exc) if isinstance(exc, UsageError) else _first_line(exc))
+    except UsageError as exc:
+        distributed.record_rank_error(run_dir, w.rank, str(exc))
         raise
+    except Exception as exc:
+        # The traceback goes to the rank's error file, not the terminal: rank 0 (or the launcher) says what failed.
+        distributed.record_rank_error(run_dir, w.rank, _first_line(exc), traceback.format_exc())
+        raise UsageError(_first_line(exc)) from None
     distributed.barrier()  # rank 0 is writing the run's end; leaving now would make the launcher stop it
     status = fields.get("status") or ("stopped" if ctx.stop.requested else "completed")
     return {"kind": job.kind, "status": "failed" if fields.get("error") else status, "rank": w.rank,
