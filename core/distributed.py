@@ -127,12 +127,15 @@ def rank_error_path(run_dir: Path, rank: int) -> Path:
     return Path(run_dir) / RANKS_DIR / f"rank-{rank}.error"
 
 
-def record_rank_error(run_dir: Path, rank: int, message: str) -> None:
-    """A failing rank's one line, for rank 0 and the launcher to report (best effort: the disk may be the problem)."""
+def record_rank_error(run_dir: Path, rank: int, message: str, details: str = "") -> None:
+    """A failing rank's one line (then its traceback), for rank 0 and the launcher to report.
+
+    Best effort: the disk may be the problem, or the run folder on another machine.
+    """
     try:
         path = rank_error_path(run_dir, rank)
         path.parent.mkdir(exist_ok=True)
-        path.write_text(message + "\n", encoding="utf-8")
+        path.write_text(message + "\n" + details, encoding="utf-8")
     except OSError:
         pass
 
@@ -143,7 +146,8 @@ def rank_errors(run_dir: Path) -> dict[int, str]:
     errors = {}
     for path in sorted(folder.glob("rank-*.error")) if folder.is_dir() else []:
         try:
-            errors[int(path.stem.split("-")[1])] = path.read_text(encoding="utf-8").strip()
+            text = path.read_text(encoding="utf-8").strip()
+            errors[int(path.stem.split("-")[1])] = text.splitlines()[0] if text else "(no message)"
         except (OSError, ValueError):
             continue
     return errors

@@ -185,15 +185,27 @@ def _failed(failures: dict, run_dir_file: Path, size: int) -> int:
     if summary.get("status") == "failed":
         click.echo(f"llmlab: error: {summary.get('error')}", err=True)
         return 2
+    killed = sorted(r for r, code in codes.items() if code < 0)  # died on a signal: the cause, not an echo of it
     errors = rank_errors(run_dir) if run_dir else {}
-    rank = min(errors) if errors else min(r for r in codes if codes[r] != 0)
-    why = errors.get(rank) or f"exit code {codes.get(rank)}"
-    message = f"rank {rank} of {size} failed: {why}"
+    if killed:
+        rank = killed[0]
+        message = f"rank {rank} of {size} was killed ({_signal_name(-codes[rank])}); the other ranks stopped"
+    else:
+        rank = min(errors) if errors else min(r for r in codes if codes[r] != 0)
+        message = f"rank {rank} of {size} failed: {errors.get(rank) or f'exit code {codes.get(rank)}'}"
     if run_dir is not None:
         _close_run(run_dir, message, size)
         message += f"; the run folder {run_dir} says failed"
-    click.echo(f"llmlab: error: {message}", err=True)
+    # A new line first: a killed rank 0 may have left its progress bar without one.
+    click.echo(f"\nllmlab: error: {message}", err=True)
     return 2
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _close_run(run_dir: Path, error: str, size: int) -> None:

@@ -150,23 +150,26 @@ def test_two_process_finetune_matches_one_and_only_rank_0_writes(tmp_path):
     assert len(rows) == len(list(iter_jsonl(tmp_path / "one" / "results.jsonl"))) > 0
 
 
-def test_a_rank_that_dies_fails_the_run_in_one_line(small_tokenizer, tmp_path):
+@pytest.mark.parametrize("victim, words", [(1, "rank 1 of 2 (pid"), (0, "rank 0 of 2 was killed (SIGKILL)")])
+def test_a_rank_that_dies_fails_the_run_in_one_line(victim, words, small_tokenizer, tmp_path):
+    """Rank 1 killed: rank 0 finds which pid is gone. Rank 0 killed: the launcher writes the run's end."""
     out = tmp_path / "run"
     job = start(*pretrain_args(small_tokenizer, out, "--processes", "2", "--epochs", "50"))
     try:
         pids = wait_for_event(out, "start")["pids"]
         wait_for_event(out, "loss")
-        os.kill(pids[1], signal.SIGKILL)
+        os.kill(pids[victim], signal.SIGKILL)
         _, err = job.communicate(timeout=120)
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
     assert job.returncode == 2
     lines = error_lines(err)
-    assert len(lines) == 1 and "rank 1 of 2" in lines[0] and "died" in lines[0], err[-2000:]
+    assert len(lines) == 1 and words in lines[0], err[-2000:]
     summary = read_json(out / "summary.json")
-    assert summary["status"] == "failed" and "rank 1 of 2" in summary["error"]
+    assert summary["status"] == "failed" and words in summary["error"]
     assert list(iter_jsonl(out / "events.jsonl"))[-1]["type"] == "end"
+    assert "Traceback" not in err  # a peer's traceback goes to ranks/rank-N.error, not the terminal
 
 
 def test_an_unreachable_rendezvous_is_one_line(tmp_path, capsys):
