@@ -35,6 +35,7 @@ class JobProgress:
     status: str = "idle"  # idle | starting | running | stopping | completed | failed | stopped
     phase: str = ""
     pid: int | None = None
+    world_size: int = 1  # processes of a distributed job (rank 0's events are the job's)
     start_time: float | None = None  # unix time of the start event
     elapsed: float = 0.0  # seconds since start, from the newest event
     logs: deque = field(default_factory=lambda: deque(maxlen=200))
@@ -83,6 +84,7 @@ class JobProgress:
             self.elapsed = float(event["elapsed"])
         if kind == "start":
             self.pid = event.get("pid", self.pid)
+            self.world_size = int(event.get("world_size") or 1)
             self.start_time = event.get("time", self.start_time)
             if self.status in ("idle", "starting"):
                 self.status = "running"

@@ -152,3 +152,18 @@ def test_formats():
     assert fmt.rate(12_345) == "12.3k tok/s"
     assert fmt.used_of(48_000, 257_000) == "46.9/251.0 GiB"
     assert json.dumps(fmt.used_of(1_200_000, 3_500_000)) == '"1.14/3.34 TiB"'
+
+
+def test_a_distributed_job_shows_as_one_job_with_its_process_count():
+    from types import SimpleNamespace
+
+    from tui.tabs.training_tab import TrainingTab
+
+    progress = PretrainProgress()
+    progress.apply({"type": "start", "time": T0, "elapsed": 0.0, "pid": 7, "world_size": 2, "pids": [7, 8]})
+    progress.apply({"type": "loss", "elapsed": 1.0, "step": 2, "epoch": 1, "loss": 5.0, "tokens_per_s": 100.0})
+    assert progress.world_size == 2 and progress.pid == 7  # rank 0's pid: the app stops the job through it
+    assert "2 processes" in TrainingTab.stats_parts(SimpleNamespace(progress=progress))
+    single = PretrainProgress()
+    single.apply({"type": "start", "time": T0, "elapsed": 0.0, "pid": 7})
+    assert not any("processes" in part for part in TrainingTab.stats_parts(SimpleNamespace(progress=single)))

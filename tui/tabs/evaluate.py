@@ -63,6 +63,8 @@ class EvaluateTab(JobTab):
         parts = [f"{p.done:,}/{p.total:,}" if p.total else f"{p.done:,} done"]
         parts.append(f"acc {fmt.percent(p.accuracy)}" if p.accuracy is not None else "acc -")
         parts.append(fmt.rate(p.tokens_per_s))
+        if p.world_size > 1:
+            parts.append(f"{p.world_size} processes")
         if not p.finished:
             parts.append(f"ETA {fmt.duration(p.eta())}")
         self.query_one("#stats", Static).update(" · ".join(parts))

@@ -59,6 +59,8 @@ class TrainingTab(JobTab):
         if p.loss is not None:
             parts.append(f"loss {p.loss:.3f}")
         parts.append(fmt.rate(p.tokens_per_s))
+        if p.world_size > 1:
+            parts.append(f"{p.world_size} processes")
         if not p.finished:
             parts.append(f"ETA {fmt.duration(p.eta())}")
         return parts
