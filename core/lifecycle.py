@@ -237,12 +237,12 @@ def _close(job: Job, ctx: RunContext, summary: dict, failure: BaseException | No
             job.finish(ctx, summary)
         except Exception as exc:  # a chart must never hide the run's real outcome
             ctx.emit("log", message=f"could not finish the run's files: {_first_line(exc)}")
+        _close_tracker(ctx)  # before the end event, so a tracker's complaint is logged inside the run
         summary["total_seconds"] = round(ctx.seconds(), 3)
         (ctx.run_dir / REPORT).write_text(job.report(ctx.run_dir, summary), encoding="utf-8")
         write_json(ctx.run_dir / SUMMARY, summary)
         ctx.emit("end", status=summary["status"], error=summary.get("error"), total_seconds=summary["total_seconds"],
                  **job.end_fields(summary))
-        _close_tracker(ctx)
         line = job.closing_line(summary, ctx.run_dir)
         if line:
             ctx.say(line)

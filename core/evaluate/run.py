@@ -20,6 +20,7 @@ from typing import Callable
 from core.distributed import gather, shard, world
 from core.errors import UsageError
 from core.evaluate.config import BACKENDS, DTYPES, MODES, EvalConfig, check_config  # noqa: F401 (re-exported API)
+from core.evaluate.report_notes import flag_warnings, optimizations_used
 from core.evaluate.resume import (
     check_same_settings,
     digest,
@@ -32,55 +33,6 @@ from core.evaluate.resume import (
 from core.lifecycle import Job, RunContext, run_job
 from core.mmmlu import extract_answer, load_csv, select_questions
 from core.runs import CONFIG, RESULTS, JsonlWriter, read_json, write_jsonl
-
-
-def _optimizations(config: EvalConfig, stats, model, device: str) -> list[str]:
-    """What this run really used, read from the engine's stats and the loaded model, in words a report reader understands."""
-    import torch
-
-    active = []
-    dtype = next(model.parameters()).dtype
-    if dtype in (torch.bfloat16, torch.float16):
-        active.append(f"{'bf16' if dtype == torch.bfloat16 else 'fp16'} weights and activations")
-    if getattr(model.config, "_attn_implementation", None) == "sdpa":
-        active.append("SDPA attention kernels")
-    if config.mode == "logprob":
-        active.append("log-prob scoring: one forward pass per batch, no generation")
-    largest = max(stats.batch_sizes, default=0)
-    if largest > 1:
-        active.append(f"batched inference (up to {largest} rows per batch, left padding)")
-    if stats.batches > 1 and largest > 1:  # one batch, or batches of one row, have nothing to sort for
-        active.append("prompts sorted by token length to cut padding")
-    if config.mode == "generate" and stats.generate_calls:
-        if config.backend == "continuous":
-            active.append("continuous batching (transformers ContinuousBatchingManager): finished rows free their slots")
-            if config.cuda_graphs and device == "cuda":
-                active.append("CUDA graphs (continuous batching)")
-        else:
-            if stats.rows_dropped:
-                active.append(f"finished rows dropped from the batch and its KV cache ({stats.rows_dropped} rows)")
-            if config.static_cache:
-                active.append("static KV cache")
-            if config.compile and device == "cuda":
-                graphs = " with CUDA graphs (reduce-overhead)" if config.cuda_graphs else ""
-                active.append("torch.compile of the decode step" + graphs)
-            if config.stop_at_answer:
-                active.append("stop each row once its answer letter is out (--stop-at-answer)")
-    return active
-
-
-def _flag_warnings(config: EvalConfig, device: str) -> list[str]:
-    notes = []
-    generation_options = (config.stop_at_answer, config.static_cache, config.compile, config.cuda_graphs,
-                          config.backend != "generate")
-    if config.mode == "logprob" and any(generation_options):
-        notes.append("generation options (--stop-at-answer, --static-cache, --compile, --cuda-graphs, --backend) "
-                     "do nothing in logprob mode")
-    if config.mode == "generate" and config.backend == "continuous" and any(generation_options[:3]):
-        notes.append("--stop-at-answer, --static-cache and --compile apply to --backend generate only; ignored")
-    if device != "cuda" and (config.compile or config.cuda_graphs):
-        notes.append("--compile and --cuda-graphs only apply on a CUDA GPU; ignored on CPU")
-    return notes
 
 
 def _fit_prompts(questions, tokenizer, context: int | None, config: EvalConfig) -> tuple[list[str], list[int]]:
@@ -315,7 +267,7 @@ class EvalJob(Job):
         if not self.resume:
             ctx.write_config({**self.config_record(), "batch_size": state.batch_size, "dtype": state.dtype,
                               "device": device})
-        for note in _flag_warnings(config, device):
+        for note in flag_warnings(config, device):
             ctx.log(note)
 
         stats = EngineStats()
@@ -358,7 +310,7 @@ class EvalJob(Job):
                                                     should_stop=ctx.should_stop, log=ctx.log, stats=stats)
         finally:
             state.generate_seconds = time.perf_counter() - gen_start
-            state.optimizations = _optimizations(config, stats, model, device)
+            state.optimizations = optimizations_used(config, stats, model, device)
 
     def oom_message(self, exc) -> str:
         return f"{exc}; try --dtype bf16, a smaller --max-new-tokens or --mode logprob"
