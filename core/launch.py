@@ -108,6 +108,7 @@ def launch(argv: list[str], processes: int, nodes: int = 1, rendezvous: str | No
 
     # The launcher's own INFO/WARNING lines (one per rank start) are noise next to rank 0's output.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    saved_env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "TORCHELASTIC_SIGNALS_TO_HANDLE", RUN_DIR_FILE)}
     # torchrun sets OMP_NUM_THREADS=1 and warns; an even share of the cores is the better default on CPU.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     handle, run_dir_file = tempfile.mkstemp(prefix="llmlab-run-dir-")
@@ -141,7 +142,11 @@ def launch(argv: list[str], processes: int, nodes: int = 1, rendezvous: str | No
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        os.environ.pop(RUN_DIR_FILE, None)
+        for key, value in saved_env.items():  # the ranks' environment, not this process's
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         Path(run_dir_file).unlink(missing_ok=True)
 
 

@@ -146,4 +146,6 @@ def figures(kind: str, summary: dict | None) -> list[tuple[str, str]]:
         else:
             text = fmt.number(value)
         rows.append((name.replace("_", " "), text))
+    if (summary.get("world_size") or 1) > 1:  # a distributed run: one run folder, N ranks
+        rows.append(("processes", str(summary["world_size"])))
     return rows

@@ -167,3 +167,10 @@ def test_a_distributed_job_shows_as_one_job_with_its_process_count():
     single = PretrainProgress()
     single.apply({"type": "start", "time": T0, "elapsed": 0.0, "pid": 7})
     assert not any("processes" in part for part in TrainingTab.stats_parts(SimpleNamespace(progress=single)))
+
+
+def test_a_distributed_run_lists_its_processes_among_its_figures():
+    from tui.runinfo import figures
+
+    assert ("processes", "2") in figures("pretrain", {"final_loss": 4.6, "world_size": 2})
+    assert not any(label == "processes" for label, _ in figures("pretrain", {"final_loss": 4.6, "world_size": 1}))
