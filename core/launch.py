@@ -72,6 +72,21 @@ def distributed_options(command):
     return wrapper
 
 
+def run_for_exit_code(run, cfg) -> int:
+    """Run `run(cfg, log=...)` as a command: 0 completed, 128 + signal stopped, 1 failed.
+
+    On ranks other than 0 the run prints nothing and a stop is rank 0's to report.
+    """
+    from core.distributed import world
+
+    if not world().main:
+        return 1 if run(cfg, log=None)["status"] == "failed" else 0
+    summary = run(cfg, log=click.echo)
+    if summary["status"] == "stopped":
+        return 128 + int(summary.get("stop_signal") or signal.SIGINT)
+    return 0 if summary["status"] == "completed" else 1
+
+
 def check_request(processes: int, nodes: int, rendezvous: str | None) -> str:
     """What the ranks will compute on ("GPU"/"CPU"); UsageError when the machine cannot take the request."""
     if processes < 1 or nodes < 1:
@@ -233,4 +248,4 @@ def _close_run(run_dir: Path, error: str, size: int) -> None:
         pass
 
 
-__all__ = ["distributed_options", "launch", "check_request", "worker_argv", "remember_argv", "RUN_DIR_FILE"]
+__all__ = ["distributed_options", "run_for_exit_code", "launch", "check_request", "worker_argv", "remember_argv", "RUN_DIR_FILE"]

@@ -22,6 +22,15 @@ REPORT_TO = ("none", "tensorboard", "wandb")
 _SKIP = {"time", "elapsed", "step"}
 
 
+def report_to_option():
+    """The `report_to` config field, the same for every kind that trains."""
+    from core.options import option
+
+    return option("none", "Also send the curves to TensorBoard (logs in RUN/tensorboard) or wandb (installed and "
+                  "logged in, or WANDB_MODE=offline), through accelerate's trackers; events.jsonl stays the record.",
+                  choices=REPORT_TO)
+
+
 def check(report_to: str) -> None:
     """UsageError, before any file exists, when the tracker asked for cannot work here."""
     if report_to not in REPORT_TO:

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 from core import ASSETS_DIR
 from core.errors import UsageError
 from core.options import option
-from core.trackers import REPORT_TO
 from core.trackers import check as check_tracker
+from core.trackers import report_to_option
 
 DEMO_EXAMS = ASSETS_DIR / "exams_demo.csv"
 SPLIT_BY = ("question", "subject")
@@ -57,9 +57,7 @@ class FinetuneConfig:
     seed: int = option(1234, "Random seed (splits, shuffle copies, data order, LoRA init).")
     save_minutes: float = option(10.0, "Checkpoint after this many minutes since the last one (0 = only on stop).")
     threads: int | None = option(None, "torch CPU threads (default: torch's choice; 1 for --demo).")
-    report_to: str = option("none", "Also send the curves to TensorBoard (logs in RUN/tensorboard) or wandb (installed and "
-                            "logged in, or WANDB_MODE=offline), through accelerate's trackers; events.jsonl stays the record.",
-                            choices=REPORT_TO)
+    report_to: str = report_to_option()
     out: str | None = option(None, "Run directory (must not exist yet).", label="Output",
                              placeholder="new folder under the runs folder", shown="runs/<timestamp>-finetune")
     demo: bool = False

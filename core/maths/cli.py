@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 
-from core.launch import distributed_options
+from core.launch import distributed_options, run_for_exit_code
 from core.maths.config import MathConfig, demo_config
 from core.options import click_options, given
 
@@ -20,12 +18,6 @@ def math_command(demo, **options) -> int:
     chosen = given(MathConfig, options)
     cfg = demo_config(**chosen) if demo else MathConfig(**chosen)
     cfg.validate()
-    from core.distributed import world
     from core.maths.run import run_math
 
-    if not world().main:  # a rank other than 0 answers its share; rank 0 writes and reports the run
-        return 1 if run_math(cfg, log=None)["status"] == "failed" else 0
-    summary = run_math(cfg, log=click.echo)
-    if summary["status"] == "stopped":
-        return 128 + (summary.get("stop_signal") or signal.SIGINT)
-    return 0 if summary["status"] == "completed" else 1
+    return run_for_exit_code(run_math, cfg)

@@ -11,8 +11,8 @@ from core import ASSETS_DIR
 from core.errors import UsageError
 from core.optim import SCHEDULES
 from core.options import option
-from core.trackers import REPORT_TO
 from core.trackers import check as check_tracker
+from core.trackers import report_to_option
 
 # `tiny` is a few-layer GPT-2 for CPUs and tests; `default` is transformers.GPT2Config() unchanged.
 MODEL_PRESETS: dict[str, dict] = {
@@ -74,9 +74,7 @@ class PretrainConfig:
     save_every: int = option(0, "Checkpoint every N optimizer steps and at the end (0 = off).")
     save_minutes: float = option(10.0, "Also checkpoint after this many minutes since the last one (0 = off).")
     max_nonfinite: int = 5               # stop after this many non-finite losses in a row (each one skips its update)
-    report_to: str = option("none", "Also send the curves to TensorBoard (logs in RUN/tensorboard) or wandb (installed and "
-                            "logged in, or WANDB_MODE=offline), through accelerate's trackers; events.jsonl stays the record.",
-                            choices=REPORT_TO)
+    report_to: str = report_to_option()
     out: str | None = option(None, "Run directory (must not exist yet).", label="Output",
                              placeholder="new folder under the runs folder", shown="runs/<timestamp>-pretrain")
     demo: bool = False

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 
-from core.launch import distributed_options
+from core.launch import distributed_options, run_for_exit_code
 from core.options import click_options, given
 from core.squad.config import SquadConfig, demo_config
 
@@ -20,12 +18,6 @@ def squad_command(demo, **options) -> int:
     chosen = given(SquadConfig, options)
     cfg = demo_config(**chosen) if demo else SquadConfig(**chosen)
     cfg.validate()
-    from core.distributed import world
     from core.squad.run import run_squad
 
-    if not world().main:  # a rank other than 0 answers its share; rank 0 writes and reports the run
-        return 1 if run_squad(cfg, log=None)["status"] == "failed" else 0
-    summary = run_squad(cfg, log=click.echo)
-    if summary["status"] == "stopped":
-        return 128 + (summary.get("stop_signal") or signal.SIGINT)
-    return 0 if summary["status"] == "completed" else 1
+    return run_for_exit_code(run_squad, cfg)
