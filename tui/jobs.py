@@ -216,19 +216,23 @@ class JsonlTail:
     """Reads the lines appended to a JSONL file since the last call, by byte offset.
 
     A half-written last line is left for the next call; a line that is not JSON is skipped;
-    a file that shrank (rewritten) is read again from the start.
+    a file that shrank or was replaced (an eval rewrites results.jsonl in question order at its
+    end) is read again from the start. Readers key rows by question, so a re-read adds nothing twice.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.offset = 0
+        self.inode: int | None = None
 
     def read_new(self) -> list[dict]:
         try:
             with open(self.path, "rb") as fh:
+                inode = os.fstat(fh.fileno()).st_ino
                 fh.seek(0, os.SEEK_END)
-                if fh.tell() < self.offset:
+                if fh.tell() < self.offset or (self.inode is not None and inode != self.inode):
                     self.offset = 0
+                self.inode = inode
                 fh.seek(self.offset)
                 data = fh.read(MAX_READ_BYTES)
         except OSError:

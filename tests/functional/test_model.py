@@ -32,6 +32,20 @@ def test_jsonl_tail_reads_only_new_complete_lines(tmp_path):
     assert tail.read_new() == [{"a": 9}]
 
 
+def test_jsonl_tail_reads_a_file_replaced_with_the_same_size_again(tmp_path):
+    from core.runs import write_jsonl
+
+    path = tmp_path / "results.jsonl"
+    write_jsonl(path, [{"index": 2}, {"index": 1}])
+    tail = JsonlTail(path)
+    assert tail.read_new() == [{"index": 2}, {"index": 1}]
+    with open(path, "a") as fh:
+        fh.write('{"index": 3}\n')
+    assert tail.read_new() == [{"index": 3}]
+    write_jsonl(path, [{"index": 1}, {"index": 2}, {"index": 3}])  # an eval's end: question order, same bytes
+    assert tail.read_new() == [{"index": 1}, {"index": 2}, {"index": 3}]
+
+
 def test_follower_reads_events_and_results(tmp_path):
     write_run(tmp_path, "r", "eval", eval_events(n=8, status=None), results=eval_rows(8))
     events, rows = JobFollower(tmp_path / "r").poll()
