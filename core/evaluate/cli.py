@@ -44,6 +44,11 @@ def eval_command(ctx, demo, resume_dir, **options):
     config = EvalConfig(demo=demo, **chosen)
     config.validate()
     if len(config.adapter) > 1:
+        from core.distributed import world
+
+        if world().distributed:
+            raise UsageError("several adapters are evaluated over one loaded base in one process; drop --processes, "
+                             "or evaluate each adapter in a run of its own")
         return _several_adapters(config)
     return _finish_command(ctx, config)
 

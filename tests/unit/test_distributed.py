@@ -216,3 +216,13 @@ def test_one_process_writes_world_size_1(one_process):
     summary = read_json(one_process / "summary.json")
     assert summary["world_size"] == 1
     assert "pids" not in json.loads((one_process / "events.jsonl").read_text().splitlines()[0])
+
+
+def test_several_adapters_with_several_processes_are_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as a rank sees it; refused before any process group is joined
+    monkeypatch.setenv("RANK", "0")
+    code = main(["eval", "--demo", "--adapter", str(tmp_path / "a"), "--adapter", str(tmp_path / "b"),
+                 "--out", str(tmp_path / "run")])
+    lines = error_lines(capsys.readouterr().err)
+    assert code == 2 and len(lines) == 1 and "drop --processes" in lines[0]
+    assert not (tmp_path / "run").exists()
