@@ -117,12 +117,13 @@ def _batch_loss(model, ddp, batch: list[Example], micro: int, pad_id: int, devic
         examples = [e for e, _ in chunk]
         if not any(keep for _, keep in chunk):
             weight = 0.0
-        sync = contextlib.nullcontext() if k == len(starts) - 1 else ddp.no_sync()
-        with sync, autocast():
-            # a chunk's loss is its own target-token mean; a zero-weight filler's tokens are left out of it
-            real = [e for e, keep in chunk if keep] or examples
-            loss = ddp(**collate(real, pad_id, device))
-        (loss * weight * w.size).backward()
+        sync = contextlib.nullcontext() if k == len(starts) - 1 else ddp.no_sync()  # all-reduce on the last only
+        with sync:
+            with autocast():
+                # a chunk's loss is its own target-token mean; a zero-weight filler's tokens are left out of it
+                real = [e for e, keep in chunk if keep] or examples
+                loss = ddp(**collate(real, pad_id, device))
+            (loss * weight * w.size).backward()
         total += loss.detach().float() * weight
     return all_sum(total)
 

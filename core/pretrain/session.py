@@ -122,13 +122,14 @@ class Session:
         for k, start in enumerate(chunks):
             end = start + self.micro.size
             sync = k == len(chunks) - 1
-            with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self.accelerator.autocast():
-                chunk = mine[start:end]
-                # per-block mean losses, so each block can carry its own weight
-                out = self.forward(input_ids=self.inputs[chunk], use_cache=False)
-                losses = _block_losses(out.logits, self.labels[chunk])
-                loss = (losses * weights[start:end]).sum()
-            (loss * n).backward()
+            with contextlib.nullcontext() if sync else self.ddp.no_sync():  # gradients all-reduced on the last only
+                with self.accelerator.autocast():
+                    chunk = mine[start:end]
+                    # per-block mean losses, so each block can carry its own weight
+                    out = self.forward(input_ids=self.inputs[chunk], use_cache=False)
+                    losses = _block_losses(out.logits, self.labels[chunk])
+                    loss = (losses * weights[start:end]).sum()
+                (loss * n).backward()
             total += loss.detach().float()
         return all_sum(total)  # the batch's loss on every rank, so they agree on "finite" (no host sync)
 

@@ -65,11 +65,3 @@ def test_eval_bench_smoke(tmp_path):
     assert block["agreement"]["compared"] == 2
     assert payload["fp32_check"]["compared"] == 1
 
-
-def test_processes_bench_smoke(tmp_path):
-    payload = _run_bench("processes.py", [], tmp_path)
-    one, two = payload["runs"]
-    assert (one["processes"], two["processes"]) == (1, 2)
-    assert one["status"] == two["status"] == "completed" and one["steps"] == two["steps"]
-    assert two["world_size"] == 2 and two["tokens_per_second"] > 0 and two["speedup"] > 0
-    assert two["final_loss"] == pytest.approx(one["final_loss"], abs=1e-3)
