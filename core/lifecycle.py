@@ -283,16 +283,16 @@ def _prepare(job: Job, w) -> None:
     if not w.distributed:
         job.prepare()
         return
-    problem = None
+    outcome = None  # (bad input, what the other ranks need): one broadcast carries both
     if w.main:
         try:
             job.prepare()
+            outcome = (None, job.share())
         except UsageError as exc:
-            problem = str(exc)
-    problem = distributed.broadcast(problem)
+            outcome = (str(exc), None)
+    problem, shared = distributed.broadcast(outcome)
     if problem is not None:
         raise UsageError(problem)
-    shared = distributed.broadcast(job.share() if w.main else None)
     if not w.main:
         job.adopt(shared)
 

@@ -113,16 +113,14 @@ def _batch_loss(model, ddp, batch: list[Example], micro: int, pad_id: int, devic
     starts = list(range(0, per_rank, micro))
     for k, start in enumerate(starts):
         chunk = share[start:start + micro]
-        weight = sum(_targets([e]) * keep for e, keep in chunk) / batch_tokens
-        examples = [e for e, _ in chunk]
-        if not any(keep for _, keep in chunk):
-            weight = 0.0
+        real = [e for e, keep in chunk if keep]
+        weight = _targets(real) / batch_tokens  # 0 for a chunk of fillers only
         sync = contextlib.nullcontext() if k == len(starts) - 1 else ddp.no_sync()  # all-reduce on the last only
         with sync:
             with autocast():
-                # a chunk's loss is its own target-token mean; a zero-weight filler's tokens are left out of it
-                real = [e for e, keep in chunk if keep] or examples
-                loss = ddp(**collate(real, pad_id, device))
+                # a chunk's loss is its own target-token mean, fillers left out; a fillers-only chunk
+                # still runs (weight 0) so every rank does the same backward passes
+                loss = ddp(**collate(real or [chunk[0][0]], pad_id, device))
             (loss * weight * w.size).backward()
         total += loss.detach().float() * weight
     return all_sum(total)
