@@ -27,8 +27,8 @@ def _answers(rows: list[dict]) -> list[dict]:
 
 
 def run_llmlab(job: dict) -> dict:
-    """core.evaluate.run.run_eval, as `llmlab eval` calls it, timed from outside."""
-    from core.evaluate.run import EvalConfig, run_eval
+    """core.eval.run.run_eval, as `llmlab eval` calls it, timed from outside."""
+    from core.eval.run import EvalConfig, run_eval
 
     config = EvalConfig(model=job["model_dir"], data=job["data"], subject="moral_scenarios", limit=job["questions"],
                         max_new_tokens=job["max_new_tokens"], out=str(Path(job["out"]) / "run"), **job.get("overrides", {}))
@@ -138,7 +138,7 @@ def run_batched_baseline(job: dict) -> dict:
 def build_tail_model(job: dict) -> dict:
     """The eval demo's recipe with a milder skew (seed 3, skew 2): a tiny random Qwen2 whose replies end at
     EOS after 3 to 15 tokens for most questions and run to max_new_tokens for a few: the tail case."""
-    from core.evaluate.demo import build_tiny_qwen2, demo_skew_tokens, gpt2_tokenizer
+    from core.lm.demo import build_tiny_qwen2, demo_skew_tokens, gpt2_tokenizer
 
     out = Path(job["model_dir"])
     if (out / "config.json").is_file():

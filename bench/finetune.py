@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--deadline", type=float)
     args = ap.parse_args(argv)
     t_start = time.monotonic()
-    from core.evaluate.demo import ensure_demo_model
     from core.finetune.config import demo_config
+    from core.lm.demo import ensure_demo_model
 
     demo = demo_config()
     model_dir = str(Path(args.model).resolve()) if args.model else str(ensure_demo_model())

@@ -82,14 +82,15 @@ def fill_token_cache(data: str, rows: int, eval_rows: int, tokenizer_dir: str, c
     import os
 
     os.environ["LLMLAB_CACHE_DIR"] = cache_dir
+    from core.corpus import load_corpus
+    from core.lm.tokenizers import load_tokenizer
     from core.pretrain import data as pdata
-    from core.tokenizer import load_tokenizer
 
     tok, _ = load_tokenizer(tokenizer_dir)
     path = pdata.token_cache_path(pdata.cache_key(data, rows, eval_rows, tok))
     if pdata.load_cached(path) is not None:
         return
-    corpus = pdata.load_corpus(data, rows, eval_rows)
+    corpus = load_corpus(data, rows, eval_rows)
     pdata.save_cached(path, pdata.TokenizedCorpus(
         train_ids=pdata.tokenize_rows(corpus.train, tok), eval_ids=pdata.tokenize_rows(corpus.held_out, tok),
         n_train_rows=len(corpus.train), n_eval_rows=len(corpus.held_out), source=corpus.source,
@@ -101,7 +102,7 @@ def run_llmlab(job: dict) -> dict:
     import os
 
     os.environ["LLMLAB_CACHE_DIR"] = job["cache_dir"]  # cold = fresh folder, warm = the same one again
-    from core.pretrain import data as pdata
+    from core.corpus import load_corpus
     from core.pretrain.config import PretrainConfig
     from core.pretrain.model import build_model as build_gpt2
     from core.pretrain.run import run_pretrain
@@ -125,7 +126,7 @@ def run_llmlab(job: dict) -> dict:
     process_seconds = time.time() - process_start()
     peak = peak_memory_mib()
     tokens = summary["tokens_per_epoch"] * summary["epochs_completed"]
-    held = pdata.load_corpus(job["data"], job["rows"], job["eval_rows"]).held_out
+    held = load_corpus(job["data"], job["rows"], job["eval_rows"]).held_out
     result = {
         "engine": "llmlab", "status": summary["status"], "total_seconds": round(total, 3),
         "process_seconds": round(process_seconds, 3), "train_seconds": summary["train_seconds"],
@@ -188,8 +189,8 @@ def run_baseline(job: dict) -> dict:
         TrainingArguments,
     )
 
+    from core.corpus import load_corpus
     from core.pretrain.config import MODEL_PRESETS
-    from core.pretrain.data import load_corpus
 
     out = Path(job["out"])
     t0 = time.perf_counter()

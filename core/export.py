@@ -25,9 +25,9 @@ def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False)
     """Merge `adapter` into `model` and save the result at `out` (which must not exist yet, or be empty)."""
     import torch
 
-    from core.finetune.lora import load_adapter
-    from core.generation import choose_model
     from core.hardware import snapshot
+    from core.lm.adapters import load_adapter
+    from core.lm.choice import choose_model
 
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -35,7 +35,7 @@ def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False)
     choice = choose_model(model, [adapter], demo)
     from transformers import AutoModelForCausalLM
 
-    from core.evaluate.demo import quiet_transformers
+    from core.lm.demo import quiet_transformers
 
     base_config = json.loads((choice.path / "config.json").read_text(encoding="utf-8"))
     saved_dtype = base_config.get("torch_dtype") or base_config.get("dtype")

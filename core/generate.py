@@ -36,15 +36,15 @@ class ModelChat:
     """A model loaded once (lazily, in whatever thread asks first) that streams replies."""
 
     def __init__(self, model: str, adapters: list[str] | tuple = (), demo: bool = False) -> None:
-        from core.generation import choose_model
+        from core.lm.choice import choose_model
 
         self.choice = choose_model(model, list(adapters), demo)
         self.loaded = None
         self.context = None
 
     def load(self):
-        from core.evaluate.loading import model_context
-        from core.generation import load_for_generation
+        from core.lm.choice import load_for_generation
+        from core.lm.loading import model_context
 
         if self.loaded is None:
             self.loaded = load_for_generation(self.choice)

@@ -17,12 +17,12 @@ from typing import Callable
 
 # The one list of kinds, in the order the CLI and the app show them.
 PACKAGES = (
-    "core.bpe",
+    "core.tokenizer",
     "core.pretrain",
     "core.finetune",
-    "core.evaluate",
+    "core.eval",
     "core.squad",
-    "core.maths",
+    "core.math",
     "core.vote",
 )
 

@@ -44,9 +44,9 @@ def rows_cut(lengths: list[int], block_size: int) -> int:
 
 def preview(data: str, tokenizer: str = "gpt2", block_size: int = 128, rows: int = 10_000, head: int = 5) -> dict:
     """Figures of the first `rows` rows of `data` as `tokenizer` sees them (one UsageError for bad input)."""
+    from core.corpus import load_corpus
     from core.errors import UsageError
-    from core.pretrain.data import load_corpus
-    from core.tokenizer import load_tokenizer
+    from core.lm.tokenizers import load_tokenizer
 
     if block_size < 2 or rows < 1:
         raise UsageError("--block-size must be at least 2 and --rows at least 1")

@@ -108,7 +108,7 @@ def _from_alpaca(path: Path) -> list[ExamQuestion]:
 def load_questions(data: str | Path) -> tuple[list[ExamQuestion], str]:
     """(questions in source order, what was read), or one UsageError saying what is wrong.
 
-    A-D exams give ExamQuestions; a math JSONL (problem/solution) gives core.maths MathQuestions,
+    A-D exams give ExamQuestions; a math JSONL (problem/solution) gives core.math MathQuestions,
     which split the same way (one subject, "math") and have no options to shuffle.
     """
     from core.mmmlu import load_csv
@@ -133,7 +133,7 @@ def load_questions(data: str | Path) -> tuple[list[ExamQuestion], str]:
         questions = _from_frame(frame, path, None)
         source = str(path)
     elif path.suffix.lower() == ".jsonl" and _is_math(path):
-        from core.maths.data import load_math
+        from core.math.data import load_math
 
         questions, source = load_math(path), f"{path} (math)"
     elif path.suffix.lower() in (".json", ".jsonl"):

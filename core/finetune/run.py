@@ -56,8 +56,8 @@ class FinetuneJob(Job):
     # ------------------------------------------------------------------ inputs
 
     def prepare(self) -> None:
-        from core.evaluate import demo as demo_mod
-        from core.evaluate.loading import check_model_folder, load_tokenizer, resolve_model
+        from core.lm import demo as demo_mod
+        from core.lm.loading import check_model_folder, load_tokenizer, resolve_model
 
         cfg = self.config
         cfg.validate()
@@ -135,7 +135,7 @@ class FinetuneJob(Job):
         }
         import torch
 
-        from core.evaluate.loading import pick_device, resolve_dtype
+        from core.lm.loading import pick_device, resolve_dtype
 
         if cfg.threads or cfg.demo:
             torch.set_num_threads(cfg.threads or 1)
@@ -191,7 +191,7 @@ class FinetuneJob(Job):
     def _load_model(self, dtype, device):
         from transformers import AutoModelForCausalLM
 
-        from core.evaluate.demo import quiet_transformers
+        from core.lm.demo import quiet_transformers
 
         try:
             with quiet_transformers():
@@ -266,8 +266,8 @@ class FinetuneJob(Job):
 
     def _answer_test(self, ctx: RunContext, model, filename: str, which: str) -> None:
         """The test questions answered through the eval engine, each line written as its row ends."""
-        from core.evaluate.batch_plan import auto_batch_size
-        from core.evaluate.engine import generate_answers, prompt_lengths
+        from core.lm.batch_plan import auto_batch_size
+        from core.lm.engine import generate_answers, prompt_lengths
 
         if not ctx.main:  # rank 0 answers the test; the others only train
             return
@@ -313,7 +313,7 @@ class FinetuneJob(Job):
             summary[f"test_answered_{which}"] = len(rows)
         if getattr(self, "template", None) is not None and self.template.kind == "math" and \
                 summary.get("test_accuracy_after") is not None and "trainable_ratio" in summary:
-            from core.maths.run import contest_score  # seed 003 ranks tuned math models by this
+            from core.math.run import contest_score  # seed 003 ranks tuned math models by this
 
             summary["score"] = round(contest_score(summary["trainable_ratio"], summary["test_accuracy_after"]), 6)
         summary.setdefault("demo", self.config.demo)

@@ -25,6 +25,7 @@ CACHE_OPTIMIZATION = {"hit": "token ids read from the on-disk cache (no tokenizi
 
 def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict, corpus=None):
     """(token ids, cache state: hit | written | failed | off); `corpus` when the rows are already read."""
+    from core.corpus import load_corpus
     from core.pretrain import data
 
     key = data.cache_key(cfg.data, cfg.rows, cfg.eval_rows, tok)
@@ -37,7 +38,7 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict, corpu
         notes.append(f"token cache hit: {path}")
         return cached, "hit"
     if corpus is None:
-        corpus = data.load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
+        corpus = load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
         phases["data"] = time.perf_counter() - t
     t = time.perf_counter()
     tokens = data.TokenizedCorpus(
@@ -95,7 +96,7 @@ class PretrainJob(Job):
         """Tokenizer and token ids first: bad input (a missing file, no 'text' column, no network) leaves nothing behind."""
         from transformers.utils import logging as hf_logging
 
-        from core.tokenizer import load_tokenizer
+        from core.lm.tokenizers import load_tokenizer
 
         cfg = self.config
         cfg.validate()
@@ -135,9 +136,8 @@ class PretrainJob(Job):
 
     def _train_tokenizer(self):
         """--tokenizer train: a byte-level BPE on the training rows, measured on the held-out rows against GPT-2's."""
-        from core.bpe.run import comparison_tokenizers, measure
-        from core.bpe.train import train_bpe
-        from core.pretrain.data import load_corpus
+        from core.corpus import load_corpus
+        from core.lm.bpe import comparison_tokenizers, measure, train_bpe
 
         cfg = self.config
         t = time.perf_counter()
@@ -174,7 +174,7 @@ class PretrainJob(Job):
         ctx.say(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
                      + (" (token cache hit)" if cache_hit else ""))
         if self.trained is not None and ctx.main:
-            from core.bpe.train import save_tokenizer
+            from core.lm.bpe import save_tokenizer
 
             save_tokenizer(self.tok, ctx.run_dir / "tokenizer")  # `--tokenizer RUN_DIR` takes it from here
             ours = self.trained["compression"]["llmlab BPE (this run)"]

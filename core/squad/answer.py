@@ -27,9 +27,9 @@ def answer_squad(loaded, examples: list[dict], template: str, max_new_tokens: in
 
     `on_row(row)` gets each scored row the moment its answer is done. Rows are in dataset order.
     """
-    from core.evaluate.batch_plan import auto_batch_size
-    from core.evaluate.engine import prompt_lengths
-    from core.generation import generate_sharded
+    from core.lm.batch_plan import auto_batch_size
+    from core.lm.engine import prompt_lengths
+    from core.lm.shard import generate_sharded
     from core.scoring.squad import best_over_golds, exact_match, f1
 
     prompts = [squad_prompt(template, e) for e in examples]

@@ -46,7 +46,7 @@ class SquadJob(Job):
                 raise UsageError(f"{cfg.predictions} lacks answers for {len(missing)} of {len(ids)} questions: {shown}")
             self.choice = None
         else:
-            from core.generation import choose_model
+            from core.lm.choice import choose_model
 
             self.choice = choose_model(cfg.model, cfg.adapter, cfg.demo)
 
@@ -64,7 +64,7 @@ class SquadJob(Job):
                     out.write(row)
             ctx.emit("progress", done=result["n"], total=len(self.examples))
             return {"mode": "predictions", "predictions": cfg.predictions, **_scores(result)}
-        from core.generation import load_for_generation
+        from core.lm.choice import load_for_generation
         from core.squad.answer import retention
 
         loaded = load_for_generation(self.choice, cfg.dtype, cfg.threads or (1 if cfg.demo else None))

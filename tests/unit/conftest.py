@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="module")
 def demo_model_cache(tmp_path_factory):
     """A cache folder holding the eval demo's tiny model, built once per module instead of per test."""
-    from core.evaluate import demo as demo_mod
+    from core.lm import demo as demo_mod
 
     folder = tmp_path_factory.mktemp("cache")
     demo_mod.ensure_demo_model(folder / demo_mod.DEMO_MODEL_NAME)

@@ -15,7 +15,7 @@ import math
 import pytest
 
 from core.cli import main
-from core.evaluate import demo as demo_mod
+from core.lm import demo as demo_mod
 from core.pretrain.config import PretrainConfig
 from core.runs import iter_jsonl, read_json
 from core.synthetic import bookcorpus_like_rows
@@ -33,7 +33,7 @@ def shared(tmp_path_factory):
     from safetensors.torch import save_file
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from core.tokenizer import bundled_gpt2_tokenizer
+    from core.lm.tokenizers import bundled_gpt2_tokenizer
 
     root = tmp_path_factory.mktemp("shared")
     cache = root / "cache"

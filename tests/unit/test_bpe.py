@@ -66,7 +66,7 @@ def test_every_string_decodes_back_exactly(trained, text):
 def test_compression_figures_recomputed_independently(trained):
     from transformers import AutoTokenizer
 
-    from core.tokenizer import bundled_gpt2_tokenizer
+    from core.lm.tokenizers import bundled_gpt2_tokenizer
 
     summary = read_json(trained / "summary.json")
     lines = open(ZH, encoding="utf-8").read().splitlines()
@@ -84,8 +84,8 @@ def test_compression_figures_recomputed_independently(trained):
 
 
 def test_gpt2_spends_the_issue_s_18_tokens_on_eight_chinese_characters():
-    from core.bpe.train import compression
-    from core.tokenizer import bundled_gpt2_tokenizer
+    from core.lm.bpe import compression
+    from core.lm.tokenizers import bundled_gpt2_tokenizer
 
     assert compression(bundled_gpt2_tokenizer(), ["我说你倒是快点啊"])["tokens_per_char"] == 2.25
 
@@ -97,8 +97,8 @@ def test_report_shows_the_table_and_example_segmentations(trained):
 
 
 def test_a_piece_of_a_character_is_shown_as_its_bytes():
-    from core.bpe.train import segmentation
-    from core.tokenizer import bundled_gpt2_tokenizer
+    from core.lm.bpe import segmentation
+    from core.lm.tokenizers import bundled_gpt2_tokenizer
 
     # GPT-2 stores 张 (e5 bc a0) as two tokens; each alone is not a character.
     pieces = segmentation(bundled_gpt2_tokenizer(), "张 said")
@@ -107,7 +107,7 @@ def test_a_piece_of_a_character_is_shown_as_its_bytes():
 
 
 def test_pretrain_accepts_the_run_folder_and_its_tokenizer_subfolder(trained):
-    from core.tokenizer import load_tokenizer
+    from core.lm.tokenizers import load_tokenizer
 
     for path in (trained, trained / "tokenizer"):
         tok, source = load_tokenizer(str(path))
@@ -115,7 +115,7 @@ def test_pretrain_accepts_the_run_folder_and_its_tokenizer_subfolder(trained):
 
 
 def test_nfkc_folds_full_width_forms(tmp_path):
-    from core.bpe.train import train_bpe
+    from core.lm.bpe import train_bpe
 
     tok = train_bpe(["ＡＢＣ１２３ abc"] * 20, 300, nfkc=True)
     assert tok.decode(tok("ＡＢＣ", add_special_tokens=False)["input_ids"]) == "ABC"

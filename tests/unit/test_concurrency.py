@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.evaluate import demo as demo_mod
+from core.lm import demo as demo_mod
 from core.runs import iter_jsonl, list_runs, read_json
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from core.cli import main
-from core.evaluate import demo as demo_mod
+from core.eval import config as eval_config
+from core.lm import demo as demo_mod
 from core.mmmlu import extract_answer, load_csv, select_questions
 from core.runs import iter_jsonl
 
@@ -70,7 +71,7 @@ def test_demo_end_to_end_writes_every_file(tmp_path, capsys):
         assert row["pred"] == extract_answer(row["output"])
         assert row["correct"] == (row["pred"] == row["gold"])
         assert row["prompt"].startswith("问题: ") and row["subject"] == "moral_scenarios"
-    assert sorted(r["index"] for r in rows) == [q.index for q in select_questions(load_csv(demo_mod.DEMO_DATA))[0]]
+    assert sorted(r["index"] for r in rows) == [q.index for q in select_questions(load_csv(eval_config.DEMO_DATA))[0]]
 
     types = [e["type"] for e in events]
     assert types[0] == "start" and types[-1] == "end" and types.count("progress") == 22  # one per question, as it ends
@@ -101,7 +102,7 @@ def test_logprob_mode_is_reported_as_its_own_mode(tmp_path):
 
 
 def _write_mmmlu_csv(path, count=7):
-    questions, _ = select_questions(load_csv(demo_mod.DEMO_DATA), "all", None)
+    questions, _ = select_questions(load_csv(eval_config.DEMO_DATA), "all", None)
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["", "Question", "A", "B", "C", "D", "Answer", "Subject"])
@@ -170,7 +171,7 @@ def test_default_command_fails_fast_offline(tmp_path):
 
 
 def test_out_of_memory_at_batch_one_is_a_usage_error_and_a_failed_run(tmp_path, capsys, monkeypatch):
-    import core.evaluate.engine as engine
+    import core.lm.engine as engine
 
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory (injected)")
@@ -188,7 +189,7 @@ def test_out_of_memory_at_batch_one_is_a_usage_error_and_a_failed_run(tmp_path, 
 
 
 def test_ctrl_c_stops_at_the_next_step_keeping_finished_questions_and_exits_130(tmp_path, monkeypatch):
-    import core.evaluate.engine as engine
+    import core.lm.engine as engine
 
     real = engine._generate_batch
     calls = []
@@ -211,7 +212,7 @@ def test_ctrl_c_stops_at_the_next_step_keeping_finished_questions_and_exits_130(
 
 
 def test_a_crash_is_recorded_as_failed_and_raised(tmp_path, monkeypatch):
-    import core.evaluate.engine as engine
+    import core.lm.engine as engine
 
     def broken(*args, **kwargs):
         raise RuntimeError("kernel exploded")
@@ -226,6 +227,6 @@ def test_a_crash_is_recorded_as_failed_and_raised(tmp_path, monkeypatch):
 
 
 def test_eval_cli_module_stays_light(tmp_path):
-    code = "import core.evaluate.cli, sys; print(sorted(m for m in ('torch', 'transformers', 'pandas', 'textual') if m in sys.modules))"
+    code = "import core.eval.cli, sys; print(sorted(m for m in ('torch', 'transformers', 'pandas', 'textual') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=os.getcwd())
     assert done.stdout.strip() == "[]"

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from core.errors import OutOfMemory
-from core.evaluate.demo import DEMO_DATA, build_tiny_qwen2, demo_skew_tokens, gpt2_tokenizer
-from core.evaluate.engine import EngineStats, generate_answers, score_choices
+from core.eval.config import DEMO_DATA
+from core.lm.demo import build_tiny_qwen2, demo_skew_tokens, gpt2_tokenizer
+from core.lm.engine import EngineStats, generate_answers, score_choices
 from core.mmmlu import extract_answer, load_csv, select_questions
 
 MAX_NEW = 24

@@ -10,7 +10,8 @@ import signal
 import pytest
 
 from core.cli import main
-from core.evaluate import demo as demo_mod
+from core.eval import config as eval_config
+from core.lm import demo as demo_mod
 from core.mmmlu import load_csv, select_questions
 from core.runs import iter_jsonl, read_json
 
@@ -22,7 +23,7 @@ DEMO = ["eval", "--demo", "--subject", "all", "--limit", "8", "--max-new-tokens"
 
 
 def write_csv(path, count):
-    questions, _ = select_questions(load_csv(demo_mod.DEMO_DATA), "all", None)
+    questions, _ = select_questions(load_csv(eval_config.DEMO_DATA), "all", None)
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["", "Question", "A", "B", "C", "D", "Answer", "Subject"])
@@ -52,7 +53,7 @@ def one_error_line(capsys) -> str:
 
 def interrupt_first_batch(monkeypatch, sig):
     """Send `sig` the moment the first question of the first batch is answered, as a user's Ctrl-C would."""
-    import core.evaluate.engine as engine
+    import core.lm.engine as engine
 
     real, calls = engine._generate_batch, []
 
@@ -161,7 +162,7 @@ def test_resume_of_a_run_still_being_written_is_refused(tmp_path, capsys):
 def test_resuming_a_finished_run_runs_nothing(tmp_path, monkeypatch):
     run = tmp_path / "run"
     assert main(DEMO + ["--limit", "3", "--out", str(run)]) == 0
-    import core.evaluate.run as run_module
+    import core.eval.run as run_module
 
     monkeypatch.setattr(run_module.EvalJob, "_answer", lambda *a, **k: pytest.fail("nothing should run"))
     assert main(["eval", "--resume", str(run)]) == 0
@@ -169,17 +170,17 @@ def test_resuming_a_finished_run_runs_nothing(tmp_path, monkeypatch):
 
 
 def test_repeated_identical_csv_rows_are_two_questions_on_resume(tmp_path, monkeypatch):
-    lines = demo_mod.DEMO_DATA.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = eval_config.DEMO_DATA.read_text(encoding="utf-8").splitlines(keepends=True)
     data = tmp_path / "repeated.csv"
     data.write_text(lines[0] + lines[1] + lines[1] + lines[2], encoding="utf-8")  # the same row, index and all, twice
     run = tmp_path / "run"
-    monkeypatch.setattr(demo_mod, "DEMO_DATA", data)
+    monkeypatch.setattr(eval_config, "DEMO_DATA", data)
     assert main(["eval", "--demo", "--max-new-tokens", "4", "--batch-size", "2", "--subject", "all", "--out", str(run)]) == 0
     first = read_json(run / "summary.json")
     assert first["n"] == first["total"] == 3
     keys = [r["key"] for r in rows_of(run)]
     assert len(set(keys)) == 3
-    import core.evaluate.run as run_module
+    import core.eval.run as run_module
 
     monkeypatch.setattr(run_module.EvalJob, "_answer", lambda *a, **k: pytest.fail("every question already has its answer"))
     assert main(["eval", "--resume", str(run)]) == 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.evaluate.config import EvalConfig
-from core.evaluate.run import run_eval
+from core.eval.config import EvalConfig
+from core.eval.run import run_eval
 from core.runs import iter_jsonl
 
 pytestmark = pytest.mark.usefixtures("shared_demo_model")

@@ -9,9 +9,9 @@ import torch
 
 from core.cli import main
 from core.errors import UsageError
-from core.evaluate import demo as demo_mod
 from core.finetune.config import demo_config
 from core.finetune.run import resume_config, run_finetune
+from core.lm import demo as demo_mod
 from core.runs import iter_jsonl, read_json
 
 pytestmark = pytest.mark.usefixtures("shared_demo_model")
@@ -70,7 +70,7 @@ def test_trainable_ratio_against_a_hand_count(tuned):
     # The demo model: hidden 64, 2 layers, 4 heads of 16, 2 KV heads. LoRA r=8 on q/k/v/o adds r*(in+out):
     # q 64->64: 1024, k 64->32: 768, v 64->32: 768, o 64->64: 1024; 3,584 per layer, 7,168 in all.
     assert summary["trainable_params"] == 7168
-    from core.evaluate.demo import build_tiny_qwen2, gpt2_tokenizer
+    from core.lm.demo import build_tiny_qwen2, gpt2_tokenizer
 
     base_total = sum(p.numel() for p in build_tiny_qwen2(gpt2_tokenizer()).parameters())
     assert summary["total_params"] == base_total
@@ -80,8 +80,8 @@ def test_trainable_ratio_against_a_hand_count(tuned):
 def test_prompt_tokens_carry_no_loss_and_the_target_loss_equals_hf(tuned):
     from transformers import AutoModelForCausalLM
 
-    from core.evaluate.loading import load_tokenizer
     from core.finetune.train import collate, encode, target_loss
+    from core.lm.loading import load_tokenizer
 
     folder = demo_mod.ensure_demo_model()
     tokenizer = load_tokenizer(folder)
@@ -102,8 +102,8 @@ def test_the_adapter_loads_back_and_changes_the_answers(tuned):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from core.evaluate.engine import generate_answers
-    from core.evaluate.loading import load_tokenizer
+    from core.lm.engine import generate_answers
+    from core.lm.loading import load_tokenizer
 
     folder = demo_mod.ensure_demo_model()
     tokenizer = load_tokenizer(folder)
@@ -213,7 +213,7 @@ def test_retain_check_scores_base_and_tuned_on_squad(tmp_path):
 
 
 def test_math_data_fine_tunes_with_the_math_template_and_a_contest_score(tmp_path):
-    from core.maths.config import DEMO_MATH
+    from core.math.config import DEMO_MATH
 
     summary = run_finetune(small(tmp_path / "m", data=str(DEMO_MATH), shuffle_copies=1, val_per_subject=10,
                                  test_per_subject=10, max_length=64), log=quiet)

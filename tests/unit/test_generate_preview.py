@@ -93,8 +93,8 @@ def test_rows_cut_by_packing_by_hand():
 
 
 def test_preview_counts_what_it_shows(tmp_path):
+    from core.lm.tokenizers import bundled_gpt2_tokenizer
     from core.preview import preview, render
-    from core.tokenizer import bundled_gpt2_tokenizer
 
     rows = ["第一行字。", "second row, a little longer than the first", "三"]
     data = tmp_path / "c.txt"

@@ -165,7 +165,7 @@ def test_bad_gold_answer_is_reported(tmp_path):
 
 
 def test_demo_asset_is_mmmlu_shaped():
-    from core.evaluate.demo import DEMO_DATA
+    from core.eval.config import DEMO_DATA
 
     text = DEMO_DATA.read_text(encoding="utf-8")
     assert text.startswith(",Question,A,B,C,D,Answer,Subject\n")

@@ -51,7 +51,7 @@ def test_tiny_run_on_a_local_file_writes_a_complete_run_directory(corpus_file, t
     summary, events = assert_complete_run(out)
     assert summary["rows"] == 300 and summary["eval_rows"] == 40
     # Exactly the first 300 rows, EOS appended to each, are the training tokens.
-    from core.tokenizer import bundled_gpt2_tokenizer
+    from core.lm.tokenizers import bundled_gpt2_tokenizer
 
     tok = bundled_gpt2_tokenizer()
     rows = corpus_file.read_text(encoding="utf-8").splitlines()[:300]

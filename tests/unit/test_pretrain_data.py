@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from core import corpus as corpus_source
 from core.errors import UsageError
+from core.lm.tokenizers import bundled_gpt2_tokenizer
 from core.pretrain import data
-from core.tokenizer import bundled_gpt2_tokenizer
 
 ROWS = [f"row number {i} , said someone ." for i in range(30)]
 
@@ -32,7 +33,7 @@ def write_all_formats(tmp_path, rows):
 @pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet"])
 def test_every_format_gives_the_first_rows_then_the_held_out_rows(tmp_path, fmt):
     path = write_all_formats(tmp_path, ROWS)[fmt]
-    corpus = data.load_corpus(str(path), rows=20, eval_rows=5)
+    corpus = corpus_source.load_corpus(str(path), rows=20, eval_rows=5)
     assert corpus.train == ROWS[:20]
     assert corpus.held_out == ROWS[20:25]
     assert "after the first 20" in corpus.held_out_note
@@ -40,7 +41,7 @@ def test_every_format_gives_the_first_rows_then_the_held_out_rows(tmp_path, fmt)
 
 def test_file_without_rows_beyond_the_cut_holds_out_its_tail_and_says_so(tmp_path):
     path = write_all_formats(tmp_path, ROWS)["txt"]
-    corpus = data.load_corpus(str(path), rows=100, eval_rows=50)
+    corpus = corpus_source.load_corpus(str(path), rows=100, eval_rows=50)
     assert corpus.train + corpus.held_out == ROWS
     assert len(corpus.held_out) == 3  # a tenth of the file, at most eval_rows
     assert "held out" in corpus.held_out_note
@@ -49,7 +50,7 @@ def test_file_without_rows_beyond_the_cut_holds_out_its_tail_and_says_so(tmp_pat
 def test_quoted_commas_and_newlines_in_csv_survive(tmp_path):
     rows = ['he said , "stop , now"', "two\nlines"]
     path = write_all_formats(tmp_path, rows)["csv"]
-    assert data.load_corpus(str(path), rows=2, eval_rows=0).train == rows
+    assert corpus_source.load_corpus(str(path), rows=2, eval_rows=0).train == rows
 
 
 @pytest.mark.parametrize(
@@ -68,19 +69,19 @@ def test_bad_files_raise_one_clear_usage_error(tmp_path, content, suffix, messag
     if content is not None:
         path.write_text(content, encoding="utf-8")
     with pytest.raises(UsageError, match=message):
-        data.load_corpus(str(path), rows=10, eval_rows=0)
+        corpus_source.load_corpus(str(path), rows=10, eval_rows=0)
 
 
 def test_gbk_text_file_is_reported_as_not_utf8(tmp_path):
     path = tmp_path / "zh.txt"
     path.write_bytes("你好，世界\n".encode("gbk"))
     with pytest.raises(UsageError, match="not UTF-8"):
-        data.load_corpus(str(path), rows=10, eval_rows=0)
+        corpus_source.load_corpus(str(path), rows=10, eval_rows=0)
 
 
 def test_hub_dataset_offline_points_at_demo_and_local_files():
     with pytest.raises(UsageError, match="--demo"):
-        data.load_corpus("bookcorpus/bookcorpus", rows=10, eval_rows=0)
+        corpus_source.load_corpus("bookcorpus/bookcorpus", rows=10, eval_rows=0)
 
 
 def test_tokenize_rows_appends_eos_to_every_row():
@@ -164,9 +165,9 @@ def test_hub_streaming_falls_back_to_the_parquet_export(monkeypatch):
             raise RuntimeError("Dataset scripts are no longer supported, but found bookcorpus.py")
         return _FakeStream([f"row {i}" for i in range(100)])
 
-    monkeypatch.setattr(data, "hub_reachable", lambda: True)
+    monkeypatch.setattr(corpus_source, "hub_reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    corpus = data.load_corpus("bookcorpus/bookcorpus", rows=10, eval_rows=5)
+    corpus = corpus_source.load_corpus("bookcorpus/bookcorpus", rows=10, eval_rows=5)
     assert corpus.train == [f"row {i}" for i in range(10)] and corpus.held_out == [f"row {i}" for i in range(10, 15)]
     assert [c[1] for c in calls] == [None, "refs/convert/parquet", None]
     assert calls[2][0] == "parquet" and "refs%2Fconvert%2Fparquet" in calls[2][2]
@@ -179,7 +180,7 @@ def test_hub_streaming_that_fails_everywhere_is_one_usage_error(monkeypatch):
     def always_fails(path, **kwargs):
         raise RuntimeError("404 Client Error: not found\nmore detail")
 
-    monkeypatch.setattr(data, "hub_reachable", lambda: True)
+    monkeypatch.setattr(corpus_source, "hub_reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", always_fails)
     with pytest.raises(UsageError, match=r"cannot stream 'nobody/nothing' from the hub: 404 Client Error: not found$"):
-        data.load_corpus("nobody/nothing", rows=10, eval_rows=0)
+        corpus_source.load_corpus("nobody/nothing", rows=10, eval_rows=0)

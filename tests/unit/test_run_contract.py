@@ -59,7 +59,7 @@ def test_both_kinds_write_the_same_contract_with_time_counted_from_process_start
 
 @pytest.mark.parametrize("kind", ["pretrain", "eval"])
 def test_a_crash_in_either_kind_leaves_error_txt_and_status_failed(tmp_path, monkeypatch, kind):
-    import core.evaluate.run as eval_run
+    import core.eval.run as eval_run
     import core.pretrain.run as pretrain_run
 
     def explode(*args, **kwargs):

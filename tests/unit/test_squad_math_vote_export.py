@@ -96,8 +96,8 @@ def test_math_demo_judges_by_the_last_number_and_gives_the_contest_score(adapter
 
 
 def test_math_predictions_right_and_wrong(tmp_path):
-    from core.maths.config import DEMO_MATH
-    from core.maths.data import load_math
+    from core.math.config import DEMO_MATH
+    from core.math.data import load_math
 
     questions = load_math(DEMO_MATH)[:4]
     replies = {questions[0].question_id: f"It is {questions[0].gold}.", questions[1].question_id: "I think 0.5",
@@ -141,7 +141,7 @@ def test_export_merges_into_a_plain_model_with_the_same_logits(adapters, tmp_pat
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from core.evaluate import demo as demo_mod
+    from core.lm import demo as demo_mod
 
     out = tmp_path / "merged"
     assert main(["export", "--demo", "--adapter", str(adapters[0]), "--out", str(out)]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import UsageError
-from core.tokenizer import bundled_gpt2_tokenizer, load_tokenizer
+from core.lm.tokenizers import bundled_gpt2_tokenizer, load_tokenizer
 
 # Ids of the published GPT-2 vocabulary (openai-community/gpt2).
 KNOWN_IDS = {

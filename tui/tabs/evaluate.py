@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from core.evaluate.config import EvalConfig
+from core.eval.config import EvalConfig
 from tui import format as fmt
 from tui.options import form_fields
 from tui.progress import EvalProgress

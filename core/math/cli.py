@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from core.launch import distributed_options, run_for_exit_code
-from core.maths.config import MathConfig, demo_config
+from core.math.config import MathConfig, demo_config
 from core.options import click_options, given
 
 
@@ -18,6 +18,6 @@ def math_command(demo, **options) -> int:
     chosen = given(MathConfig, options)
     cfg = demo_config(**chosen) if demo else MathConfig(**chosen)
     cfg.validate()
-    from core.maths.run import run_math
+    from core.math.run import run_math
 
     return run_for_exit_code(run_math, cfg)

@@ -11,7 +11,7 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="eval", noun="an eval run", command="core.evaluate.cli:eval_command",
+    name="eval", noun="an eval run", command="core.eval.cli:eval_command",
     help="Evaluate a causal LM on MMMLU (default: Qwen2.5-0.5B, Chinese, moral_scenarios, first 100).",
     figures=("accuracy", "correct", "n", "mode", "model", "tokens_per_second", "generate_seconds", "total_seconds"),
     headline=headline, resumable=True, results=True,

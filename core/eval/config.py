@@ -1,15 +1,17 @@
 """Every option of an MMMLU eval run: the seed task's defaults, help text, form labels and validation.
 
-The CLI (`core/evaluate/cli.py`) and the app's Evaluate form are both built from these fields.
+The CLI (`core/eval/cli.py`) and the app's Evaluate form are both built from these fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core import ASSETS_DIR
 from core.errors import UsageError
 from core.options import option, positive_int_or
 
+DEMO_DATA = ASSETS_DIR / "mmmlu_demo_zh.csv"  # bundled MMMLU-shaped questions for --demo
 MODES = ("generate", "logprob")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 BACKENDS = ("generate", "continuous")

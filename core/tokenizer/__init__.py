@@ -13,7 +13,7 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="tokenizer", noun="a tokenizer run", command="core.bpe.cli:tokenizer_group",
+    name="tokenizer", noun="a tokenizer run", command="core.tokenizer.cli:tokenizer_group",
     help="Train a byte-level BPE and measure its compression against GPT-2's.",
     figures=("vocab_size", "rows", "train_seconds", "chars_per_second", "round_trip_failures", "total_seconds"),
     headline=headline,

@@ -126,7 +126,7 @@ def load_tokenizer(path: Path):
     """The model's tokenizer, padding on the left with a pad token; one line when it is missing or broken."""
     from transformers import AutoTokenizer
 
-    from core.evaluate.demo import quiet_transformers
+    from core.lm.demo import quiet_transformers
 
     try:
         with quiet_transformers():
@@ -151,7 +151,7 @@ def load_model(path: Path, dtype, device: str, tokenizer=None):
     """
     from transformers import AutoModelForCausalLM
 
-    from core.evaluate.demo import quiet_transformers
+    from core.lm.demo import quiet_transformers
 
     if tokenizer is None:
         tokenizer = load_tokenizer(path)

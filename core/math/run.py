@@ -12,8 +12,8 @@ from pathlib import Path
 
 from core.errors import UsageError
 from core.lifecycle import Job, RunContext, run_job
-from core.maths.config import MathConfig
-from core.maths.data import MathQuestion, load_math
+from core.math.config import MathConfig
+from core.math.data import MathQuestion, load_math
 from core.runs import RESULTS
 from core.scoring.numbers import last_number, same_number
 
@@ -25,7 +25,7 @@ def contest_score(trainable_ratio: float, accuracy: float) -> float:
 
 def judge(question: MathQuestion, reply: str, tolerance: float) -> dict:
     """One results.jsonl row: the reply's last number against the solution's (kept as exact text in `gold`)."""
-    from core.maths.data import plain_number
+    from core.math.data import plain_number
 
     pred = last_number(reply)
     return {"id": question.question_id, "question": question.question, "reply": reply,
@@ -61,7 +61,8 @@ class MathJob(Job):
         self.replies = _load_replies(cfg.predictions, self.questions) if cfg.predictions else None
         self.choice, self.ratio = None, None
         if self.replies is None:
-            from core.generation import adapter_ratio, choose_model
+            from core.lm.adapters import adapter_ratio
+            from core.lm.choice import choose_model
 
             self.choice = choose_model(cfg.model, cfg.adapter, cfg.demo)
             if self.choice.adapters:
@@ -91,9 +92,10 @@ class MathJob(Job):
         return {**fields, "status": "completed" if len(rows) == len(self.questions) else "stopped"}
 
     def _generate(self, ctx: RunContext, keep) -> dict:
-        from core.evaluate.batch_plan import auto_batch_size
-        from core.evaluate.engine import prompt_lengths
-        from core.generation import generate_sharded, load_for_generation
+        from core.lm.batch_plan import auto_batch_size
+        from core.lm.choice import load_for_generation
+        from core.lm.engine import prompt_lengths
+        from core.lm.shard import generate_sharded
 
         cfg = self.config
         loaded = load_for_generation(self.choice, cfg.dtype, cfg.threads or (1 if cfg.demo else None))

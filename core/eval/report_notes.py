@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.evaluate.config import EvalConfig
+from core.eval.config import EvalConfig
 
 
 def optimizations_used(config: EvalConfig, stats, model, device: str) -> list[str]:

@@ -11,7 +11,7 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="math", noun="a math run", command="core.maths.cli:math_command",
+    name="math", noun="a math run", command="core.math.cli:math_command",
     help="Math accuracy by numeric value (last number), with the contest score for an adapter.",
     figures=("accuracy", "correct", "n", "score", "trainable_ratio", "model", "generate_seconds", "total_seconds"),
     headline=headline, results=True,

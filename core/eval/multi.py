@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.errors import UsageError
-from core.evaluate.config import EvalConfig
+from core.eval.config import EvalConfig
 
 
 class SharedModel:
@@ -22,7 +22,7 @@ class SharedModel:
         self.loaded = None
 
     def get(self):
-        from core.generation import load_for_generation
+        from core.lm.choice import load_for_generation
 
         if self.loaded is None:
             self.loaded = load_for_generation(self.choice, self.dtype, self.threads)
@@ -37,9 +37,9 @@ def _sub_out(parent: Path | None, name: str) -> str | None:
 
 def run_eval_adapters(config: EvalConfig, progress=None, log=print) -> tuple[list[dict], dict]:
     """(one summary per adapter, the vote's summary). Every adapter is checked before any folder is made."""
-    from core.evaluate.run import EvalJob
-    from core.generation import choose_model
+    from core.eval.run import EvalJob
     from core.lifecycle import run_job
+    from core.lm.choice import choose_model
     from core.runs import claim_run_dir
     from core.vote.run import run_vote
 

@@ -13,7 +13,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-DEMO_DATA = Path(__file__).resolve().parents[2] / "assets" / "mmmlu_demo_zh.csv"
 DEMO_MODEL_NAME = "demo-qwen2-tiny-random-v1"
 DEMO_LABEL = "tiny Qwen2 with RANDOM weights (demo only: accuracy is meaningless)"
 CACHE_ENV = "LLMLAB_CACHE_DIR"

@@ -12,7 +12,7 @@ import signal
 import click
 
 from core.errors import UsageError
-from core.evaluate.config import EvalConfig
+from core.eval.config import EvalConfig
 from core.launch import distributed_options
 from core.options import click_options, given
 
@@ -34,7 +34,7 @@ def eval_command(ctx, demo, resume_dir, **options):
         if chosen or demo:
             names = ["--" + k.replace("_", "-") for k in chosen] + (["--demo"] if demo else [])
             raise click.UsageError(f"--resume reuses the run's own options; drop {', '.join(names)}")
-        from core.evaluate.resume import resume_config
+        from core.eval.resume import resume_config
 
         return _finish_command(ctx, resume_config(resume_dir), resume=True)
     if demo:
@@ -55,7 +55,7 @@ def eval_command(ctx, demo, resume_dir, **options):
 
 def _several_adapters(config) -> int:
     """One run per adapter over one loaded base, then their vote."""
-    from core.evaluate.multi import run_eval_adapters
+    from core.eval.multi import run_eval_adapters
 
     summaries, vote = run_eval_adapters(config, log=click.echo)
     for s in summaries:
@@ -68,7 +68,7 @@ def _finish_command(ctx, config, resume: bool = False):
     from core.distributed import world
 
     if not world().main:  # a rank other than 0 answers its share; rank 0 reports the run
-        from core.evaluate.run import run_eval
+        from core.eval.run import run_eval
 
         return 1 if run_eval(config, resume=resume)["status"] == "failed" else 0
     summary = _run_with_progress(config, resume)
@@ -82,7 +82,7 @@ def _finish_command(ctx, config, resume: bool = False):
 def _run_with_progress(config, resume: bool = False):
     from tqdm import tqdm
 
-    from core.evaluate.run import run_eval
+    from core.eval.run import run_eval
 
     bar = None
 

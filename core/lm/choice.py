@@ -11,8 +11,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import UsageError
-
 
 @dataclass
 class ModelChoice:
@@ -25,9 +23,9 @@ class ModelChoice:
 
 def choose_model(spec: str, adapters: list[str] | tuple = (), demo: bool = False) -> ModelChoice:
     """Resolve and check the base model and adapters; bad input is one UsageError and nothing is written."""
-    from core.evaluate import demo as demo_mod
-    from core.evaluate.loading import check_model_folder, load_tokenizer, resolve_model
-    from core.finetune.lora import adapter_folder, check_adapter_fits
+    from core.lm import demo as demo_mod
+    from core.lm.adapters import adapter_folder, check_adapter_fits
+    from core.lm.loading import check_model_folder, load_tokenizer, resolve_model
 
     path = Path(demo_mod.ensure_demo_model() if demo else resolve_model(spec)).absolute()
     check_model_folder(path)
@@ -36,10 +34,6 @@ def choose_model(spec: str, adapters: list[str] | tuple = (), demo: bool = False
         check_adapter_fits(path, folder)
     label = (demo_mod.DEMO_LABEL if demo else spec) + "".join(f" + adapter {a}" for a in folders)
     return ModelChoice(path=path, label=label, tokenizer=load_tokenizer(path), adapters=folders, demo=demo)
-
-
-def adapter_name(index: int) -> str:
-    return f"adapter{index}"
 
 
 @dataclass
@@ -60,6 +54,8 @@ class LoadedModel:
             self.model.base_model.disable_adapter_layers()
         else:
             self.model.base_model.enable_adapter_layers()
+            from core.lm.adapters import adapter_name
+
             self.model.set_adapter(adapter_name(index))
 
 
@@ -67,8 +63,8 @@ def load_for_generation(choice: ModelChoice, dtype_name: str = "auto", threads: 
     """The base model in eval mode on the best device, with every adapter loaded under its own name (the first active)."""
     import torch
 
-    from core.evaluate.loading import load_model, pick_device, resolve_dtype
-    from core.finetune.lora import load_adapter
+    from core.lm.adapters import adapter_name, load_adapter
+    from core.lm.loading import load_model, pick_device, resolve_dtype
 
     if threads:
         torch.set_num_threads(threads)
@@ -81,55 +77,3 @@ def load_for_generation(choice: ModelChoice, dtype_name: str = "auto", threads: 
     if choice.adapters:
         model.set_adapter(adapter_name(0))
     return LoadedModel(model.eval(), tokenizer, dtype_name, device, time.perf_counter() - start)
-
-
-def _tensor_count(path: Path, keep=lambda key: True) -> int:
-    from math import prod
-
-    from safetensors import safe_open
-
-    total = 0
-    for file in ([path] if path.is_file() else sorted(path.glob("*.safetensors"))):
-        with safe_open(str(file), "pt") as fh:
-            total += sum(prod(fh.get_slice(k).get_shape()) for k in fh.keys() if keep(k))
-    return total
-
-
-def adapter_ratio(model_path: Path, adapter_dir: Path) -> dict:
-    """{trainable_params, total_params, trainable_ratio} of an adapter, from file headers: the adapter's
-    LoRA tensors over the base model's own parameters (tied weights are stored, and counted, once)."""
-    trainable = _tensor_count(adapter_dir / "adapter_model.safetensors", lambda k: "lora_" in k)
-    total = _tensor_count(model_path)
-    if not total:
-        raise UsageError(f"{model_path} has no safetensors weights to count the trainable ratio against")
-    return {"trainable_params": trainable, "total_params": total, "trainable_ratio": trainable / total}
-
-
-def generate_sharded(model, tokenizer, prompts: list[str], on_row, **options):
-    """generate_answers over this rank's share of `prompts` (all of them with one process).
-
-    Rank 0 gets every row through `on_row(index, generation)`: its own share as each row ends, the
-    other ranks' when they are done (gathered with torch.distributed). The other ranks call nothing.
-    """
-    from core.distributed import gather, world
-    from core.evaluate.engine import generate_answers
-
-    w = world()
-    if not w.distributed:
-        return generate_answers(model, tokenizer, prompts, on_row=on_row, **options)
-    start, end = w.rank * len(prompts) // w.size, (w.rank + 1) * len(prompts) // w.size
-    mine: list = []
-
-    def local(i, generation):
-        if w.main:
-            on_row(start + i, generation)
-        else:
-            mine.append((start + i, generation))
-
-    if end > start:
-        generate_answers(model, tokenizer, prompts[start:end], on_row=local, **options)
-    shares = gather(mine)
-    if w.main:
-        for share in shares[1:]:
-            for i, generation in share:
-                on_row(i, generation)

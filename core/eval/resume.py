@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from core.errors import UsageError
-from core.evaluate.config import EvalConfig
+from core.eval.config import EvalConfig
 from core.mmmlu import PROMPT_TEMPLATE
 from core.runs import iter_jsonl, load_run_config
 
@@ -45,8 +45,8 @@ def settings_of(config: EvalConfig, model_path: Path, data_path: Path, dtype: st
     """Everything a result row depends on; a resume must match all of it."""
     from fnmatch import fnmatch
 
-    from core.evaluate.demo import DEMO_MODEL_NAME
-    from core.evaluate.loading import MODEL_FILES
+    from core.lm.demo import DEMO_MODEL_NAME
+    from core.lm.loading import MODEL_FILES
 
     if config.demo:  # rebuilt the same way in every cache folder
         model = {"model": DEMO_MODEL_NAME}

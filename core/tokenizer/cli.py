@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from core.bpe.config import TokenizerConfig, demo_config
 from core.options import click_options, given
+from core.tokenizer.config import TokenizerConfig, demo_config
 
 
 @click.group("tokenizer")
@@ -21,7 +21,7 @@ def train_command(demo, **options) -> int:
     chosen = given(TokenizerConfig, options)
     cfg = demo_config(**chosen) if demo else TokenizerConfig(**chosen)
     cfg.validate()
-    from core.bpe.run import run_tokenizer
+    from core.tokenizer.run import run_tokenizer
 
     summary = run_tokenizer(cfg, log=click.echo)
     return 0 if summary["status"] == "completed" else 1

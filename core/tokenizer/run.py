@@ -10,34 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from core.bpe.config import TokenizerConfig
 from core.errors import UsageError
 from core.lifecycle import Job, RunContext, run_job
+from core.tokenizer.config import TokenizerConfig
 
 EXAMPLES_SHOWN = 3
-
-
-def measure(tokenizers: dict, held_out: list[str]) -> dict:
-    """{name: compression figures} on the held-out rows (core.bpe.train.compression)."""
-    from core.bpe.train import compression
-
-    return {name: compression(tok, held_out) for name, tok in tokenizers.items()}
-
-
-def comparison_tokenizers(names: list[str], notes: list[str]) -> dict:
-    """GPT-2's BPE (bundled, so always there) and each --compare tokenizer, by name."""
-    from core.tokenizer import load_tokenizer
-
-    out = {}
-    for name in ["gpt2", *names]:
-        try:
-            out["gpt2 (GPT-2 BPE)" if name == "gpt2" else name] = load_tokenizer(name)[0]
-        except UsageError as exc:
-            if name == "gpt2":
-                notes.append(f"GPT-2's BPE is not available for the comparison ({exc})")
-            else:
-                raise
-    return out
 
 
 class TokenizerJob(Job):
@@ -45,7 +22,8 @@ class TokenizerJob(Job):
     stop_message = "tokenizer training cannot stop half way; stopping once it is done"
 
     def prepare(self) -> None:
-        from core.pretrain.data import load_corpus
+        from core.corpus import load_corpus
+        from core.lm.bpe import comparison_tokenizers
 
         cfg = self.config
         cfg.validate()
@@ -59,7 +37,7 @@ class TokenizerJob(Job):
         return {"rows": len(self.corpus.train), "demo": self.config.demo}
 
     def run(self, ctx: RunContext) -> dict:
-        from core.bpe.train import round_trip_failures, save_tokenizer, segmentation, train_bpe
+        from core.lm.bpe import measure, round_trip_failures, save_tokenizer, segmentation, train_bpe
 
         cfg, corpus = self.config, self.corpus
         for note in self.notes:

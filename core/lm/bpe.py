@@ -108,3 +108,24 @@ def is_trained_tokenizer(folder: Path) -> Path | None:
         if (candidate / "tokenizer.json").is_file():
             return candidate
     return None
+
+
+def measure(tokenizers: dict, held_out: list[str]) -> dict:
+    """{name: compression figures} on the held-out rows (core.lm.bpe.compression)."""
+    return {name: compression(tok, held_out) for name, tok in tokenizers.items()}
+
+
+def comparison_tokenizers(names: list[str], notes: list[str]) -> dict:
+    """GPT-2's BPE (bundled, so always there) and each --compare tokenizer, by name."""
+    from core.lm.tokenizers import load_tokenizer
+
+    out = {}
+    for name in ["gpt2", *names]:
+        try:
+            out["gpt2 (GPT-2 BPE)" if name == "gpt2" else name] = load_tokenizer(name)[0]
+        except UsageError as exc:
+            if name == "gpt2":
+                notes.append(f"GPT-2's BPE is not available for the comparison ({exc})")
+            else:
+                raise
+    return out

@@ -36,7 +36,7 @@ class TokenizerConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.eval_rows < 0:
             raise UsageError(f"--eval-rows must be 0 or more (got {self.eval_rows})")
-        from core.bpe.train import BYTES, EOS
+        from core.lm.bpe import BYTES, EOS
 
         smallest = BYTES + len({EOS, *self.special})
         if self.vocab_size < smallest:

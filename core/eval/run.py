@@ -19,9 +19,10 @@ from typing import Callable
 
 from core.distributed import gather, shard, world
 from core.errors import UsageError
-from core.evaluate.config import BACKENDS, DTYPES, MODES, EvalConfig, check_config  # noqa: F401 (re-exported API)
-from core.evaluate.report_notes import flag_warnings, optimizations_used
-from core.evaluate.resume import (
+from core.eval import config as eval_config
+from core.eval.config import BACKENDS, DTYPES, MODES, EvalConfig, check_config  # noqa: F401 (re-exported API)
+from core.eval.report_notes import flag_warnings, optimizations_used
+from core.eval.resume import (
     check_same_settings,
     digest,
     recorded_path,
@@ -84,7 +85,7 @@ class EvalJob(Job):
     stop_message = "stopping at the next generation step; finished questions are kept and 'llmlab eval --resume' runs the rest"
 
     def __init__(self, config: EvalConfig, resume: bool = False, shared=None, adapter_index: int = 0) -> None:
-        """`shared` (a core.evaluate.multi.SharedModel) lends a base model already loaded with every adapter; this
+        """`shared` (a core.eval.multi.SharedModel) lends a base model already loaded with every adapter; this
         run switches to adapter `adapter_index` instead of loading its own copy."""
         super().__init__(config, resume=resume)
         self.shared, self.adapter_index = shared, adapter_index
@@ -92,8 +93,8 @@ class EvalJob(Job):
 
     def prepare(self) -> None:
         """Data, model folder, tokenizer and prompts: bad input stops here, before a folder exists."""
-        from core.evaluate import demo as demo_mod
-        from core.evaluate.loading import (
+        from core.lm import demo as demo_mod
+        from core.lm.loading import (
             check_model_folder,
             load_tokenizer,
             model_context,
@@ -111,7 +112,7 @@ class EvalJob(Job):
                 raise UsageError("resuming needs the run folder (config.out)")
             resume_config(config.out)  # refuses what is not a resumable eval run (or one still running), in one line
             previous = read_json(Path(config.out) / CONFIG)
-        data_path = demo_mod.DEMO_DATA if config.demo else (
+        data_path = eval_config.DEMO_DATA if config.demo else (
             recorded_path(previous, "data_path") or resolve_data(config.data, config.locale))
         self.data_path = Path(data_path).absolute()
         self.questions, self.notes = select_questions(load_csv(self.data_path), config.subject, config.limit)
@@ -144,11 +145,11 @@ class EvalJob(Job):
 
     def _adapters(self) -> list[Path]:
         """The adapter folders given, each checked against the base model before anything runs."""
-        from core.finetune.lora import adapter_folder, check_adapter_fits
+        from core.lm.adapters import adapter_folder, check_adapter_fits
 
         adapters = [adapter_folder(a).absolute() for a in self.config.adapter]
         if len(adapters) > 1:
-            raise UsageError("one EvalJob evaluates one adapter; core.evaluate.multi runs several over one base")
+            raise UsageError("one EvalJob evaluates one adapter; core.eval.multi runs several over one base")
         for adapter in adapters:
             check_adapter_fits(self.model_path, adapter)
         return adapters
@@ -233,9 +234,9 @@ class EvalJob(Job):
         """Answer the questions at `pending`, appending each one's row to results.jsonl as its row ends."""
         import torch
 
-        from core.evaluate.batch_plan import auto_batch_size
-        from core.evaluate.engine import EngineStats, generate_answers, prompt_lengths, score_choices
-        from core.evaluate.loading import load_model, pick_device, resolve_dtype
+        from core.lm.batch_plan import auto_batch_size
+        from core.lm.engine import EngineStats, generate_answers, prompt_lengths, score_choices
+        from core.lm.loading import load_model, pick_device, resolve_dtype
 
         config, state = self.config, self.state
         if self.threads:
@@ -250,7 +251,7 @@ class EvalJob(Job):
         else:
             model, tokenizer = load_model(self.model_path, dtype, device, self.tokenizer)
             if self.adapters:
-                from core.finetune.lora import load_adapter
+                from core.lm.adapters import load_adapter
 
                 model = load_adapter(model, self.adapters[0]).eval()
         state.load_seconds = self.tokenizer_seconds + time.perf_counter() - start
@@ -317,7 +318,7 @@ class EvalJob(Job):
 
     def finish(self, ctx: RunContext, summary: dict) -> None:
         """The eval figures, from the rows and the state, whatever the status."""
-        from core.evaluate.report import answer_counts
+        from core.eval.report import answer_counts
 
         config, state, rows = self.config, self.state, self.rows
         correct = sum(r["correct"] for r in rows)
@@ -342,7 +343,7 @@ class EvalJob(Job):
             summary["note"] = "demo run: random-weight model, accuracy is meaningless"
 
     def report(self, run_dir: Path, summary: dict) -> str:
-        from core.evaluate.report import render_report
+        from core.eval.report import render_report
         from core.hardware import markdown_table
 
         return render_report(summary, self.rows, markdown_table(summary["hardware"]))
@@ -385,7 +386,7 @@ def _data_label(config: EvalConfig, data_path: Path) -> str:
     if config.demo:
         return f"{data_path.name} (demo questions)"
     if not Path(config.data).expanduser().exists():
-        from core.evaluate.loading import mmmlu_filename
+        from core.lm.loading import mmmlu_filename
 
         return f"{config.data} {mmmlu_filename(config.locale)}"
     return str(data_path)
