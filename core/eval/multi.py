@@ -40,8 +40,8 @@ def run_eval_adapters(config: EvalConfig, progress=None, log=print) -> tuple[lis
     from core.eval.run import EvalJob
     from core.lifecycle import run_job
     from core.lm.choice import choose_model
+    from core.qa.vote import run_vote
     from core.runs import claim_run_dir
-    from core.vote.run import run_vote
 
     config.validate()
     choice = choose_model(config.model, config.adapter, config.demo)

@@ -133,7 +133,7 @@ def load_questions(data: str | Path) -> tuple[list[ExamQuestion], str]:
         questions = _from_frame(frame, path, None)
         source = str(path)
     elif path.suffix.lower() == ".jsonl" and _is_math(path):
-        from core.math.data import load_math
+        from core.qa.math import load_math
 
         questions, source = load_math(path), f"{path} (math)"
     elif path.suffix.lower() in (".json", ".jsonl"):

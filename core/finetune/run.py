@@ -167,8 +167,7 @@ class FinetuneJob(Job):
             return
         from types import SimpleNamespace
 
-        from core.squad.answer import answer_squad, retention
-        from core.squad.config import PROMPT
+        from core.qa.squad import PROMPT, answer_squad, retention
 
         was_training = model.training
         model.eval()
@@ -313,7 +312,7 @@ class FinetuneJob(Job):
             summary[f"test_answered_{which}"] = len(rows)
         if getattr(self, "template", None) is not None and self.template.kind == "math" and \
                 summary.get("test_accuracy_after") is not None and "trainable_ratio" in summary:
-            from core.math.run import contest_score  # seed 003 ranks tuned math models by this
+            from core.qa.math import contest_score  # seed 003 ranks tuned math models by this
 
             summary["score"] = round(contest_score(summary["trainable_ratio"], summary["test_accuracy_after"]), 6)
         summary.setdefault("demo", self.config.demo)

@@ -58,13 +58,13 @@ def _alpaca_answer(text: str) -> str | None:
 
 
 def _math_prompt(q) -> str:
-    from core.math.config import PROMPT
+    from core.qa.math import PROMPT
 
     return PROMPT.format(problem=q.question)
 
 
 def _math_answer(reply: str) -> str | None:
-    from core.math.data import plain_number
+    from core.qa.math import plain_number
     from core.scoring.numbers import last_number
 
     value = last_number(reply.strip().split("\n", 1)[0])
@@ -81,7 +81,7 @@ TEMPLATES = {
 def template_for(name: str, questions: list):
     """The template `name` (auto: math for math questions, else mmmlu), checked against the questions' kind."""
     from core.errors import UsageError
-    from core.math.data import MathQuestion
+    from core.qa.math import MathQuestion
 
     math = bool(questions) and isinstance(questions[0], MathQuestion)
     template = TEMPLATES["math" if math else "mmmlu"] if name == "auto" else TEMPLATES[name]

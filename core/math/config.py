@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass
 from core import ASSETS_DIR
 from core.errors import UsageError
 from core.options import option, positive_int_or
+from core.qa.math import PROMPT
 
 DEMO_MATH = ASSETS_DIR / "math_demo.jsonl"
-PROMPT = "Question: {problem}\nAnswer:"
 
 
 @dataclass

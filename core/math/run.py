@@ -13,24 +13,8 @@ from pathlib import Path
 from core.errors import UsageError
 from core.lifecycle import Job, RunContext, run_job
 from core.math.config import MathConfig
-from core.math.data import MathQuestion, load_math
+from core.qa.math import MathQuestion, contest_score, judge, load_math
 from core.runs import RESULTS
-from core.scoring.numbers import last_number, same_number
-
-
-def contest_score(trainable_ratio: float, accuracy: float) -> float:
-    """Seed 003's ranking: a low trainable share and a high accuracy, weighted 0.3 and 0.7."""
-    return (1 - trainable_ratio) * 0.3 + accuracy * 0.7
-
-
-def judge(question: MathQuestion, reply: str, tolerance: float) -> dict:
-    """One results.jsonl row: the reply's last number against the solution's (kept as exact text in `gold`)."""
-    from core.math.data import plain_number
-
-    pred = last_number(reply)
-    return {"id": question.question_id, "question": question.question, "reply": reply,
-            "pred": None if pred is None else plain_number(pred), "gold": question.gold,
-            "correct": same_number(pred, last_number(question.gold), tolerance)}
 
 
 def _load_replies(path: str, questions: list[MathQuestion]) -> dict[str, str]:

@@ -7,10 +7,9 @@ from dataclasses import asdict, dataclass
 from core import ASSETS_DIR
 from core.errors import UsageError
 from core.options import option, positive_int_or
+from core.qa.squad import PROMPT
 
 DEMO_SQUAD = ASSETS_DIR / "squad_demo.json"
-# lm-evaluation-harness's SQuAD prompt layout; --prompt takes another with {context}, {question} (and {title}).
-PROMPT = "Context: {context}\nQuestion: {question}\nAnswer:"
 
 
 @dataclass

@@ -65,7 +65,7 @@ class SquadJob(Job):
             ctx.emit("progress", done=result["n"], total=len(self.examples))
             return {"mode": "predictions", "predictions": cfg.predictions, **_scores(result)}
         from core.lm.choice import load_for_generation
-        from core.squad.answer import retention
+        from core.qa.squad import retention
 
         loaded = load_for_generation(self.choice, cfg.dtype, cfg.threads or (1 if cfg.demo else None))
         fields = {"mode": "generate", "model": self.choice.label, "adapter": [str(a) for a in self.choice.adapters] or None,
@@ -90,7 +90,7 @@ class SquadJob(Job):
         return {**fields, "status": "completed" if complete else "stopped"}
 
     def _answer(self, ctx: RunContext, loaded, filename: str, phase: str) -> dict:
-        from core.squad.answer import answer_squad
+        from core.qa.squad import answer_squad
 
         cfg, done = self.config, []
         with ctx.writer(ctx.run_dir / filename) as out:

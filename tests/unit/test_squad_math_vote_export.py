@@ -97,7 +97,7 @@ def test_math_demo_judges_by_the_last_number_and_gives_the_contest_score(adapter
 
 def test_math_predictions_right_and_wrong(tmp_path):
     from core.math.config import DEMO_MATH
-    from core.math.data import load_math
+    from core.qa.math import load_math
 
     questions = load_math(DEMO_MATH)[:4]
     replies = {questions[0].question_id: f"It is {questions[0].gold}.", questions[1].question_id: "I think 0.5",

@@ -11,6 +11,9 @@ from typing import Callable
 
 from core.scoring.squad import score_predictions
 
+# lm-evaluation-harness's SQuAD prompt layout; --prompt takes another with {context}, {question} (and {title}).
+PROMPT = "Context: {context}\nQuestion: {question}\nAnswer:"
+
 
 def squad_prompt(template: str, example: dict) -> str:
     return template.format(context=example["context"], question=example["question"], title=example.get("title") or "")

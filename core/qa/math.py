@@ -1,4 +1,9 @@
-"""Math questions: JSON Lines with `problem`/`solution` (seed 003's form) or `question`/`answer`; ids from `id` or the line."""
+"""Math questions and how a reply to one is judged: by the value of its last number (seeds 003).
+
+Questions come from JSON Lines with `problem`/`solution` (seed 003's form) or `question`/`answer`;
+ids from an `id` field or the line number. Shared by `llmlab math` and by fine-tuning on math data,
+so a tuned model is judged the same way wherever its accuracy is reported.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UsageError
-from core.scoring.numbers import answer_of_solution
+from core.scoring.numbers import answer_of_solution, last_number, same_number
+
+PROMPT = "Question: {problem}\nAnswer:"
 
 
 @dataclass(frozen=True)
@@ -61,3 +68,16 @@ def plain_number(value) -> str:
         decimal = float(value)
         return repr(decimal) if Fraction(repr(decimal)) == value else str(value)
     return repr(value)
+
+
+def contest_score(trainable_ratio: float, accuracy: float) -> float:
+    """Seed 003's ranking: a low trainable share and a high accuracy, weighted 0.3 and 0.7."""
+    return (1 - trainable_ratio) * 0.3 + accuracy * 0.7
+
+
+def judge(question: MathQuestion, reply: str, tolerance: float) -> dict:
+    """One results.jsonl row: the reply's last number against the solution's (kept as exact text in `gold`)."""
+    pred = last_number(reply)
+    return {"id": question.question_id, "question": question.question, "reply": reply,
+            "pred": None if pred is None else plain_number(pred), "gold": question.gold,
+            "correct": same_number(pred, last_number(question.gold), tolerance)}

@@ -1,0 +1,126 @@
+"""A majority vote over runs that answered the same questions, as a run of its own (`llmlab vote RUN...`).
+
+Shared by the vote kind, by eval with several adapters and by fine-tuning ensembles: one way to read
+answers from run folders, check that they answered the same questions, and vote.
+
+Runs must have answered the same questions (the same data, the same selection); a run without an
+answer for a question casts no vote there; a tie goes to the tied letter of the run with the
+highest accuracy (equal accuracy: the run given first), as core/scoring/vote.py defines.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.errors import UsageError
+from core.lifecycle import Job, RunContext, run_job
+from core.runs import CONFIG, RESULTS, SUMMARY, JsonlWriter, iter_jsonl, read_json
+
+
+@dataclass
+class VoteConfig:
+    runs: list = field(default_factory=list)   # run folders whose results.jsonl hold letter answers
+    out: str | None = None
+
+
+def question_key(row: dict) -> str:
+    """What makes two runs' rows the same question: a fine-tune test row's question_id, else index and prompt."""
+    if row.get("question_id"):
+        return str(row["question_id"])
+    return json.dumps([row.get("index"), row.get("prompt")], ensure_ascii=False)
+
+
+@dataclass
+class RunAnswers:
+    path: Path
+    rows: dict          # question key -> row
+    accuracy: float
+    data: str | None    # the data file's sha256 when the run recorded it
+
+
+def read_answers(path: str | Path) -> RunAnswers:
+    path = Path(path).expanduser()
+    config, summary = read_json(path / CONFIG), read_json(path / SUMMARY)
+    if config is None or not (path / RESULTS).is_file():
+        raise UsageError(f"{path} is not a run with results (config.json and results.jsonl); pass eval run folders")
+    rows = {question_key(r): r for r in iter_jsonl(path / RESULTS)}
+    if not rows:
+        raise UsageError(f"{path} has no answered questions in results.jsonl")
+    if not all("pred" in r and "gold" in r for r in rows.values()):
+        raise UsageError(f"{path}'s results have no answer letters (pred, gold) to vote with")
+    if (summary or {}).get("status") not in ("completed", None) and summary.get("n") != summary.get("total"):
+        raise UsageError(f"{path} is a {summary.get('status')} run that did not answer every question; resume it first")
+    accuracy = sum(bool(r["correct"]) for r in rows.values()) / len(rows)
+    return RunAnswers(path, rows, accuracy, ((config.get("settings") or {}).get("data_sha256")))
+
+
+class VoteJob(Job):
+    kind = "vote"
+
+    def prepare(self) -> None:
+        if len(self.config.runs) < 2:
+            raise UsageError("give at least two run folders to vote: llmlab vote RUN RUN [RUN ...]")
+        self.inputs = [read_answers(p) for p in self.config.runs]
+        first = self.inputs[0]
+        for other in self.inputs[1:]:
+            if first.data and other.data and first.data != other.data:
+                raise UsageError(f"{other.path} was run on other data than {first.path} (the data files differ); "
+                                 f"vote only over runs of the same questions")
+            differ = set(first.rows) ^ set(other.rows)
+            if differ:
+                raise UsageError(f"{other.path} answers other questions than {first.path} ({len(differ)} differ); "
+                                 f"vote only over runs of the same questions")
+
+    def config_record(self) -> dict:
+        return {**asdict(self.config), "runs": [str(r.path) for r in self.inputs]}
+
+    def start_fields(self) -> dict:
+        return {"total": len(self.inputs[0].rows), "voters": len(self.inputs)}
+
+    def run(self, ctx: RunContext) -> dict:
+        from core.scoring.vote import tally, vote
+
+        preds = [{k: r["pred"] for k, r in run.rows.items()} for run in self.inputs]
+        winners = vote(preds, [run.accuracy for run in self.inputs])
+        counts = tally(preds)
+        first, rows, ties = self.inputs[0], [], 0
+        with JsonlWriter(ctx.run_dir / RESULTS) as out:
+            for key, base in first.rows.items():
+                top = counts[key].most_common()
+                ties += len(top) > 1 and top[0][1] == top[1][1]
+                row = {"index": base.get("index"), "question_id": base.get("question_id"), "subject": base.get("subject"),
+                       "question": base.get("question"), "prompt": base.get("prompt"), "gold": base["gold"],
+                       "pred": winners[key], "correct": winners[key] == base["gold"], "votes": dict(counts[key]),
+                       "preds": [p[key] for p in preds], "output": "", "new_tokens": 0}
+                out.write(row)
+                rows.append(row)
+        ctx.emit("progress", done=len(rows), total=len(rows))
+        correct = sum(r["correct"] for r in rows)
+        return {"accuracy": correct / len(rows), "correct": correct, "n": len(rows), "total": len(rows), "ties": ties,
+                "runs": [{"run_dir": str(r.path), "accuracy": r.accuracy, "n": len(r.rows)} for r in self.inputs]}
+
+    def report(self, run_dir: Path, summary: dict) -> str:
+        s = summary
+        lines = [f"# Vote of {len(s.get('runs', []))} runs — {run_dir.name}", "", f"Status: **{s['status']}**", ""]
+        if "accuracy" in s:
+            lines += ["| run | accuracy |", "|---|---|"]
+            lines += [f"| {r['run_dir']} | {r['accuracy']:.1%} |" for r in s["runs"]]
+            lines += [f"| **vote** | **{s['accuracy']:.1%}** ({s['correct']}/{s['n']}, {s['ties']} ties) |", "",
+                      "Per question the most frequent answer letter; no answer casts no vote; a tie goes to the tied "
+                      "letter of the more accurate run (equal accuracy: the run given first).", ""]
+        return "\n".join(lines)
+
+    def end_fields(self, summary: dict) -> dict:
+        return {"accuracy": summary.get("accuracy"), "n": summary.get("n")}
+
+    def closing_line(self, summary: dict, run_dir: Path) -> str | None:
+        if "accuracy" not in summary:
+            return None
+        best = max(r["accuracy"] for r in summary["runs"])
+        return f"vote accuracy {summary['accuracy']:.1%} (best single run {best:.1%}); report: {run_dir / 'report.md'}"
+
+
+def run_vote(runs: list, out: str | None = None, log=print) -> dict:
+    return run_job(VoteJob(VoteConfig(runs=list(runs), out=out)), log=log)
