@@ -127,3 +127,24 @@ def set_rng_state(generator: torch.Generator, state: dict) -> None:
     generator.set_state(state["data"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
+
+
+def resume_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint a stopped run continues from: its newest complete one, checked; else one UsageError saying why not."""
+    from core.errors import UsageError
+    from core.runs import SUMMARY, read_json
+
+    run_dir = Path(run_dir)
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        if (read_json(run_dir / SUMMARY) or {}).get("status") == "completed":
+            raise UsageError(f"{run_dir} already completed, so there is nothing left to resume (and it keeps no complete "
+                             f"checkpoint to resume from); start a new run to train again")
+        raise UsageError(f"{run_dir} has no complete checkpoint to resume from; start a new run")
+    problem = checkpoint_problem(checkpoints[-1])
+    if problem:
+        older = (f"delete {checkpoints[-1]} to resume from {checkpoints[-2].name}" if len(checkpoints) > 1
+                 else "there is no older checkpoint; start a new run")
+        raise UsageError(f"checkpoint {checkpoints[-1].name} of {run_dir} is damaged ({problem}); {older}")
+    return checkpoints[-1]
+

@@ -53,11 +53,10 @@ def hw_command(as_json: bool) -> None:
 
 def _register_subcommands() -> None:
     """One subcommand per registered kind (core/kinds.py), plus the tools that are not runs; adds only new ones."""
-    from core.kinds import kinds, load
+    from core.commands import add_kind_commands
+    from core.kinds import load
 
-    for kind in kinds().values():
-        if kind.name not in cli.commands:
-            cli.add_command(load(kind.command), kind.name)
+    add_kind_commands(cli)
     for name, path in (("export", "core.export:export_command"), ("generate", "core.generate:generate_command"),
                        ("data", "core.preview:data_group")):
         if name not in cli.commands:

@@ -72,21 +72,6 @@ def distributed_options(command):
     return wrapper
 
 
-def run_for_exit_code(run, cfg) -> int:
-    """Run `run(cfg, log=...)` as a command: 0 completed, 128 + signal stopped, 1 failed.
-
-    On ranks other than 0 the run prints nothing and a stop is rank 0's to report.
-    """
-    from core.distributed import world
-
-    if not world().main:
-        return 1 if run(cfg, log=None)["status"] == "failed" else 0
-    summary = run(cfg, log=click.echo)
-    if summary["status"] == "stopped":
-        return 128 + int(summary.get("stop_signal") or signal.SIGINT)
-    return 0 if summary["status"] == "completed" else 1
-
-
 def check_request(processes: int, nodes: int, rendezvous: str | None) -> str:
     """What the ranks will compute on ("GPU"/"CPU"); UsageError when the machine cannot take the request."""
     if processes < 1 or nodes < 1:
@@ -230,7 +215,8 @@ def _signal_name(number: int) -> str:
 
 def _close_run(run_dir: Path, error: str, size: int) -> None:
     """Write the run's end when rank 0 could not (it was killed): summary.json, report.md, the end event."""
-    from core.runs import EVENTS, REPORT, SUMMARY, EventLog, read_json, write_json
+    from core.runlog import End, EventLog
+    from core.runs import EVENTS, REPORT, SUMMARY, read_json, write_json
 
     summary_path = run_dir / SUMMARY
     try:
@@ -242,10 +228,10 @@ def _close_run(run_dir: Path, error: str, size: int) -> None:
         write_json(summary_path, summary)
         (run_dir / REPORT).write_text(f"# {run_dir.name}\n\nStatus: **failed**: {error}\n", encoding="utf-8")
         events = EventLog(run_dir / EVENTS)
-        events.emit("end", status="failed", error=error, total_seconds=None)
+        events.emit(End(status="failed", error=error, total_seconds=None))
         events.close()
     except OSError:
         pass
 
 
-__all__ = ["distributed_options", "run_for_exit_code", "launch", "check_request", "worker_argv", "remember_argv", "RUN_DIR_FILE"]
+__all__ = ["distributed_options", "launch", "check_request", "worker_argv", "remember_argv", "RUN_DIR_FILE"]

@@ -30,7 +30,8 @@ from typing import Any, Callable
 
 from core import distributed
 from core.errors import DISK_FULL, OutOfMemory, UsageError
-from core.runs import CONFIG, ERROR, EVENTS, REPORT, SUMMARY, EventLog, create_run_dir, process_started, write_json
+from core.runlog import End, Event, EventLog, Log, Start
+from core.runs import CONFIG, ERROR, EVENTS, REPORT, SUMMARY, create_run_dir, process_started, write_json
 from core.signals import StopRequest
 
 
@@ -105,24 +106,31 @@ class RunContext:
     events: EventLog
     stop: StopRequest
     t0: float                                   # process start, on the monotonic clock
-    progress: Callable[[dict], None] | None = None
+    progress: Callable[[Event], None] | None = None
     external_stop: Callable[[], bool] | None = None
     log_line: Callable[[str], None] | None = None
+    on_step: Callable[[int, int], None] | None = None  # (step, total steps) after every training step, for a progress bar
     optimizations: list[str] = field(default_factory=list)
     main: bool = True                           # rank 0 (or the only process): the one that writes the run folder
     tracker: Any = None                         # --report-to: a view of the events in TensorBoard or wandb
 
-    def emit(self, type_: str, **fields: Any) -> None:
-        """One event into events.jsonl, and to the progress callback."""
-        self.events.emit(type_, **fields)
+    def emit(self, event: Event) -> None:
+        """One typed event into events.jsonl (core/runlog/events.py), to the tracker and to the progress callback."""
+        self.events.emit(event)
         if self.tracker is not None:
-            self.tracker.on_event(type_, fields)
+            self.tracker.on_event(event)
         if self.progress is not None:
-            self.progress({"type": type_, **fields})
+            self.progress(event)
 
     def log(self, message: str) -> None:
         """A `log` event (the app shows it; the CLI prints it when it follows events)."""
-        self.emit("log", message=message)
+        self.emit(Log(message=message))
+
+    def announce(self, line: str) -> None:
+        """A line for the person at the terminal that the run's log keeps too: a `log` event in events.jsonl (the app
+        shows it), printed once, on stdout like `say` (not also by the progress display, which prints `log` events)."""
+        self.events.emit(Log(message=line))
+        self.say(line)
 
     def say(self, line: str) -> None:
         """A line for the person at the terminal (the CLI's log callback), not an event."""
@@ -147,8 +155,9 @@ class RunContext:
         return time.monotonic() - self.t0
 
 
-def run_job(job: Job, progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-            log: Callable[[str], None] | None = None, stop: StopRequest | None = None) -> dict:
+def run_job(job: Job, progress: Callable[[Event], None] | None = None, should_stop: Callable[[], bool] | None = None,
+            log: Callable[[str], None] | None = None, stop: StopRequest | None = None,
+            on_step: Callable[[int, int], None] | None = None) -> dict:
     """Run `job` through the whole lifecycle and return its summary (also in summary.json).
 
     UsageError (bad input, out of memory at the smallest size) propagates as itself, after the
@@ -172,7 +181,7 @@ def run_job(job: Job, progress: Callable[[dict], None] | None = None, should_sto
         _tell_launcher(run_dir)
     events = EventLog(run_dir / EVENTS, t0=t0)
     ctx = RunContext(kind=job.kind, run_dir=run_dir, events=events, stop=stop or StopRequest(), t0=t0,
-                     progress=progress, external_stop=should_stop, log_line=log)
+                     progress=progress, external_stop=should_stop, log_line=log, on_step=on_step)
     if ctx.stop._on_signal is None:
         ctx.stop._on_signal = lambda signum: ctx.log(f"{_signal_words(signum)}: {job.stop_message} (Ctrl-C again to stop now)")
     summary: dict = {"kind": job.kind, "status": "failed", "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -185,7 +194,7 @@ def run_job(job: Job, progress: Callable[[dict], None] | None = None, should_sto
         if not job.resume:
             ctx.write_config(job.config_record())
         ranks = {"world_size": w.size, "pids": pids} if w.distributed else {}
-        ctx.emit("start", kind=job.kind, pid=os.getpid(), run_dir=str(run_dir), **ranks, **job.start_fields())
+        ctx.emit(Start(kind=job.kind, pid=os.getpid(), run_dir=str(run_dir), **ranks, **job.start_fields()))
         ctx.tracker = _open_tracker(job, run_dir)
         fields = job.run(ctx)
         status = fields.pop("status", None)  # a kind may judge completeness itself (every question answered)
@@ -236,13 +245,13 @@ def _close(job: Job, ctx: RunContext, summary: dict, failure: BaseException | No
         try:
             job.finish(ctx, summary)
         except Exception as exc:  # a chart must never hide the run's real outcome
-            ctx.emit("log", message=f"could not finish the run's files: {_first_line(exc)}")
+            ctx.log(f"could not finish the run's files: {_first_line(exc)}")
         _close_tracker(ctx)  # before the end event, so a tracker's complaint is logged inside the run
         summary["total_seconds"] = round(ctx.seconds(), 3)
         (ctx.run_dir / REPORT).write_text(job.report(ctx.run_dir, summary), encoding="utf-8")
         write_json(ctx.run_dir / SUMMARY, summary)
-        ctx.emit("end", status=summary["status"], error=summary.get("error"), total_seconds=summary["total_seconds"],
-                 **job.end_fields(summary))
+        ctx.emit(End(status=summary["status"], error=summary.get("error"), total_seconds=summary["total_seconds"],
+                     **job.end_fields(summary)))
         line = job.closing_line(summary, ctx.run_dir)
         if line:
             ctx.say(line)
@@ -326,7 +335,7 @@ def _run_peer(job: Job, run_dir: Path, t0: float, w, should_stop, stop) -> dict:
 class _SilentEvents:
     """The event log (and run files) of a rank that is not rank 0: rank 0 writes the run's files."""
 
-    def emit(self, type_: str, **fields) -> None:
+    def emit(self, event: Event) -> None:
         pass
 
     def write(self, obj: dict) -> None:

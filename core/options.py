@@ -20,7 +20,7 @@ _MISSING = dataclasses.MISSING
 def option(default: Any = _MISSING, help: str = "", *, choices: tuple[str, ...] = (), label: str | None = None,
            placeholder: str = "", flag: str | None = None, cli: bool = True, parse: Callable[[str], Any] | None = None,
            or_word: str | None = None, metavar: str | None = None, factory: Callable[[], Any] | None = None,
-           shown: str | None = None, cli_choices: bool = True, multiple: bool = False):
+           shown: str | None = None, cli_choices: bool = True, multiple: bool = False, positional: bool = False):
     """A config field with its option metadata.
 
     choices: the allowed values (a click Choice, a select in the app). label/placeholder: the app's
@@ -29,10 +29,12 @@ def option(default: Any = _MISSING, help: str = "", *, choices: tuple[str, ...] 
     or_word: a word accepted besides a number (batch size "auto"). shown: the default as --help shows it.
     cli_choices=False: the choices are the form's select only; the config's validate() checks the value.
     multiple: the option may be given several times (a list field, e.g. --adapter A --adapter B).
+    positional: a command-line argument instead of an option (with multiple: one or more, e.g. `vote RUN RUN`).
     """
     metadata = {"help": help, "choices": tuple(choices), "label": label, "placeholder": placeholder, "flag": flag,
                 "cli": cli, "parse": parse, "or_word": or_word, "metavar": metavar, "shown": shown,
-                "cli_choices": cli_choices, "multiple": multiple}
+                "cli_choices": cli_choices, "multiple": multiple,
+                "positional": positional}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -87,6 +89,9 @@ def click_options(config_cls, skip: tuple[str, ...] = ()):
 
 def _option_for(config_cls, f: dataclasses.Field):
     meta = f.metadata
+    if meta.get("positional"):
+        return click.argument(f.name, nargs=-1 if meta.get("multiple") else 1, required=True,
+                              metavar=meta.get("metavar") or f.name.upper())
     kind = field_type(config_cls, f.name)
     name = flag_name(f)
     shown = _shown_default(f, kind)
@@ -119,6 +124,15 @@ def given(config_cls, values: dict) -> dict:
     names = {f.name for f in fields_of(config_cls)}
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()
             if k in names and v is not None and v != ()}
+
+
+def config_from_record(config_cls, record: dict, out: str | None = None):
+    """A config rebuilt from a run's config.json (a resume): its own fields only, `out` set to the run folder."""
+    names = {f.name for f in fields_of(config_cls)}
+    config = config_cls(**{k: v for k, v in record.items() if k in names})
+    if out is not None:
+        config.out = out
+    return config
 
 
 def positive_int_or(word: str):

@@ -137,20 +137,6 @@ def process_started() -> float:
     return time.monotonic() - max(0.0, age)
 
 
-class EventLog(JsonlWriter):
-    """`events.jsonl`: typed events stamped with wall time and monotonic seconds since `t0`.
-
-    `t0` is a time.monotonic() reading (default: now), so `elapsed` never jumps with the wall clock.
-    """
-
-    def __init__(self, path: Path, t0: float | None = None):
-        super().__init__(path)
-        self.t0 = time.monotonic() if t0 is None else t0
-
-    def emit(self, type: str, **fields: Any) -> None:
-        self.write({"type": type, "time": round(time.time(), 3), "elapsed": round(time.monotonic() - self.t0, 3), **fields})
-
-
 def _check_writable(folder: Path) -> None:
     probe = folder / f".llmlab-write-test-{os.getpid()}"
     try:
@@ -219,53 +205,6 @@ def create_run_dir(kind: str, out: str | Path | None = None) -> Path:
         except OSError as exc:
             raise UsageError(f"cannot write to {path} ({exc.strerror}); pass --out to a writable folder") from None
     return path
-
-
-def running_pid(run_dir: Path) -> int | None:
-    """The pid of another live process still writing `run_dir`: its last `start` event has no `end` after it.
-
-    A job killed outright (SIGKILL, power loss) never writes `end`; its pid is then gone and
-    this returns None, so the run can be resumed.
-    """
-    pid = None
-    for event in iter_jsonl(Path(run_dir) / EVENTS):
-        if event.get("type") == "start":
-            pid = event.get("pid")
-        elif event.get("type") == "end":
-            pid = None
-    if not isinstance(pid, int) or pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:  # alive, but someone else's
-        return pid
-    return pid
-
-
-def load_run_config(run_dir: str | Path, kind: str) -> tuple[Path, dict]:
-    """The folder and config.json of a `kind` run that may be resumed, or one clear UsageError."""
-    from core.kinds import get
-
-    path = Path(run_dir).expanduser()
-    config = read_json(path / CONFIG)
-    wanted = get(kind)
-    noun = wanted.noun if wanted else kind
-    if config is None:
-        raise UsageError(f"{path} is not a run directory (no readable {CONFIG}); pass the folder of {noun}")
-    actual = config.get("kind")
-    if actual != kind:
-        other = get(actual)
-        if other is not None and other.resumable:
-            raise UsageError(f"{path} is {other.noun}, not {noun}; resume it with 'llmlab {actual} --resume {path}'")
-        if other is not None:
-            raise UsageError(f"{path} is {other.noun}, not {noun}")
-        raise UsageError(f"{path} is not {noun} (its {CONFIG} says kind {actual!r})")
-    pid = running_pid(path)
-    if pid is not None:
-        raise UsageError(f"{path} is still being written by process {pid}; stop that job first")
-    return path, config
 
 
 def resolve_run_name(name: str, root: Path | None = None) -> Path:

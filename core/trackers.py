@@ -73,10 +73,11 @@ class Tracker:
         self.tracker.store_init_configuration({k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))})
         self.failed: str | None = None
 
-    def on_event(self, type_: str, fields: dict) -> None:
+    def on_event(self, event) -> None:
+        fields = event.record()
         if self.failed or "step" not in fields:
             return
-        values = {f"{type_}/{k}": v for k, v in fields.items()
+        values = {f"{event.type}/{k}": v for k, v in fields.items()
                   if k not in _SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)}
         if not values:
             return

@@ -11,7 +11,9 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="eval", noun="an eval run", command="core.eval.cli:eval_command",
+    name="eval", noun="an eval run", config="core.eval.config:EvalConfig", job="core.eval.run:EvalJob",
+    runner="core.eval.multi:run_eval_command", demo="core.eval.config:demo_config",
+    demo_help="Offline demo: tiny random-weight Qwen2 on bundled Chinese questions.", processes=True,
     help="Evaluate a causal LM on MMMLU (default: Qwen2.5-0.5B, Chinese, moral_scenarios, first 100).",
     figures=("accuracy", "correct", "n", "mode", "model", "tokens_per_second", "generate_seconds", "total_seconds"),
     headline=headline, resumable=True, results=True,

@@ -68,6 +68,14 @@ class EvalConfig:
             raise UsageError(f"--threads must be at least 1 (got {self.threads})")
 
 
+def demo_config(**overrides) -> EvalConfig:
+    """The offline demo: a tiny random-weight Qwen2 on the bundled questions; it brings its own model and data."""
+    for name in ("model", "data", "locale"):
+        if name in overrides:
+            raise UsageError(f"--demo brings its own model and data; drop --{name}, or drop --demo")
+    return EvalConfig(demo=True, **overrides)
+
+
 def check_config(config: EvalConfig) -> None:
     """Kept for callers of the earlier API: the checks are EvalConfig.validate()."""
     config.validate()

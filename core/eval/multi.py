@@ -35,6 +35,26 @@ def _sub_out(parent: Path | None, name: str) -> str | None:
     return None if parent is None else str(parent / name)
 
 
+def run_eval_command(config: EvalConfig, resume: bool = False, progress=None, log=None, on_step=None) -> dict:
+    """`llmlab eval`: one run, or with several --adapter one run per adapter over one loaded base and their vote
+    (whose summary is returned)."""
+    from core.distributed import world
+    from core.eval.run import EvalJob
+    from core.lifecycle import run_job
+
+    if len(config.adapter) <= 1:
+        return run_job(EvalJob(config, resume=resume), progress=progress, log=log, on_step=on_step)
+    if world().distributed:
+        raise UsageError("several adapters are evaluated over one loaded base in one process; drop --processes, "
+                         "or evaluate each adapter in a run of its own")
+    say = log or (lambda line: None)
+    summaries, vote = run_eval_adapters(config, progress=progress, log=log)
+    for s in summaries:
+        say(f"{s['adapter']}: accuracy {s['accuracy']:.1%} ({s['correct']}/{s['n']}) -> {s['run_dir']}")
+    say(f"vote of {len(summaries)}: accuracy {vote['accuracy']:.1%} ({vote['correct']}/{vote['n']}) -> {vote['run_dir']}")
+    return vote
+
+
 def run_eval_adapters(config: EvalConfig, progress=None, log=print) -> tuple[list[dict], dict]:
     """(one summary per adapter, the vote's summary). Every adapter is checked before any folder is made."""
     from core.eval.run import EvalJob

@@ -13,7 +13,9 @@ from pathlib import Path
 from core.errors import UsageError
 from core.eval.config import EvalConfig
 from core.mmmlu import PROMPT_TEMPLATE
-from core.runs import iter_jsonl, load_run_config
+from core.options import config_from_record
+from core.runlog.reader import load_run_config
+from core.runs import iter_jsonl
 
 
 def resume_config(run_dir: str | Path) -> EvalConfig:
@@ -22,10 +24,7 @@ def resume_config(run_dir: str | Path) -> EvalConfig:
     if not config.get("settings_hash"):
         raise UsageError(f"{path} was written by an older llmlab that did not key its results, so it cannot be resumed; "
                          f"start a new run")
-    known = EvalConfig.__dataclass_fields__
-    cfg = EvalConfig(**{k: v for k, v in config.items() if k in known})
-    cfg.out = str(path)
-    return cfg
+    return config_from_record(EvalConfig, config, str(path))
 
 
 def digest(obj) -> str:

@@ -33,6 +33,7 @@ from core.eval.resume import (
 )
 from core.lifecycle import Job, RunContext, run_job
 from core.mmmlu import extract_answer, load_csv, select_questions
+from core.runlog import Progress, Resume
 from core.runs import CONFIG, RESULTS, JsonlWriter, read_json, write_jsonl
 
 
@@ -172,7 +173,7 @@ class EvalJob(Job):
     def run(self, ctx: RunContext) -> dict:
         config, questions = self.config, self.questions
         if self.resume:
-            ctx.emit("resume", reused=len(self.reused), remaining=len(questions) - len(self.reused), total=len(questions))
+            ctx.emit(Resume(reused=len(self.reused), remaining=len(questions) - len(self.reused), total=len(questions)))
         if config.demo:
             ctx.log(f"demo: {self.model_label}, data {self.data_path.name}")
         for note in self.notes:
@@ -227,8 +228,8 @@ class EvalJob(Job):
                 state.prompt_tokens += share["prompt_tokens"]
         if self.gen_start is not None:
             state.generate_seconds = time.perf_counter() - self.gen_start
-        ctx.emit("progress", done=len(self.rows), total=len(self.questions), batch_size=state.batch_size,
-                 tokens_per_s=None, correct=sum(r["correct"] for r in self.rows))
+        ctx.emit(Progress(done=len(self.rows), total=len(self.questions), batch_size=state.batch_size,
+                          correct=sum(r["correct"] for r in self.rows)))
 
     def _answer(self, ctx: RunContext, pending: list[int], results: JsonlWriter) -> None:
         """Answer the questions at `pending`, appending each one's row to results.jsonl as its row ends."""
@@ -293,9 +294,9 @@ class EvalJob(Job):
             state.scored_tokens += lengths[j]
             seconds = time.perf_counter() - gen_start
             rate = (stats.tokens if config.mode == "generate" else state.scored_tokens) / seconds if seconds > 0 else None
-            ctx.emit("progress", done=len(self.rows), total=len(self.questions),
-                     batch_size=stats.batch_sizes[-1] if stats.batch_sizes else state.batch_size,
-                     tokens_per_s=round(rate, 1) if rate else None, correct=sum(r["correct"] for r in self.rows))
+            ctx.emit(Progress(done=len(self.rows), total=len(self.questions),
+                              batch_size=stats.batch_sizes[-1] if stats.batch_sizes else state.batch_size,
+                              tokens_per_s=round(rate, 1) if rate else None, correct=sum(r["correct"] for r in self.rows)))
 
         try:
             if config.mode == "generate":
@@ -350,6 +351,24 @@ class EvalJob(Job):
 
     def end_fields(self, summary: dict) -> dict:
         return {"accuracy": summary["accuracy"], "n": summary["n"]}
+
+    def closing_line(self, summary: dict, run_dir: Path) -> str | None:
+        """Accuracy, time, speed and the answer distribution, as the terminal shows them at the end."""
+        s = summary
+        if "accuracy" not in s:
+            return None
+        acc = "-" if s["accuracy"] is None else f"{s['accuracy']:.1%}"
+        demo = " [DEMO: random weights, meaningless]" if s.get("demo") else ""
+        phase = "generate" if s["mode"] == "generate" else "score"
+        timing = (f"time {s['total_seconds']:.1f} s (load {s['load_seconds'] or 0:.1f} s, {phase} "
+                  f"{s['generate_seconds'] or 0:.1f} s")
+        if s["tokens_per_second"] is not None and s["tokens_generated"]:
+            tokens = s["tokens_this_run"] if s.get("reused_rows") else s["tokens_generated"]
+            timing += f", {tokens} {'new ' if s.get('reused_rows') else ''}tokens at {s['tokens_per_second']:.0f} tokens/s"
+        answers = ", ".join(f"{k} {v}" for k, v in s["answer_counts"].items())
+        return "\n".join([f"accuracy {acc} ({s['correct']}/{s['n']}, mode {s['mode']}){demo}",
+                          timing + f"; batch {s['batch_size']}, {s['dtype']})", f"answers: {answers}",
+                          f"report: {run_dir}/report.md"])
 
 
 def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,

@@ -13,7 +13,9 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="finetune", noun="a fine-tuning run", command="core.finetune.cli:finetune_command",
+    name="finetune", noun="a fine-tuning run", config="core.finetune.config:FinetuneConfig",
+    job="core.finetune.run:FinetuneJob", demo="core.finetune.config:demo_config",
+    demo_help="Offline demo: the bundled exam CSV and a tiny random model (~1 min on 2 cores).", processes=True,
     help="LoRA-tune a model on an A-D exam with leak-free splits and before/after accuracy.",
     figures=("test_accuracy_before", "test_accuracy_after", "trainable_params", "trainable_ratio", "best_val_loss",
              "best_epoch", "train_loss", "steps", "train_seconds", "total_seconds"),

@@ -19,6 +19,7 @@ from core.finetune import data as fdata
 from core.finetune.config import FinetuneConfig
 from core.finetune.templates import template_for
 from core.lifecycle import Job, RunContext, run_job
+from core.runlog import Lora, Plan, Progress
 from core.runs import EVENTS, REPORT, RESULTS, JsonlWriter, iter_jsonl
 
 ADAPTER = "adapter"
@@ -26,28 +27,22 @@ RESULTS_BEFORE = "results_before.jsonl"
 
 
 def resume_config(run_dir: str | Path) -> tuple[FinetuneConfig, Path]:
-    from core.checkpoints import checkpoint_problem, list_checkpoints
-    from core.runs import load_run_config
+    """The config of a fine-tuning run to resume and its newest complete checkpoint."""
+    from core.checkpoints import resume_checkpoint
+    from core.options import config_from_record
+    from core.runlog.reader import load_run_config
 
     path, config = load_run_config(run_dir, "finetune")
-    checkpoints = list_checkpoints(path)
-    if not checkpoints:
-        raise UsageError(f"{path} has no complete checkpoint to resume from; start a new run")
-    problem = checkpoint_problem(checkpoints[-1])
-    if problem:
-        raise UsageError(f"checkpoint {checkpoints[-1].name} of {path} is damaged ({problem}); start a new run")
-    known = FinetuneConfig.__dataclass_fields__
-    cfg = FinetuneConfig(**{k: v for k, v in config.items() if k in known})
-    cfg.out = str(path)
-    return cfg, checkpoints[-1]
+    return config_from_record(FinetuneConfig, config, str(path)), resume_checkpoint(path)
 
 
 class FinetuneJob(Job):
     kind = "finetune"
     stop_message = "finishing the current step, then saving a checkpoint (llmlab finetune --resume continues)"
 
-    def __init__(self, config: FinetuneConfig, resume_from: Path | None = None) -> None:
-        super().__init__(config, resume=resume_from is not None)
+    def __init__(self, config: FinetuneConfig, resume_from: Path | None = None, resume: bool = False) -> None:
+        """`resume`: config.out is a stopped run to continue from its newest checkpoint (or from `resume_from`)."""
+        super().__init__(config, resume=resume or resume_from is not None)
         self.resume_from = resume_from
         self.before: list[dict] = []
         self.after: list[dict] = []
@@ -61,6 +56,10 @@ class FinetuneJob(Job):
 
         cfg = self.config
         cfg.validate()
+        if self.resume and self.resume_from is None:
+            from core.checkpoints import resume_checkpoint
+
+            self.resume_from = resume_checkpoint(Path(cfg.out))
         questions, self.source = fdata.load_questions(cfg.data)
         if cfg.split_by == "subject":
             self.splits = fdata.split_by_subject(questions, cfg.val_fraction, cfg.test_fraction, cfg.seed)
@@ -151,7 +150,7 @@ class FinetuneJob(Job):
 
         model, counts = add_lora(model, cfg.rank, cfg.alpha, cfg.dropout, cfg.targets, cfg.seed)
         self.fields.update(counts)
-        ctx.emit("lora", **counts)
+        ctx.emit(Lora(**counts))
         ctx.log(f"LoRA r={cfg.rank} alpha={cfg.alpha} on {counts['target_modules']}: {counts['trainable_params']:,} "
                 f"trainable of {counts['total_params']:,} ({counts['trainable_ratio']:.5%})")
         if cfg.gradient_checkpointing:
@@ -226,9 +225,9 @@ class FinetuneJob(Job):
         bf16 = device == "cuda" and next(model.parameters()).dtype == torch.bfloat16
         autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
         steps_per_epoch = -(-len(self.train_examples) // cfg.batch_size)
-        ctx.emit("plan", total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
-                 examples=len(self.train_examples), n_params=self.fields["total_params"],
-                 trainable_params=self.fields["trainable_params"])
+        ctx.emit(Plan(total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
+                      examples=len(self.train_examples), n_params=self.fields["total_params"],
+                      trainable_params=self.fields["trainable_params"]))
         result = train_adapter(model, self.train_examples, self.val_examples, cfg, pad_id=self.tokenizer.pad_token_id,
                                emit=ctx.emit, should_stop=ctx.should_stop, on_best=on_best, run_dir=ctx.run_dir,
                                resume_from=self.resume_from, autocast=autocast)
@@ -290,7 +289,7 @@ class FinetuneJob(Job):
                        "output": generation.text, "new_tokens": generation.new_tokens}
                 out.write(row)
                 answered.append(row)
-                ctx.emit("progress", done=len(answered), total=len(rows), phase=which)
+                ctx.emit(Progress(done=len(answered), total=len(rows), phase=which))
 
             was_training = model.training
             model.eval()

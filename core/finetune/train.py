@@ -24,6 +24,7 @@ from core.distributed import all_sum, any_rank, world
 from core.errors import OutOfMemory, UsageError
 from core.memory import OOM_ERRORS, HalvingSize
 from core.optim import adamw, make_scheduler
+from core.runlog import Checkpoint, EvalLoss, Log, Loss, MicroBatchHalved, Resume
 
 
 @dataclass
@@ -212,7 +213,7 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
         result.train_losses, result.val_losses = state["train_losses"], state["val_losses"]
         result.best_val, result.best_step, result.best_epoch = state["best_val"], state["best_step"], state["best_epoch"]
         since_best = state["since_best"]
-        emit("resume", step=step, epoch=first_epoch, checkpoint=str(resume_from))
+        emit(Resume(step=step, epoch=first_epoch, checkpoint=str(resume_from)))
 
     def checkpoint(epoch: int, next_index: int) -> None:
         state = {"step": step, "epoch": epoch, "next_index": next_index, "order": order.tolist() if order is not None else [],
@@ -220,7 +221,7 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
                  "best_step": result.best_step, "best_epoch": result.best_epoch, "since_best": since_best,
                  "eval_losses": [v for _, _, v in result.val_losses], "rng": rng_state(generator)}
         result.checkpoint = str(save_checkpoint(run_dir, get_peft_model_state_dict(model), optimizer, scheduler, state))
-        emit("checkpoint", step=step, path=result.checkpoint)
+        emit(Checkpoint(step=step, path=result.checkpoint))
 
     def validate(epoch_position: float) -> bool:
         """Val loss now; True when it stopped improving for cfg.early_stop checks in a row."""
@@ -229,7 +230,7 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
         if loss is None:
             return False
         result.val_losses.append((step, round(epoch_position, 3), loss))
-        emit("eval", step=step, epoch=round(epoch_position, 3), eval_loss=round(loss, 5))
+        emit(EvalLoss(step=step, epoch=round(epoch_position, 3), eval_loss=round(loss, 5)))
         if result.best_val is None or loss < result.best_val:
             result.best_val, result.best_step, result.best_epoch, since_best = loss, step, round(epoch_position, 3), 0
             on_best()
@@ -262,7 +263,7 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
                 optimizer.zero_grad(set_to_none=True)
                 micro.halve()
                 result.oom_retries += 1
-                emit("oom", step=step + 1, micro_batch_size=micro.size)
+                emit(MicroBatchHalved(step=step + 1, micro_batch_size=micro.size))
                 continue  # the same batch again, in smaller pieces
             loss_sum += batch_loss
             if cfg.grad_clip > 0:
@@ -281,8 +282,8 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
                 mean = float(loss_sum) / n_logged  # note: the host sync, every 5 steps
                 result.train_losses.append((step, round(mean, 5)))
                 result.tokens_trained += tokens_since
-                emit("loss", step=step, epoch=epoch, loss=round(mean, 5), lr=scheduler.get_last_lr()[0],
-                     tokens_per_s=round(tokens_since / max(now - t_log, 1e-9), 1), total_steps=total_steps)
+                emit(Loss(step=step, epoch=epoch, loss=round(mean, 5), lr=scheduler.get_last_lr()[0],
+                          tokens_per_s=round(tokens_since / max(now - t_log, 1e-9), 1), total_steps=total_steps))
                 loss_sum.zero_()
                 n_logged, tokens_since, t_log = 0, 0, now
             if cfg.eval_every and step % cfg.eval_every == 0 and i < steps_per_epoch:
@@ -298,8 +299,8 @@ def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_i
         if not result.stopped_early:
             result.stopped_early = validate(float(epoch))
         if result.stopped_early:
-            emit("log", message=f"early stop: the val loss did not improve for {cfg.early_stop} checks "
-                                f"(best {result.best_val:.4f} at step {result.best_step})")
+            emit(Log(message=f"early stop: the val loss did not improve for {cfg.early_stop} checks "
+                             f"(best {result.best_val:.4f} at step {result.best_step})"))
             break
         t_log = time.perf_counter()
     result.train_seconds = time.perf_counter() - t_start

@@ -11,7 +11,9 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="math", noun="a math run", command="core.math.cli:math_command",
+    name="math", noun="a math run", config="core.math.config:MathConfig", job="core.math.run:MathJob",
+    demo="core.math.config:demo_config", demo_help="Offline demo: bundled math questions and the tiny demo model.",
+    processes=True,
     help="Math accuracy by numeric value (last number), with the contest score for an adapter.",
     figures=("accuracy", "correct", "n", "score", "trainable_ratio", "model", "generate_seconds", "total_seconds"),
     headline=headline, results=True,

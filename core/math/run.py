@@ -14,6 +14,7 @@ from core.errors import UsageError
 from core.lifecycle import Job, RunContext, run_job
 from core.math.config import MathConfig
 from core.qa.math import MathQuestion, contest_score, judge, load_math
+from core.runlog import Progress
 from core.runs import RESULTS
 
 
@@ -61,7 +62,7 @@ class MathJob(Job):
             def keep(row: dict) -> None:
                 out.write(row)
                 rows.append(row)
-                ctx.emit("progress", done=len(rows), total=len(self.questions), correct=sum(r["correct"] for r in rows))
+                ctx.emit(Progress(done=len(rows), total=len(self.questions), correct=sum(r["correct"] for r in rows)))
 
             if self.replies is not None:
                 for q in self.questions:

@@ -13,7 +13,11 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="pretrain", noun="a pretraining run", command="core.pretrain.cli:pretrain_command",
+    name="pretrain", noun="a pretraining run", config="core.pretrain.config:PretrainConfig",
+    job="core.pretrain.run:PretrainJob", demo="core.pretrain.config:demo_config", demo_choices=("en", "zh"),
+    demo_help="Offline demo: 'en' (the default) a BookCorpus-shaped sample with GPT-2's BPE; 'zh' a Chinese sample "
+              "with its own byte-level BPE and generation samples (~1 min on 2 cores).",
+    processes=True,
     help="Pretrain GPT-2 from scratch (seed task: first 10,000 BookCorpus rows, 3 epochs).",
     figures=("final_loss", "eval_loss", "steps", "epochs", "rows", "n_params", "tokens_per_epoch", "train_seconds",
              "total_seconds"),

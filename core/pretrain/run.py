@@ -15,6 +15,7 @@ from core.errors import UsageError
 from core.hardware import peak_bf16_flops, snapshot
 from core.lifecycle import Job, RunContext, run_job
 from core.pretrain.config import PretrainConfig
+from core.runlog import Phase, Plan, Sample
 from core.runs import EVENTS, REPORT
 from core.signals import StopRequest
 
@@ -59,23 +60,12 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict, corpu
 
 def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
     """The config of a pretraining run to resume and its newest complete checkpoint."""
-    from core.checkpoints import checkpoint_problem, list_checkpoints
-    from core.runs import load_run_config
+    from core.checkpoints import resume_checkpoint
+    from core.options import config_from_record
+    from core.runlog.reader import load_run_config
 
     path, config = load_run_config(run_dir, "pretrain")
-    checkpoints = list_checkpoints(path)
-    if not checkpoints:
-        raise UsageError(f"{path} has no complete checkpoint to resume from; start a new run")
-    problem = checkpoint_problem(checkpoints[-1])
-    if problem:
-        older = (f"delete {checkpoints[-1]} to resume from {checkpoints[-2].name}" if len(checkpoints) > 1
-                 else "there is no older checkpoint; start a new run")
-        raise UsageError(f"checkpoint {checkpoints[-1].name} of {path} is damaged ({problem}); {older}")
-    config.pop("kind", None)
-    known = PretrainConfig.__dataclass_fields__
-    cfg = PretrainConfig(**{k: v for k, v in config.items() if k in known})
-    cfg.out = str(path)
-    return cfg, checkpoints[-1]
+    return config_from_record(PretrainConfig, config, str(path)), resume_checkpoint(path)
 
 
 class PretrainJob(Job):
@@ -83,9 +73,10 @@ class PretrainJob(Job):
     stop_message = "finishing the current step, then saving a checkpoint and the model"
     interrupted_twice = "interrupted twice; stopped without saving the model"
 
-    def __init__(self, config: PretrainConfig, resume_from: Path | None = None,
+    def __init__(self, config: PretrainConfig, resume_from: Path | None = None, resume: bool = False,
                  on_step: Callable[[int, int], None] | None = None, build_model: Callable | None = None) -> None:
-        super().__init__(config, resume=resume_from is not None)
+        """`resume`: config.out is a stopped run to continue from its newest checkpoint (or from `resume_from`)."""
+        super().__init__(config, resume=resume or resume_from is not None)
         self.resume_from = resume_from
         self.on_step = on_step
         self.build_model = build_model
@@ -100,6 +91,10 @@ class PretrainJob(Job):
 
         cfg = self.config
         cfg.validate()
+        if self.resume and self.resume_from is None:
+            from core.checkpoints import resume_checkpoint
+
+            self.resume_from = resume_checkpoint(Path(cfg.out))
         hf_logging.disable_progress_bar()  # our own bar is the one progress display
         t = time.perf_counter()
         corpus, self.trained = None, None
@@ -166,11 +161,10 @@ class PretrainJob(Job):
 
     def run(self, ctx: RunContext) -> dict:
         tokens, cache_hit = self.tokens, self.cache_state == "hit"
-        ctx.emit("phase", name="data", seconds=round(self.phases["data"], 3))
-        ctx.emit("phase", name="tokenize", seconds=round(self.phases["tokenize"], 3), cache_hit=cache_hit)
+        ctx.emit(Phase(name="data", seconds=round(self.phases["data"], 3)))
+        ctx.emit(Phase(name="tokenize", seconds=round(self.phases["tokenize"], 3), cache_hit=cache_hit))
         for note in self.notes:
             ctx.log(note)
-        ctx.say(f"run directory: {ctx.run_dir}")
         ctx.say(f"data: {tokens.source}; {tokens.n_train_rows} training rows, {len(tokens.train_ids):,} tokens"
                      + (" (token cache hit)" if cache_hit else ""))
         if self.trained is not None and ctx.main:
@@ -182,8 +176,7 @@ class PretrainJob(Job):
                     f"{ours['tokens_per_char']} tokens per character on held-out rows" +
                     "".join(f", {name} {c['tokens_per_char']}" for name, c in self.trained["compression"].items()
                             if name != "llmlab BPE (this run)"))
-            ctx.log(line)
-            ctx.say(line)
+            ctx.announce(line)
         fields = {"demo": self.config.demo, "tokenizer": self.tok_source, **self._train(ctx)}
         if self.trained is not None:
             fields["tokenizer_compression"] = self.trained["compression"]
@@ -202,10 +195,10 @@ class PretrainJob(Job):
         model = (self.build_model or build_gpt2)(cfg, vocab_size=len(tok), eos_token_id=tok.eos_token_id)
         n_params = sum(p.numel() for p in model.parameters())
         phases["model_init"] = time.perf_counter() - t
-        ctx.emit("phase", name="model_init", seconds=round(phases["model_init"], 3))
+        ctx.emit(Phase(name="model_init", seconds=round(phases["model_init"], 3)))
         steps_per_epoch = count_steps_per_epoch(train_blocks[0].shape[0], cfg.batch_size)
-        ctx.emit("plan", total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
-                 blocks=train_blocks[0].shape[0], tokens_per_epoch=len(tokens.train_ids), n_params=n_params)
+        ctx.emit(Plan(total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
+                      blocks=train_blocks[0].shape[0], tokens_per_epoch=len(tokens.train_ids), n_params=n_params))
         ctx.say(f"model: GPT-2 {cfg.model_size}, {n_params / 1e6:.1f} M parameters; "
                      f"{steps_per_epoch * cfg.epochs} steps of {cfg.batch_size}×{cfg.block_size} tokens")
 
@@ -215,21 +208,20 @@ class PretrainJob(Job):
             from core.pretrain.samples import draw_samples, why_degenerate
 
             for sample in draw_samples(model, tok, self.prompts, cfg.sample_tokens, step, cfg.seed):
-                ctx.emit("sample", **sample)
+                ctx.emit(Sample(**sample))
                 self.samples.append(sample)
                 if sample["degenerate"]:  # an event for the app and a line at the terminal
                     warning = (f"degenerate sample at step {step} ({sample['mode']}, {why_degenerate(sample)}): "
                                f"{sample['prompt']}{sample['text'][:40]}")
-                    ctx.log(warning)
-                    ctx.say(warning)
+                    ctx.announce(warning)
 
-        result = train(model, train_blocks, eval_blocks, cfg, ctx.emit, should_stop=ctx.should_stop, on_step=self.on_step,
-                       run_dir=ctx.run_dir, resume_from=self.resume_from,
+        result = train(model, train_blocks, eval_blocks, cfg, ctx.emit, should_stop=ctx.should_stop,
+                       on_step=self.on_step or ctx.on_step, run_dir=ctx.run_dir, resume_from=self.resume_from,
                        sampler=sampler if cfg.sample_tokens and ctx.main else None)
         if result.compile_seconds is not None:
             phases["compile"] = result.compile_seconds
         phases["train"] = result.train_seconds
-        ctx.emit("phase", name="train", seconds=round(result.train_seconds, 3))
+        ctx.emit(Phase(name="train", seconds=round(result.train_seconds, 3)))
         ctx.optimizations = result.optimizations[:1] + \
             ([CACHE_OPTIMIZATION[self.cache_state]] if self.cache_state in CACHE_OPTIMIZATION else []) + result.optimizations[1:]
 
@@ -239,7 +231,7 @@ class PretrainJob(Job):
         model.save_pretrained(ctx.run_dir / "model")  # safetensors
         tok.save_pretrained(ctx.run_dir / "model")
         phases["save"] = time.perf_counter() - t
-        ctx.emit("phase", name="save", seconds=round(phases["save"], 3))
+        ctx.emit(Phase(name="save", seconds=round(phases["save"], 3)))
 
         hw = snapshot()
         # Only the tokens this process trained on: after a resume, train_seconds covers just this process too.
@@ -287,7 +279,12 @@ class PretrainJob(Job):
         return render_report(run_dir, summary)
 
     def closing_line(self, summary: dict, run_dir: Path) -> str:
-        return f"{summary['status']} in {summary['total_seconds']:.1f} s; report: {run_dir / REPORT}"
+        line = f"{summary['status']} in {summary['total_seconds']:.1f} s; report: {run_dir / REPORT}"
+        if summary["status"] != "completed" or summary.get("final_loss") is None:
+            return line
+        eval_loss = "-" if summary.get("eval_loss") is None else format(summary["eval_loss"], ".4f")
+        return (f"final loss {summary['final_loss']:.4f}; eval loss {eval_loss}; total {summary['total_seconds']:.1f} s "
+                f"(train {summary['train_seconds']:.1f} s)\n{line}")
 
 
 def run_pretrain(cfg: PretrainConfig, on_step: Callable[[int, int], None] | None = None,

@@ -20,6 +20,7 @@ from core.memory import HalvingSize
 from core.optim import adamw, make_scheduler
 from core.pretrain.config import PretrainConfig
 from core.pretrain.model import CAUSAL_ATTENTION, use_causal_attention
+from core.runlog import Resume
 
 
 def count_steps_per_epoch(n_blocks: int, batch_size: int) -> int:
@@ -269,5 +270,5 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callabl
         session.start = {"step": state["step"], "epoch": state["epoch"], "next_index": state["next_index"],
                          "order": torch.tensor(state["order"], device=device), "eval_losses": state["eval_losses"],
                          "best_eval": state.get("best_eval"), "since_best": state.get("since_best", 0)}
-        emit("resume", step=state["step"], epoch=state["epoch"], checkpoint=str(resume_from))
+        emit(Resume(step=state["step"], epoch=state["epoch"], checkpoint=str(resume_from)))
     return session

@@ -33,6 +33,7 @@ from core.memory import OOM_ERRORS, HalvingSize
 from core.pretrain.config import PretrainConfig
 from core.pretrain.model import restore_attention
 from core.pretrain.session import Session, checkpoint_weights, count_steps_per_epoch, prepare  # noqa: F401 (the API)
+from core.runlog import Checkpoint, EvalLoss, Heartbeat, Log, Loss, MicroBatchHalved, Phase
 from core.runs import SAMPLE_REQUEST
 
 
@@ -112,7 +113,7 @@ def _compile_warmup(s: Session, emit) -> float:
     if s.cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t
-    emit("phase", name="compile", seconds=round(seconds, 3))
+    emit(Phase(name="compile", seconds=round(seconds, 3)))
     return seconds
 
 
@@ -150,7 +151,7 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
             result.eval_history.append((step, round(epoch_position, 3), loss))
             if epoch_end:
                 result.eval_losses.append(loss)
-            emit("eval", epoch=round(epoch_position, 3), step=step, eval_loss=round(loss, 5))
+            emit(EvalLoss(epoch=round(epoch_position, 3), step=step, eval_loss=round(loss, 5)))
             if best["loss"] is None or loss < best["loss"]:
                 best.update(loss=loss, since=0)
             else:
@@ -164,7 +165,7 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
                  "eval_losses": result.eval_losses, "rng": rng_state(s.generator), "best_eval": best["loss"],
                  "since_best": best["since"]}
         result.checkpoint = str(save_checkpoint(run_dir, checkpoint_weights(s.model), s.optimizer, s.scheduler, state))
-        emit("checkpoint", step=step, path=result.checkpoint)
+        emit(Checkpoint(step=step, path=result.checkpoint))
 
     # Device-side counters, read back only at log steps.
     zeros = lambda dtype=torch.float32: torch.zeros((), dtype=dtype, device=s.device)  # noqa: E731
@@ -189,8 +190,8 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
                 s.optimizer.zero_grad(set_to_none=True)
                 s.micro.halve()
                 result.oom_retries += 1
-                emit("oom", step=step + 1, micro_batch_size=s.micro.size,
-                     accumulation=math.ceil(cfg.batch_size / s.micro.size))
+                emit(MicroBatchHalved(step=step + 1, micro_batch_size=s.micro.size,
+                                 accumulation=math.ceil(cfg.batch_size / s.micro.size)))
                 continue  # the same batch again, in smaller pieces
             step, i = step + 1, i + 1
             loss_sum += torch.where(finite, loss, 0.0)
@@ -214,13 +215,13 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
                 result.nonfinite_steps = int(nbad)
                 result.tokens_trained += int(ntok)
                 if finite_count:
-                    emit("loss", step=step, epoch=epoch, loss=round(mean_loss, 5), lr=s.scheduler.get_last_lr()[0],
-                         tokens_per_s=round(ntok / max(now - t_log, 1e-9), 1))
+                    emit(Loss(step=step, epoch=epoch, loss=round(mean_loss, 5), lr=s.scheduler.get_last_lr()[0],
+                              tokens_per_s=round(ntok / max(now - t_log, 1e-9), 1)))
                     result.final_loss = mean_loss
                 if worst_run >= cfg.max_nonfinite:
                     result.error = (f"the loss was not finite for {int(worst_run)} steps in a row (step {step}); "
                                     f"lower --lr or check the data; the last good checkpoint is kept")
-                    emit("log", message=result.error)
+                    emit(Log(message=result.error))
                 loss_sum.zero_(), n_finite.zero_(), tokens_since.zero_(), bad_run_max.copy_(bad_run)
                 if sampler is not None and run_dir is not None and s.main and (run_dir / SAMPLE_REQUEST).exists():
                     (run_dir / SAMPLE_REQUEST).unlink(missing_ok=True)  # asked for from the app
@@ -232,7 +233,7 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
                 if result.stopped_early:
                     break
             if time.perf_counter() - last_heartbeat > 5:
-                emit("heartbeat", step=step)
+                emit(Heartbeat(step=step))
                 last_heartbeat = time.perf_counter()
             due = (cfg.save_every and step % cfg.save_every == 0) or \
                   (cfg.save_minutes and time.perf_counter() - last_save > 60 * cfg.save_minutes)
@@ -245,8 +246,8 @@ def _loop(s: Session, result: TrainResult, emit, should_stop, on_step, run_dir, 
         result.epochs_done = epoch if not result.stopped_early else epoch - 1
         if result.stopped_early or check(float(epoch), epoch_end=True):
             result.stopped_early = True
-            emit("log", message=f"early stop after step {step}: the held-out loss did not improve for {cfg.early_stop} "
-                                f"checks (best {best['loss']:.4f})")
+            emit(Log(message=f"early stop after step {step}: the held-out loss did not improve for {cfg.early_stop} "
+                             f"checks (best {best['loss']:.4f})"))
             break
         t_log = time.perf_counter()  # the next interval's tokens/s measures training, not this evaluation
     finished = not (result.stopped or result.error)

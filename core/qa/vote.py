@@ -11,18 +11,25 @@ highest accuracy (equal accuracy: the run given first), as core/scoring/vote.py 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.errors import UsageError
 from core.lifecycle import Job, RunContext, run_job
+from core.options import option
+from core.runlog import Progress
 from core.runs import CONFIG, RESULTS, SUMMARY, JsonlWriter, iter_jsonl, read_json
 
 
 @dataclass
 class VoteConfig:
-    runs: list = field(default_factory=list)   # run folders whose results.jsonl hold letter answers
-    out: str | None = None
+    runs: list = option(factory=list, help="Run folders whose results.jsonl hold letter answers.", positional=True,
+                        multiple=True, metavar="RUN...")
+    out: str | None = option(None, "New run folder.", shown="runs/<timestamp>-vote", metavar="PATH")
+
+    def validate(self) -> None:
+        if len(self.runs) < 2:
+            raise UsageError("give at least two run folders to vote: llmlab vote RUN RUN [RUN ...]")
 
 
 def question_key(row: dict) -> str:
@@ -60,8 +67,7 @@ class VoteJob(Job):
     kind = "vote"
 
     def prepare(self) -> None:
-        if len(self.config.runs) < 2:
-            raise UsageError("give at least two run folders to vote: llmlab vote RUN RUN [RUN ...]")
+        self.config.validate()
         self.inputs = [read_answers(p) for p in self.config.runs]
         first = self.inputs[0]
         for other in self.inputs[1:]:
@@ -96,7 +102,7 @@ class VoteJob(Job):
                        "preds": [p[key] for p in preds], "output": "", "new_tokens": 0}
                 out.write(row)
                 rows.append(row)
-        ctx.emit("progress", done=len(rows), total=len(rows))
+        ctx.emit(Progress(done=len(rows), total=len(rows)))
         correct = sum(r["correct"] for r in rows)
         return {"accuracy": correct / len(rows), "correct": correct, "n": len(rows), "total": len(rows), "ties": ties,
                 "runs": [{"run_dir": str(r.path), "accuracy": r.accuracy, "n": len(r.rows)} for r in self.inputs]}

@@ -12,7 +12,9 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="squad", noun="a SQuAD run", command="core.squad.cli:squad_command",
+    name="squad", noun="a SQuAD run", config="core.squad.config:SquadConfig", job="core.squad.run:SquadJob",
+    demo="core.squad.config:demo_config", demo_help="Offline demo: bundled SQuAD-shaped questions and the tiny demo model.",
+    processes=True,
     help="SQuAD v1.1 EM/F1 of a model (+ adapter), or of a predictions file; --baseline for retention.",
     figures=("exact_match", "f1", "n", "retention", "model", "generate_seconds", "total_seconds"),
     headline=headline, results=True,

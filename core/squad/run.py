@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.errors import UsageError
 from core.lifecycle import Job, RunContext, run_job
+from core.runlog import Progress
 from core.runs import RESULTS, JsonlWriter
 from core.squad.config import SquadConfig
 
@@ -62,7 +63,7 @@ class SquadJob(Job):
             with JsonlWriter(ctx.run_dir / RESULTS) as out:
                 for row in result["rows"]:
                     out.write(row)
-            ctx.emit("progress", done=result["n"], total=len(self.examples))
+            ctx.emit(Progress(done=result["n"], total=len(self.examples)))
             return {"mode": "predictions", "predictions": cfg.predictions, **_scores(result)}
         from core.lm.choice import load_for_generation
         from core.qa.squad import retention
@@ -97,7 +98,7 @@ class SquadJob(Job):
             def on_row(row):
                 out.write(row)
                 done.append(row)
-                ctx.emit("progress", done=len(done), total=len(self.examples), phase=phase)
+                ctx.emit(Progress(done=len(done), total=len(self.examples), phase=phase))
 
             return answer_squad(loaded, self.examples, cfg.prompt, cfg.max_new_tokens, cfg.batch_size, on_row=on_row,
                                 should_stop=ctx.should_stop, log=ctx.log)

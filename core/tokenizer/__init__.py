@@ -13,7 +13,10 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="tokenizer", noun="a tokenizer run", command="core.tokenizer.cli:tokenizer_group",
+    name="tokenizer", noun="a tokenizer run", config="core.tokenizer.config:TokenizerConfig",
+    job="core.tokenizer.run:TokenizerJob", demo="core.tokenizer.config:demo_config",
+    demo_help="Offline demo: the bundled Chinese corpus of our own, a 4,000-token vocabulary.",
+    group="tokenizer", group_help="Train a tokenizer and measure how well it compresses held-out text.", command="train",
     help="Train a byte-level BPE and measure its compression against GPT-2's.",
     figures=("vocab_size", "rows", "train_seconds", "chars_per_second", "round_trip_failures", "total_seconds"),
     headline=headline,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.errors import UsageError
 from core.lifecycle import Job, RunContext, run_job
+from core.runlog import Phase
 from core.tokenizer.config import TokenizerConfig
 
 EXAMPLES_SHOWN = 3
@@ -43,11 +44,11 @@ class TokenizerJob(Job):
         for note in self.notes:
             ctx.log(note)
         chars = sum(len(r) for r in corpus.train)
-        ctx.emit("phase", name="data", seconds=0.0)
+        ctx.emit(Phase(name="data", seconds=0.0))
         t = time.perf_counter()
         tok = train_bpe(corpus.train, cfg.vocab_size, cfg.min_frequency, tuple(cfg.special), cfg.nfkc, len(corpus.train))
         seconds = time.perf_counter() - t
-        ctx.emit("phase", name="train_tokenizer", seconds=round(seconds, 3))
+        ctx.emit(Phase(name="train_tokenizer", seconds=round(seconds, 3)))
         save_tokenizer(tok, ctx.run_dir / "tokenizer")
         held = corpus.held_out or corpus.train[-100:]
         figures = measure({"llmlab BPE (this run)": tok, **self.others}, held)

@@ -11,7 +11,7 @@ def headline(summary: dict) -> str:
 
 
 KIND = Kind(
-    name="vote", noun="a vote run", command="core.vote.run:vote_command",
+    name="vote", noun="a vote run", config="core.qa.vote:VoteConfig", job="core.qa.vote:VoteJob",
     help="Combine eval runs over the same questions by majority vote (ties: the more accurate run).",
     figures=("accuracy", "correct", "n", "ties", "total_seconds"), headline=headline, results=True,
 )

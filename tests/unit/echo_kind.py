@@ -1,7 +1,7 @@
 """A made-up job kind for the slot-in test: `llmlab echo --text hi` writes its text into its run folder.
 
-It is everything a new kind brings (config with option metadata, a Job, a click command and the
-KIND record); the test adds it to core.kinds.PACKAGES and nothing else.
+It is everything a new kind brings (a config with option metadata, a Job and the KIND record naming
+both); its command is built from that record. The test adds it to core.kinds.PACKAGES and nothing else.
 """
 
 from __future__ import annotations
@@ -9,12 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
 from core.errors import UsageError
 from core.kinds import Kind
-from core.lifecycle import Job, RunContext, run_job
-from core.options import click_options, given, option
+from core.lifecycle import Job, RunContext
+from core.options import option
 
 
 @dataclass
@@ -44,13 +42,6 @@ class EchoJob(Job):
         return f"# echo\n\n{summary.get('chars')} characters, status {summary['status']}\n"
 
 
-@click.command()
-@click_options(EchoConfig)
-def echo_command(**options) -> int:
-    """Write --text into the run folder."""
-    summary = run_job(EchoJob(EchoConfig(**given(EchoConfig, options))))
-    return 0 if summary["status"] == "completed" else 1
-
-
-KIND = Kind(name="echo", noun="an echo run", command="echo_kind:echo_command", help="Write a text into a run folder.",
-            figures=("chars", "total_seconds"), headline=lambda s: f"{s.get('chars')} chars")
+KIND = Kind(name="echo", noun="an echo run", config="echo_kind:EchoConfig", job="echo_kind:EchoJob",
+            help="Write a text into a run folder.", figures=("chars", "total_seconds"),
+            headline=lambda s: f"{s.get('chars')} chars")

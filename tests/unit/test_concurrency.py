@@ -92,13 +92,14 @@ def test_iter_jsonl_skips_a_torn_last_line_even_inside_a_character(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from core.runs import EventLog, create_run_dir, write_json
+    from core.runlog import EventLog, Loss
+    from core.runs import create_run_dir, write_json
     for n in range(int(sys.argv[1])):
         run = create_run_dir("pretrain")
         write_json(run / "config.json", {"kind": "pretrain", "n": n})
         with EventLog(run / "events.jsonl") as log:
             for step in range(20):
-                log.emit("loss", step=step, loss=1.0 / (step + 1), note="進捗" * 50)
+                log.emit(Loss(step=step, epoch=1, loss=1.0 / (step + 1), extra={"note": "進捗" * 50}))
                 line = '{"type": "loss", "step": -1, "note": "進捗"}\\n'.encode()
                 log._fh.buffer.write(line[:-5])  # caught mid-line, inside a character ...
                 log._fh.buffer.flush()

@@ -227,6 +227,7 @@ def test_a_crash_is_recorded_as_failed_and_raised(tmp_path, monkeypatch):
 
 
 def test_eval_cli_module_stays_light(tmp_path):
-    code = "import core.eval.cli, sys; print(sorted(m for m in ('torch', 'transformers', 'pandas', 'textual') if m in sys.modules))"
+    code = ("import sys; from core.commands import build_command; from core.kinds import get; build_command(get('eval')); "
+            "print(sorted(m for m in ('torch', 'transformers', 'pandas', 'textual') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=os.getcwd())
     assert done.stdout.strip() == "[]"

@@ -16,7 +16,7 @@ def _loaded(statement: str, modules: tuple[str, ...], tmp_path) -> list[str]:
 
 @pytest.mark.parametrize(
     "statement",
-    ["import core", "import core.cli", "import core.runs", "import core.hardware", "import core.pretrain.cli", "import core.eval.cli"],
+    ["import core", "import core.cli", "import core.runs", "import core.hardware", "import core.commands", "import core.runlog"],
 )
 def test_engine_imports_do_not_load_the_tui(statement, tmp_path):
     assert _loaded(statement, ("textual", "textual_plotext", "tui"), tmp_path) == []

@@ -96,12 +96,12 @@ def test_compile_pads_the_short_last_batch_so_it_compiles_once(monkeypatch):
     cfg = tiny_cfg(compile=True, epochs=2, model_overrides={"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0})
     train_blocks = blocks(7 * 32)
     assert train_blocks[0].shape[0] == 7
-    events: list[tuple[str, dict]] = []
+    events: list = []
     frames_after_warmup = []
 
-    def emit(kind, **fields):
-        events.append((kind, fields))
-        if kind == "phase" and fields.get("name") == "compile":
+    def emit(event):
+        events.append(event)
+        if event.type == "phase" and event.name == "compile":
             frames_after_warmup.append(counter.frame_count)
 
     model = build_model(cfg, vocab_size=50257)
