@@ -44,6 +44,9 @@ class FinetuneConfig:
     test_fraction: float = option(0.1, "Share of subjects held out for test (--split-by subject).")
     eval_every: int = option(0, "Also compute the val loss every N optimizer steps (0 = at epoch ends only).")
     early_stop: int = option(0, "Stop after this many val-loss checks without improvement (0 = never).")
+    log_every: int = option(5, "Read the training loss back (and log it) every K optimizer steps.")
+    save_every: int = option(0, "Checkpoint every N optimizer steps and at the end (0 = off).")
+    max_nonfinite: int = 5            # stop after this many non-finite losses in a row (each one skips its update)
     test_max_new_tokens: int = option(32, "Reply length for the before/after test answers.")
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, ~30% slower).")
     retain_check: str | None = option(None, "A SQuAD v1.1 file: score base and tuned model on it and report retention "
@@ -70,12 +73,14 @@ class FinetuneConfig:
         for name in ("rank", "alpha"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1 (got {getattr(self, name)})")
-        for name in ("epochs", "batch_size", "max_length", "shuffle_copies", "test_max_new_tokens"):
+        for name in ("epochs", "batch_size", "max_length", "shuffle_copies", "test_max_new_tokens", "log_every",
+                     "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.shuffle_copies > 24:
             raise UsageError(f"--shuffle-copies {self.shuffle_copies} is more than the 24 orders of four options")
-        for name in ("micro_batch_size", "val_per_subject", "test_per_subject", "eval_every", "early_stop", "save_minutes"):
+        for name in ("micro_batch_size", "val_per_subject", "test_per_subject", "eval_every", "early_stop", "save_minutes",
+                     "save_every"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
         if not 0 <= self.dropout < 1:

@@ -156,6 +156,8 @@ class FinetuneJob(Job):
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         result = self._train(ctx, model, device)
+        if result.error:  # the loss went non-finite too often: no tuned model worth testing
+            return {"error": result.error}
         self._answer_test(ctx, model, RESULTS, "after")
         self._retention(ctx, model, "after")
         return {"status": "stopped" if result.stopped else "completed"}
@@ -205,6 +207,7 @@ class FinetuneJob(Job):
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
         from core.finetune.train import train_adapter
+        from core.train.loop import Hooks
 
         cfg = self.config
         best: dict = {}
@@ -228,9 +231,10 @@ class FinetuneJob(Job):
         ctx.emit(Plan(total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
                       examples=len(self.train_examples), n_params=self.fields["total_params"],
                       trainable_params=self.fields["trainable_params"]))
-        result = train_adapter(model, self.train_examples, self.val_examples, cfg, pad_id=self.tokenizer.pad_token_id,
-                               emit=ctx.emit, should_stop=ctx.should_stop, on_best=on_best, run_dir=ctx.run_dir,
-                               resume_from=self.resume_from, autocast=autocast)
+        hooks = Hooks(emit=ctx.emit, should_stop=ctx.should_stop, on_step=ctx.on_step, run_dir=ctx.run_dir, on_best=on_best)
+        result, fused = train_adapter(model, self.train_examples, self.val_examples, cfg,
+                                      pad_id=self.tokenizer.pad_token_id, hooks=hooks, resume_from=self.resume_from,
+                                      autocast=autocast)
         if best:
             set_peft_model_state_dict(model, best)  # the after-test answers with the adapter that was kept
         elif (ctx.run_dir / ADAPTER / "adapter_model.safetensors").is_file():  # resumed after the best was saved
@@ -240,25 +244,26 @@ class FinetuneJob(Job):
         elif ctx.main:
             on_best()  # no val split: the final adapter is the one kept
         ctx.optimizations = [o for o, on in (
-            ("bf16 autocast, frozen base weights in bf16", bf16), ("fused AdamW over the adapter's parameters", result.fused),
+            ("bf16 autocast, frozen base weights in bf16", bf16), ("fused AdamW over the adapter's parameters", fused),
             ("gradient checkpointing", cfg.gradient_checkpointing),
             (f"micro-batches of {result.micro_batch_size} after {result.oom_retries} out-of-memory retries", result.oom_retries),
         ) if on] + ["output layer applied to the target tokens only (no prompt logits)",
                     "before/after test answers through the eval engine (batched, finished rows dropped)"]
         by_epoch = {}
-        for _, epoch, loss in result.val_losses:
+        for _, epoch, loss in result.evals:
             if float(epoch).is_integer():
                 by_epoch[str(int(epoch))] = round(loss, 5)  # str keys: the same in memory as in summary.json
         self.fields.update(
             steps=result.steps, epochs=cfg.epochs, epochs_completed=result.epochs_done,
             train_seconds=round(result.train_seconds, 3),
             train_loss=result.train_losses[-1][1] if result.train_losses else None, val_loss_by_epoch=by_epoch,
-            val_losses=[{"step": s, "epoch": e, "val_loss": round(v, 5)} for s, e, v in result.val_losses],
-            best_val_loss=None if result.best_val is None else round(result.best_val, 5), best_epoch=result.best_epoch,
-            best_step=result.best_step, stopped_early=result.stopped_early, tokens_trained=result.tokens_trained,
+            val_losses=[{"step": s, "epoch": e, "val_loss": round(v, 5)} for s, e, v in result.evals],
+            best_val_loss=None if result.best["loss"] is None else round(result.best["loss"], 5),
+            best_epoch=result.best["epoch"], best_step=result.best["step"], stopped_early=result.stopped_early,
+            tokens_trained=result.tokens_trained, nonfinite_steps=result.nonfinite_steps,
             tokens_per_second=round(result.tokens_trained / result.train_seconds, 1) if result.train_seconds else None,
             micro_batch_size=result.micro_batch_size, oom_retries=result.oom_retries, checkpoint=result.checkpoint,
-            adapter_dir=str(ctx.run_dir / ADAPTER),
+            adapter_dir=str(ctx.run_dir / ADAPTER), **({"error": result.error} if result.error else {}),
         )
         return result
 

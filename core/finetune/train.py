@@ -1,30 +1,28 @@
-"""The LoRA training loop: loss on the target tokens only, val loss checks, the best adapter kept.
+"""LoRA training on the shared loop (core/train/loop.py): loss on the target tokens only, the best adapter kept.
 
 Examples are tokenized once (prompt tokens get label -100, so only the answer is learned; EOS
-closes every target) and padded per batch on the right with an attention mask. Speed-ups:
-the output layer runs on the target positions only (target_loss); and, named in the summary
-only when active, bf16 autocast on a GPU with the frozen base in bf16, fused AdamW over the
-adapter's parameters, gradient checkpointing as a memory switch, micro-batches halved on
-out-of-memory (same effective batch).
+closes every target) and padded per batch on the right with an attention mask. `AdapterTask` is
+what the loop trains: batches of examples, their target-token loss, the val loss, and the adapter's
+weights for checkpoints. Speed-ups: the output layer runs on the target positions only
+(target_loss); and, named in the summary only when active, bf16 autocast on a GPU with the frozen
+base in bf16, fused AdamW over the adapter's parameters, gradient checkpointing as a memory switch,
+micro-batches halved on out-of-memory (same effective batch). The loop also skips non-finite steps
+and stops the run after too many in a row, as it does for pretraining.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from core.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from core.distributed import all_sum, any_rank, world
-from core.errors import OutOfMemory, UsageError
+from core.distributed import all_sum, world
 from core.memory import OOM_ERRORS, HalvingSize
 from core.optim import adamw, make_scheduler
-from core.runlog import Checkpoint, EvalLoss, Log, Loss, MicroBatchHalved, Resume
+from core.train.loop import Hooks, LoopResult, LoopSettings
+from core.train.loop import train as train_loop
 
 
 @dataclass
@@ -163,146 +161,63 @@ def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, auto
     return total / max(count, 1)
 
 
-@dataclass
-class FinetuneResult:
-    steps: int = 0
-    epochs_done: int = 0
-    train_losses: list = field(default_factory=list)   # (step, mean loss since the last log)
-    val_losses: list = field(default_factory=list)     # (step, epoch, val loss)
-    best_val: float | None = None
-    best_step: int | None = None
-    best_epoch: float | None = None
-    stopped_early: bool = False
-    stopped: bool = False
-    train_seconds: float = 0.0
-    micro_batch_size: int = 0
-    oom_retries: int = 0
-    fused: bool = False
-    tokens_trained: int = 0
-    checkpoint: str | None = None
+class AdapterTask:
+    """The shared loop's TrainTask for a peft model: examples in, the adapter's gradients out."""
+
+    item_noun = "training examples"
+    unit = "example"
+    shrink_hint = "lower --max-length or --rank"
+    check_noun = "val loss"
+    order_device = torch.device("cpu")  # examples are Python lists; their order is drawn on the host
+
+    def __init__(self, model, train: list[Example], val: list[Example], batch_size: int, pad_id: int, autocast) -> None:
+        self.model, self.train, self.val = model, train, val
+        self.batch_size, self.pad_id, self.autocast = batch_size, pad_id, autocast
+        self.device = next(model.parameters()).device
+        self.n_items = len(train)
+        self.ddp = None
+        if world().distributed:  # torch's DistributedDataParallel averages the adapter's gradients over the ranks
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(_TargetLoss(model),
+                                               device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def batch(self, order: torch.Tensor, i: int, micro: int) -> list[Example]:
+        return [self.train[j] for j in order[i * self.batch_size:(i + 1) * self.batch_size].tolist()]
+
+    def forward_backward(self, batch: list[Example], micro: int):
+        loss = _batch_loss(self.model, self.ddp, batch, micro, self.pad_id, self.device, self.autocast)
+        return loss, _targets(batch)
+
+    def evaluate(self, micro: int) -> float | None:
+        return mean_loss(self.model, self.val, micro, self.pad_id, self.autocast)
+
+    def weights(self) -> dict:
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.model)
+
+    def load_weights(self, weights: dict, path: Path) -> None:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(self.model, weights)
 
 
-def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_id: int, emit: Callable,
-                  should_stop: Callable[[], bool], on_best: Callable[[], None], run_dir: Path | None = None,
-                  resume_from: Path | None = None, autocast=None) -> FinetuneResult:
-    """Train the adapter of peft `model` for cfg.epochs; `on_best()` is called whenever the val loss improves."""
+def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_id: int, hooks: Hooks,
+                  resume_from: Path | None = None, autocast=None) -> tuple[LoopResult, bool]:
+    """Train the adapter of peft `model` for cfg.epochs on the shared loop; (its result, whether AdamW was fused).
+
+    `hooks.on_best()` is called whenever the val loss improves.
+    """
     from contextlib import nullcontext
 
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
-
-    autocast = autocast or nullcontext
-    device = next(model.parameters()).device
-    result = FinetuneResult()
-    optimizer, result.fused = adamw(model, cfg.lr, cfg.weight_decay, fused=device.type == "cuda", betas=(0.9, 0.999))
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    task = AdapterTask(model, train, val, cfg.batch_size, pad_id, autocast or nullcontext)
+    optimizer, fused = adamw(model, cfg.lr, cfg.weight_decay, fused=task.device.type == "cuda", betas=(0.9, 0.999))
+    total_steps = -(-len(train) // cfg.batch_size) * cfg.epochs
     scheduler = make_scheduler(optimizer, total_steps=total_steps, warmup=cfg.warmup_ratio, min_lr_ratio=0.1)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    micro = HalvingSize(cfg.micro_batch_size or cfg.batch_size,
-                        "out of memory even with one example per micro-batch; lower --max-length or --rank")
-    step, first_epoch, start_index, order, since_best = 0, 1, 0, None, 0
-    if resume_from is not None:
-        try:
-            weights, state = load_checkpoint(resume_from, optimizer, scheduler)
-            set_peft_model_state_dict(model, weights)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise UsageError(f"cannot resume from checkpoint {resume_from}: {str(exc).splitlines()[0]}") from None
-        set_rng_state(generator, state["rng"])
-        step, first_epoch, start_index = state["step"], state["epoch"], state["next_index"]
-        order = torch.tensor(state["order"]) if state["order"] else None
-        result.train_losses, result.val_losses = state["train_losses"], state["val_losses"]
-        result.best_val, result.best_step, result.best_epoch = state["best_val"], state["best_step"], state["best_epoch"]
-        since_best = state["since_best"]
-        emit(Resume(step=step, epoch=first_epoch, checkpoint=str(resume_from)))
-
-    def checkpoint(epoch: int, next_index: int) -> None:
-        state = {"step": step, "epoch": epoch, "next_index": next_index, "order": order.tolist() if order is not None else [],
-                 "train_losses": result.train_losses, "val_losses": result.val_losses, "best_val": result.best_val,
-                 "best_step": result.best_step, "best_epoch": result.best_epoch, "since_best": since_best,
-                 "eval_losses": [v for _, _, v in result.val_losses], "rng": rng_state(generator)}
-        result.checkpoint = str(save_checkpoint(run_dir, get_peft_model_state_dict(model), optimizer, scheduler, state))
-        emit(Checkpoint(step=step, path=result.checkpoint))
-
-    def validate(epoch_position: float) -> bool:
-        """Val loss now; True when it stopped improving for cfg.early_stop checks in a row."""
-        nonlocal since_best
-        loss = mean_loss(model, val, micro.size, pad_id, autocast)
-        if loss is None:
-            return False
-        result.val_losses.append((step, round(epoch_position, 3), loss))
-        emit(EvalLoss(step=step, epoch=round(epoch_position, 3), eval_loss=round(loss, 5)))
-        if result.best_val is None or loss < result.best_val:
-            result.best_val, result.best_step, result.best_epoch, since_best = loss, step, round(epoch_position, 3), 0
-            on_best()
-            return False
-        since_best += 1
-        return bool(cfg.early_stop) and since_best >= cfg.early_stop
-
-    ddp = None
-    if world().distributed:  # torch's DistributedDataParallel averages the adapter's gradients over the ranks
-        from torch.nn.parallel import DistributedDataParallel
-
-        ddp = DistributedDataParallel(_TargetLoss(model), device_ids=[device.index] if device.type == "cuda" else None)
+    settings = LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, micro_batch_size=cfg.micro_batch_size,
+                            log_every=cfg.log_every, grad_clip=cfg.grad_clip, max_nonfinite=cfg.max_nonfinite,
+                            save_every=cfg.save_every, save_minutes=cfg.save_minutes, eval_every=cfg.eval_every,
+                            early_stop=cfg.early_stop, seed=cfg.seed)
     model.train()
-    loss_sum, n_logged, tokens_since = torch.zeros((), device=device), 0, 0
-    t_start = t_log = last_save = time.perf_counter()
-    result.epochs_done = first_epoch - 1
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        if order is None:
-            order = torch.randperm(len(train), generator=generator)
-        i = start_index
-        while i < steps_per_epoch and not (result.stopped or result.stopped_early):
-            batch = [train[j] for j in order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()]
-            batch_tokens = _targets(batch)
-            try:
-                batch_loss = _batch_loss(model, ddp, batch, micro.size, pad_id, device, autocast)
-            except OOM_ERRORS:
-                if ddp is not None:  # ranks must run the same micro-batches, so one rank cannot halve alone
-                    raise OutOfMemory(f"out of memory on rank {world().rank}; lower --batch-size, --micro-batch-size "
-                                      f"or --max-length") from None
-                optimizer.zero_grad(set_to_none=True)
-                micro.halve()
-                result.oom_retries += 1
-                emit(MicroBatchHalved(step=step + 1, micro_batch_size=micro.size))
-                continue  # the same batch again, in smaller pieces
-            loss_sum += batch_loss
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step, i, n_logged, tokens_since = step + 1, i + 1, n_logged + 1, tokens_since + batch_tokens
-            log_step = step % 5 == 0 or i == steps_per_epoch
-            if ddp is None:
-                result.stopped = should_stop()
-            elif log_step:  # ranks decide together, so none waits for a step the others skip
-                result.stopped = any_rank(should_stop())
-            if log_step or result.stopped:
-                now = time.perf_counter()
-                mean = float(loss_sum) / n_logged  # note: the host sync, every 5 steps
-                result.train_losses.append((step, round(mean, 5)))
-                result.tokens_trained += tokens_since
-                emit(Loss(step=step, epoch=epoch, loss=round(mean, 5), lr=scheduler.get_last_lr()[0],
-                          tokens_per_s=round(tokens_since / max(now - t_log, 1e-9), 1), total_steps=total_steps))
-                loss_sum.zero_()
-                n_logged, tokens_since, t_log = 0, 0, now
-            if cfg.eval_every and step % cfg.eval_every == 0 and i < steps_per_epoch:
-                result.stopped_early = validate(epoch - 1 + i / steps_per_epoch)
-            due = cfg.save_minutes and time.perf_counter() - last_save > 60 * cfg.save_minutes
-            if run_dir is not None and world().main and (due or result.stopped):
-                checkpoint(epoch, i)
-                last_save = time.perf_counter()
-        if result.stopped:
-            break
-        order, start_index = None, 0
-        result.epochs_done = epoch
-        if not result.stopped_early:
-            result.stopped_early = validate(float(epoch))
-        if result.stopped_early:
-            emit(Log(message=f"early stop: the val loss did not improve for {cfg.early_stop} checks "
-                             f"(best {result.best_val:.4f} at step {result.best_step})"))
-            break
-        t_log = time.perf_counter()
-    result.train_seconds = time.perf_counter() - t_start
-    result.steps, result.micro_batch_size = step, micro.size
-    return result
+    return train_loop(task, optimizer, scheduler, settings, hooks, fused=fused, resume_from=resume_from), fused

@@ -245,7 +245,7 @@ class PretrainJob(Job):
             "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps, "tokens_trained": result.tokens_trained,
             "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
             "eval_losses": result.eval_losses, "n_params": n_params, "stopped_early": result.stopped_early,
-            "eval_history": [{"step": s, "epoch": e, "eval_loss": round(v, 5)} for s, e, v in result.eval_history],
+            "eval_history": [{"step": s, "epoch": e, "eval_loss": round(v, 5)} for s, e, v in result.evals],
             "samples": self.samples, "degenerate_samples": sum(s["degenerate"] for s in self.samples),
             "data_source": tokens.source, "token_cache_hit": self.cache_state == "hit", "token_cache": self.cache_state,
             "model_size": cfg.model_size, "batch_size": cfg.batch_size, "block_size": cfg.block_size, "device": result.device,

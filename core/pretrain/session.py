@@ -1,26 +1,26 @@
-"""What the pretraining loop works on, set up once: device, data on it, optimizer, schedule, compile, resume.
+"""What pretraining gives the shared training loop (core/train/loop.py), set up once: device, data on it,
+optimizer, schedule, compile.
 
-`prepare()` builds a Session; `Session.step()` is one optimizer step with no host sync in it, and
-`Session.optimizations()` names the speed-ups the session really runs with.
+`prepare()` builds a Session, the loop's TrainTask for GPT-2 on packed token blocks: its batches are
+index lookups into blocks resident on the device, `forward_backward` runs them in micro-batches
+weighted by their real tokens, `step()` is one optimizer step with no host sync in it, and
+`optimizations()` names the speed-ups the session really runs with.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from core.checkpoints import load_checkpoint, set_rng_state
 from core.distributed import all_sum, world
-from core.errors import UsageError
-from core.memory import HalvingSize
 from core.optim import adamw, make_scheduler
 from core.pretrain.config import PretrainConfig
 from core.pretrain.model import CAUSAL_ATTENTION, use_causal_attention
-from core.runlog import Resume
+from core.train.loop import optimizer_step
 
 
 def count_steps_per_epoch(n_blocks: int, batch_size: int) -> int:
@@ -30,7 +30,12 @@ def count_steps_per_epoch(n_blocks: int, batch_size: int) -> int:
 
 @dataclass
 class Session:
-    """Everything the loop works on, made once by prepare()."""
+    """Everything the loop works on, made once by prepare(); the shared loop's TrainTask."""
+
+    item_noun = "blocks of training tokens"
+    unit = "sequence"
+    shrink_hint = "lower --block-size or use a smaller --model-size"
+    check_noun = "held-out loss"
 
     cfg: PretrainConfig
     model: torch.nn.Module
@@ -45,8 +50,7 @@ class Session:
     eval_labels: torch.Tensor
     n_blocks: int
     steps_per_epoch: int
-    generator: torch.Generator        # the data order's own RNG (checkpointed)
-    micro: HalvingSize                # sequences per forward pass
+    micro_size: int                   # sequences per forward pass (the loop halves it on out-of-memory)
     fused: bool
     causal: bool                      # the mask-free causal attention path is in use
     attention: str                    # the attention implementation the loop trains with
@@ -56,27 +60,34 @@ class Session:
     ddp: object = None                # the DistributedDataParallel wrapper with several processes, else None
     rank: int = 0
     world_size: int = 1
-    start: dict = field(default_factory=dict)  # resume position: step, epoch, next_index, order
 
     @property
     def device(self) -> torch.device:
         return self.inputs.device
 
     @property
+    def order_device(self) -> torch.device:
+        return self.inputs.device  # the order indexes blocks resident there
+
+    @property
+    def n_items(self) -> int:
+        return self.n_blocks
+
+    @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def batch(self, order: torch.Tensor, i: int) -> tuple[torch.Tensor, int]:
+    def batch(self, order: torch.Tensor, i: int, micro: int | None = None) -> tuple[torch.Tensor, int]:
         """(block indices of step i of an epoch, how many of them are real blocks).
 
         Under compile a short last batch is filled up with the all-masked block, so every forward
         has the same shape; the filler carries no label, so no row counts twice.
         """
-        bs = self.cfg.batch_size
+        bs, micro = self.cfg.batch_size, micro or self.micro_size
         real = min(bs, self.n_blocks - i * bs)
         idx = order[i * bs:i * bs + real]
         if self.pad_block is not None:
-            width = -(-bs // self.micro.size) * self.micro.size  # whole micro-batches
+            width = -(-bs // micro) * micro  # whole micro-batches
             if width > real:
                 idx = torch.cat([idx, idx.new_full((width - real,), self.pad_block)])
         return idx, real
@@ -85,19 +96,21 @@ class Session:
     def main(self) -> bool:
         return self.rank == 0
 
-    def forward_backward(self, idx: torch.Tensor, real: int) -> torch.Tensor:
-        """Loss of one batch, in micro-batches weighted by their real tokens (exactly the full-batch mean).
+    def forward_backward(self, batch: tuple[torch.Tensor, int], micro: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss of one batch, its predicted tokens), in micro-batches weighted by their real tokens (exactly the
+        full-batch mean); both stay on the device.
 
         With several processes each rank computes blocks rank, rank + N, ... of the batch, weighted
         by the *whole* batch's token count; DistributedDataParallel averages the gradients over the
         N ranks, so each rank's loss is scaled by N and the sum is the one-process gradient exactly.
         """
+        idx, real = batch
+        micro = micro or self.micro_size
         valid = self.valid_tokens[idx]
-        batch_tokens = valid.sum()
+        batch_tokens = valid.sum()  # filler blocks count zero
         if self.ddp is not None:
-            return self._forward_backward_shard(idx, valid, batch_tokens, real)
+            return self._forward_backward_shard(idx, valid, batch_tokens, real, micro), batch_tokens
         total = torch.zeros((), device=self.device)
-        micro = self.micro.size
         for k, chunk in enumerate(idx.split(micro)):
             if k * micro >= real:  # only filler blocks left: nothing to learn from, skip the compute
                 break
@@ -106,9 +119,9 @@ class Session:
             weight = valid[k * micro:(k + 1) * micro].sum() / batch_tokens
             (loss * weight).backward()
             total += loss.detach().float() * weight
-        return total
+        return total, batch_tokens
 
-    def _forward_backward_shard(self, idx, valid, batch_tokens, real) -> torch.Tensor:
+    def _forward_backward_shard(self, idx, valid, batch_tokens, real, micro: int) -> torch.Tensor:
         """This rank's share of the batch. Every rank runs the same number of micro-batches (DDP syncs on the
         last one's backward), so a short share is filled with a block of weight zero."""
         n = self.world_size
@@ -119,9 +132,9 @@ class Session:
         mine = idx[positions]
         weights = torch.where(present, valid[positions], 0) / batch_tokens
         total = torch.zeros((), device=self.device)
-        chunks = list(range(0, per_rank, self.micro.size))
+        chunks = list(range(0, per_rank, micro))
         for k, start in enumerate(chunks):
-            end = start + self.micro.size
+            end = start + micro
             sync = k == len(chunks) - 1
             with contextlib.nullcontext() if sync else self.ddp.no_sync():  # gradients all-reduced on the last only
                 with self.accelerator.autocast():
@@ -135,26 +148,26 @@ class Session:
         return all_sum(total)  # the batch's loss on every rank, so they agree on "finite" (no host sync)
 
     def step(self, idx: torch.Tensor, real: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step: (batch loss, whether it was finite), both still on the device.
-
-        No host sync with fused AdamW: clipping returns a tensor and a non-finite step is skipped
-        by the kernel itself. Out-of-memory propagates (the loop halves the micro-batch).
-        """
-        loss = self.forward_backward(idx, real)
-        finite = torch.isfinite(loss)
-        if self.cfg.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            finite &= torch.isfinite(grad_norm)  # a finite loss can still have inf/NaN gradients
-        if self.fused:
-            self.optimizer.found_inf = (~finite).float()  # the fused kernel skips the update on the device
-            self.optimizer.step()
-        elif bool(finite):  # note: unfused optimizers cannot skip on the device, so this check syncs
-            self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        """One optimizer step on these blocks, the shared loop's own (tests run it alone): (loss, finite), on the device."""
+        loss, _, finite = optimizer_step(self, (idx, real), self.micro_size, self.optimizer, self.scheduler,
+                                         self.cfg.grad_clip, self.fused)
         return loss, finite
 
-    def optimizations(self, oom_retries: int = 0) -> list[str]:
+    @torch.no_grad()
+    def evaluate(self, micro: int | None = None) -> float | None:
+        """The mean next-token loss on the held-out blocks."""
+        from core.pretrain.train import evaluate_loss
+
+        return evaluate_loss(self.model, self.eval_inputs, self.eval_labels, micro or self.micro_size,
+                             self.accelerator.autocast)
+
+    def weights(self) -> dict:
+        return checkpoint_weights(self.model)
+
+    def load_weights(self, weights: dict, path: Path) -> None:
+        _load_weights(self.model, weights, path)
+
+    def optimizations(self, oom_retries: int = 0, micro: int | None = None) -> list[str]:
         """The speed-ups this session really runs with, from its resolved state."""
         attn = self.attention
         opts = ["packed token blocks (no padding)"]
@@ -178,7 +191,7 @@ class Session:
             backend = "NCCL" if self.cuda else "gloo"
             opts.append(f"data-parallel over {self.world_size} processes (DistributedDataParallel, {backend})")
         if oom_retries:
-            opts.append(f"micro-batches of {self.micro.size} after {oom_retries} out-of-memory retries")
+            opts.append(f"micro-batches of {micro or self.micro_size} after {oom_retries} out-of-memory retries")
         return opts
 
 
@@ -209,9 +222,8 @@ def _load_weights(model, weights: dict, path: Path) -> None:
     model.tie_weights()
 
 
-def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable[..., None],
-            resume_from: Path | None = None) -> Session:
-    """Device, data on it, optimizer, schedule, compile and resume state: everything before the first step."""
+def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
+    """Device, data on it, optimizer, schedule and compile: everything before the first step."""
     from accelerate import Accelerator
 
     cuda = torch.cuda.is_available()
@@ -250,25 +262,8 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callabl
         scheduler=scheduler, accelerator=accelerator, inputs=inputs, labels=labels,
         valid_tokens=(labels[:, 1:] != -100).sum(dim=1), eval_inputs=eval_inputs,
         eval_labels=eval_labels, n_blocks=n_blocks, steps_per_epoch=steps_per_epoch,
-        generator=torch.Generator(device=device).manual_seed(cfg.seed),
-        micro=HalvingSize(cfg.micro_batch_size or cfg.batch_size, "out of memory even with one sequence per micro-batch; "
-                          "lower --block-size or use a smaller --model-size"),
-        fused=fused, causal=causal, attention=str(getattr(model.config, "_attn_implementation", "")), bf16=bf16, tf32=tf32,
+        micro_size=cfg.micro_batch_size or cfg.batch_size, fused=fused, causal=causal,
+        attention=str(getattr(model.config, "_attn_implementation", "")), bf16=bf16, tf32=tf32,
         pad_block=pad_block, ddp=ddp, rank=w.rank, world_size=w.size,
-        start={"step": 0, "epoch": 1, "next_index": 0, "order": None},
     )
-    if resume_from is not None:
-        try:
-            weights, state = load_checkpoint(resume_from, optimizer, scheduler)
-            _load_weights(model, weights, resume_from)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:  # damage checkpoint_problem() could not see
-            raise UsageError(f"cannot resume from checkpoint {resume_from}: {str(exc).splitlines()[0]}") from None
-        if state["order"] and len(state["order"]) != n_blocks:  # the final checkpoint's order is empty
-            raise UsageError(f"checkpoint {resume_from.name} was made from {len(state['order'])} blocks of training "
-                             f"tokens, but the data now gives {n_blocks}: the data or tokenizer changed since; start a new run")
-        set_rng_state(session.generator, state["rng"])
-        session.start = {"step": state["step"], "epoch": state["epoch"], "next_index": state["next_index"],
-                         "order": torch.tensor(state["order"], device=device), "eval_losses": state["eval_losses"],
-                         "best_eval": state.get("best_eval"), "since_best": state.get("since_best", 0)}
-        emit(Resume(step=state["step"], epoch=state["epoch"], checkpoint=str(resume_from)))
     return session

@@ -224,3 +224,40 @@ def test_math_data_fine_tunes_with_the_math_template_and_a_contest_score(tmp_pat
     assert row["target"] == row["solution"] and row["prompt"].startswith("Question: ")
     with pytest.raises(UsageError, match="math questions have none"):
         run_finetune(small(tmp_path / "m2", data=str(DEMO_MATH)), log=quiet)  # the demo's 2 shuffle copies
+
+
+def _nan_on_training_calls(monkeypatch, calls):
+    """target_loss returns NaN on these training calls (1-based); val-loss calls are left alone."""
+    from core.finetune import train as ft_train
+
+    real, count = ft_train.target_loss, {"n": 0}
+
+    def maybe_nan(model, batch):
+        loss = real(model, batch)
+        if model.training:
+            count["n"] += 1
+            if count["n"] in calls:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(ft_train, "target_loss", maybe_nan)
+
+
+def test_non_finite_fine_tune_losses_skip_their_update_like_pretraining(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    _nan_on_training_calls(monkeypatch, {3, 4})
+    summary = run_finetune(small(tmp_path / "run", epochs=1), log=quiet)
+    assert summary["status"] == "completed" and summary["nonfinite_steps"] == 2
+    adapter = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in adapter.values())
+
+
+def test_too_many_non_finite_fine_tune_losses_in_a_row_fail_the_run(tmp_path, monkeypatch, capsys):
+    _nan_on_training_calls(monkeypatch, set(range(2, 1000)))
+    assert main(["finetune", "--demo", "--epochs", "2", "--log-every", "1", "--out", str(tmp_path / "run")]) == 1
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["status"] == "failed" and "not finite for 5 steps in a row" in summary["error"]
+    assert summary["steps"] == 1 + 5 and summary["nonfinite_steps"] == 5
+    assert "not finite" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "results.jsonl").exists()  # no tuned test answers from a broken adapter

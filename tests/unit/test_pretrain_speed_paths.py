@@ -120,7 +120,7 @@ def test_the_filler_block_changes_no_gradient():
 
     def grads(compile_padding: bool):
         model = build_model(cfg, vocab_size=50257)
-        s = prepare(model, train_blocks, blocks(64, seed=1), cfg, emit=lambda *a, **k: None)
+        s = prepare(model, train_blocks, blocks(64, seed=1), cfg)
         if compile_padding:  # what prepare does for compile=True, without compiling
             s.pad_block = s.n_blocks
             s.inputs = torch.cat([s.inputs, s.inputs[:1]])
@@ -128,7 +128,7 @@ def test_the_filler_block_changes_no_gradient():
             s.valid_tokens = (s.labels[:, 1:] != -100).sum(dim=1)
         idx, real = s.batch(torch.arange(3), 0)
         assert idx.shape[0] == (4 if compile_padding else 3) and real == 3
-        loss = s.forward_backward(idx, real)
+        loss, _ = s.forward_backward((idx, real))
         return loss, [p.grad.clone() for p in model.parameters()]
 
     loss_a, grads_a = grads(False)
@@ -163,7 +163,7 @@ def test_optimizations_name_exactly_what_the_session_runs(fused, compile_, attn)
     cfg = tiny_cfg(fused_adamw=fused, compile=compile_)
     model = build_model(cfg, vocab_size=50257)
     model.set_attn_implementation(attn)
-    s = prepare(model, blocks(200), blocks(64, seed=1), cfg, emit=lambda *a, **k: None)
+    s = prepare(model, blocks(200), blocks(64, seed=1), cfg)
     opts = s.optimizations()
     really_fused = bool(s.optimizer.defaults.get("fused"))
     assert ("fused AdamW" in opts) == really_fused == fused  # torch has a fused AdamW for the CPU too
@@ -223,8 +223,8 @@ def test_a_training_step_makes_no_host_sync_on_the_gpu():
     """torch raises on any synchronizing call inside the block (sync debug mode "error")."""
     cfg = tiny_cfg(batch_size=8)
     model = build_model(cfg, vocab_size=50257)
-    s = prepare(model, blocks(40 * 32), blocks(64, seed=1), cfg, emit=lambda *a, **k: None)
-    order = torch.randperm(s.n_blocks, device=s.device, generator=s.generator)
+    s = prepare(model, blocks(40 * 32), blocks(64, seed=1), cfg)
+    order = torch.randperm(s.n_blocks, device=s.device)
     assert s.cuda and s.fused and s.causal
     s.step(*s.batch(order, 0))  # the first step initialises kernels and the optimizer state
     torch.cuda.synchronize()
