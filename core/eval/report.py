@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from core.mmmlu import LETTERS
+from core.qa.sheet import qa_report
 
 WRONG_SHOWN = 5
 OUTPUT_SHOWN = 300  # characters of a wrong reply quoted in the report
@@ -31,35 +32,24 @@ def _fence(text: str) -> str:
 def render_report(summary: dict, rows: list[dict], hardware_table: str) -> str:
     """report.md: accuracy, time, answer distribution, hardware, optimizations, first wrong answers."""
     s = summary
-    lines = [f"# MMMLU evaluation: {s['model_label']}", ""]
-    if s.get("demo"):
-        lines += [f"> **Demo run.** The model is a {s['model_label']}; its answers are noise.", ""]
-    if s["status"] != "completed":
-        detail = f": {s['error']}" if s.get("error") else ""
-        lines += [f"> **Run {s['status']}{detail}** ({s['n']} of {s['total']} questions answered).", ""]
     accuracy = "-" if s["accuracy"] is None else f"{s['accuracy']:.1%}"
     mode = ("generate (greedy reply, answer read from its start)" if s["mode"] == "generate" else
             "logprob (most likely of the A/B/C/D next tokens; not comparable with generate figures)")
-    lines += [
-        "| | |",
-        "|---|---|",
-        f"| Accuracy | **{accuracy}** ({s['correct']}/{s['n']}) |",
-        f"| Mode | {mode} |",
-        f"| Data | {s['data']}; subject {s['subject']}, limit {s['limit']} |",
-        f"| Model | {s['model']} |",
-        f"| dtype | {s['dtype']} |",
-        f"| Batch size | {s['batch_size']} |",
-        f"| Max new tokens | {s['max_new_tokens']} |",
-        f"| Total time | {_seconds(s['total_seconds'])} |",
-        f"| Model load | {_seconds(s['load_seconds'])} |",
-        f"| {'Generation' if s['mode'] == 'generate' else 'Scoring'} | {_seconds(s['generate_seconds'])} |",
-    ]
+    figures = [("Accuracy", f"**{accuracy}** ({s['correct']}/{s['n']})")]
+    if s["status"] != "completed":
+        figures.append(("Questions answered", f"{s['n']} of {s['total']}"))
+    figures += [("Mode", mode), ("Data", f"{s['data']}; subject {s['subject']}, limit {s['limit']}"), ("Model", s["model"]),
+                ("dtype", s["dtype"]), ("Batch size", s["batch_size"]), ("Max new tokens", s["max_new_tokens"]),
+                ("Model load", _seconds(s["load_seconds"])),
+                ("Generation" if s["mode"] == "generate" else "Scoring", _seconds(s["generate_seconds"]))]
     if s["mode"] == "generate":
         rate = "-" if s["tokens_per_second"] is None else f"{s['tokens_per_second']:.0f}"
         # A resumed run's rate covers only the tokens this process made, not the reused rows'.
         this_run = f"{s['tokens_this_run']} of them in this run at " if s.get("reused_rows") else ""
-        lines.append(f"| Tokens generated | {s['tokens_generated']} ({this_run}{rate} tokens/s) |")
-    lines += ["", "## Answer distribution", "", "| | A | B | C | D | none |", "|---|---|---|---|---|---|"]
+        figures.append(("Tokens generated", f"{s['tokens_generated']} ({this_run}{rate} tokens/s)"))
+    lines = qa_report(f"MMMLU evaluation: {s['model_label']}", s, figures,
+                      demo_note=f"> **Demo run.** The model is a {s['model_label']}; its answers are noise.")
+    lines += ["## Answer distribution", "", "| | A | B | C | D | none |", "|---|---|---|---|---|---|"]
     gold = answer_counts(r["gold"] for r in rows)
     lines.append("| predicted | " + " | ".join(str(s["answer_counts"][k]) for k in (*LETTERS, "none")) + " |")
     lines.append("| gold | " + " | ".join(str(gold[k]) for k in (*LETTERS, "none")) + " |")

@@ -31,10 +31,11 @@ from core.eval.resume import (
     row_keys,
     settings_of,
 )
-from core.lifecycle import Job, RunContext, run_job
+from core.lifecycle import RunContext, run_job
 from core.mmmlu import extract_answer, load_csv, select_questions
-from core.runlog import Progress, Resume
-from core.runs import CONFIG, RESULTS, JsonlWriter, read_json, write_jsonl
+from core.qa.sheet import AnswerSheet, QuestionJob, occurrence_ids, qa_summary
+from core.runlog import Resume
+from core.runs import CONFIG, RESULTS, read_json, write_jsonl
 
 
 def _fit_prompts(questions, tokenizer, context: int | None, config: EvalConfig) -> tuple[list[str], list[int]]:
@@ -81,7 +82,7 @@ class EvalState:
     optimizations: list[str] = field(default_factory=list)
 
 
-class EvalJob(Job):
+class EvalJob(QuestionJob):
     kind = "eval"
     stop_message = "stopping at the next generation step; finished questions are kept and 'llmlab eval --resume' runs the rest"
 
@@ -95,15 +96,8 @@ class EvalJob(Job):
     def prepare(self) -> None:
         """Data, model folder, tokenizer and prompts: bad input stops here, before a folder exists."""
         from core.lm import demo as demo_mod
-        from core.lm.loading import (
-            check_model_folder,
-            load_tokenizer,
-            model_context,
-            pick_device,
-            resolve_data,
-            resolve_dtype,
-            resolve_model,
-        )
+        from core.lm.choice import choose_model
+        from core.lm.loading import model_context, pick_device, resolve_data, resolve_dtype
 
         config = self.config
         config.validate()
@@ -117,14 +111,14 @@ class EvalJob(Job):
             recorded_path(previous, "data_path") or resolve_data(config.data, config.locale))
         self.data_path = Path(data_path).absolute()
         self.questions, self.notes = select_questions(load_csv(self.data_path), config.subject, config.limit)
-        model_path = demo_mod.ensure_demo_model() if config.demo else (
-            recorded_path(previous, "model_path") or resolve_model(config.model))
-        self.model_path = Path(model_path).absolute()
-        check_model_folder(self.model_path)
-        self.adapters = self._adapters()
+        self.total = len(self.questions)
+        if len(config.adapter) > 1:
+            raise UsageError("one EvalJob evaluates one adapter; core.eval.multi runs several over one base")
         start = time.perf_counter()
-        self.tokenizer = load_tokenizer(self.model_path)
+        recorded = recorded_path(previous, "model_path")  # a resumed run uses the folder it started with
+        self.choice = choose_model(str(recorded) if recorded else config.model, config.adapter, config.demo)
         self.tokenizer_seconds = time.perf_counter() - start
+        self.model_path, self.adapters, self.tokenizer = self.choice.path, self.choice.adapters, self.choice.tokenizer
         self.context = model_context(self.model_path)
         self.state = EvalState(batch_size=config.batch_size, dtype=resolve_dtype(config.dtype, pick_device())[1])
         self.prompts, self.cuts = _fit_prompts(self.questions, self.tokenizer, self.context, config)
@@ -138,22 +132,12 @@ class EvalJob(Job):
             self.reused, needs_cleaning = reusable_rows(run_dir / RESULTS, self.keys)
             if needs_cleaning:  # drop a torn last line and rows that match no question, so each question has one row
                 write_jsonl(run_dir / RESULTS, self.reused)
+        self.qids = occurrence_ids([str(q.index) for q in self.questions])
         self.rows: list[dict] = list(self.reused)
         self.model_label = (demo_mod.DEMO_LABEL if config.demo else config.model) + \
             "".join(f" + adapter {a}" for a in self.adapters)
         self.data_label = _data_label(config, self.data_path)
         self.threads = config.threads if config.threads is not None else (1 if config.demo else None)
-
-    def _adapters(self) -> list[Path]:
-        """The adapter folders given, each checked against the base model before anything runs."""
-        from core.lm.adapters import adapter_folder, check_adapter_fits
-
-        adapters = [adapter_folder(a).absolute() for a in self.config.adapter]
-        if len(adapters) > 1:
-            raise UsageError("one EvalJob evaluates one adapter; core.eval.multi runs several over one base")
-        for adapter in adapters:
-            check_adapter_fits(self.model_path, adapter)
-        return adapters
 
     def config_record(self) -> dict:
         record = asdict(self.config)
@@ -166,9 +150,6 @@ class EvalJob(Job):
             settings=self.settings, settings_hash=self.settings_hash,
         )
         return record
-
-    def start_fields(self) -> dict:
-        return {"total": len(self.questions), "demo": self.config.demo}
 
     def run(self, ctx: RunContext) -> dict:
         config, questions = self.config, self.questions
@@ -191,70 +172,63 @@ class EvalJob(Job):
         if w.distributed and ctx.main:
             ctx.log(f"{w.size} processes answer {len(pending)} questions, about {len(mine)} each; the other ranks' "
                     f"rows arrive when they finish")
-        new_rows: list[dict] = []
-        if mine:
-            import torch
+        with AnswerSheet(ctx, self.total, rows=self.reused) as sheet:
+            self.rows = sheet.rows
+            if mine:
+                import torch
 
-            previous_threads = torch.get_num_threads()
-            try:
-                with (JsonlWriter(ctx.run_dir / RESULTS) if ctx.main else _Collect(new_rows)) as results:
-                    self._answer(ctx, mine, results)
-            finally:
-                torch.set_num_threads(previous_threads)
-        elif not pending:
-            ctx.log("every question already has its answer; nothing left to run")
-        if w.distributed:
-            self._gather(ctx, new_rows)
+                previous_threads = torch.get_num_threads()
+                try:
+                    self._answer(ctx, mine, sheet)
+                finally:
+                    torch.set_num_threads(previous_threads)
+            elif not pending:
+                ctx.log("every question already has its answer; nothing left to run")
+            if w.distributed:
+                self._gather(ctx, sheet)
         if ctx.main and pending:  # one order for any number of processes: the questions'
             position = {key: i for i, key in enumerate(self.keys)}
             self.rows.sort(key=lambda row: position.get(row["key"], len(position)))
             write_jsonl(ctx.run_dir / RESULTS, self.rows)
-        return {"status": "stopped" if len(self.rows) < len(questions) else "completed"}
+        return {"status": qa_summary(self.rows, self.total)["status"]}
 
-    def _gather(self, ctx: RunContext, new_rows: list[dict]) -> None:
+    def _gather(self, ctx: RunContext, sheet: AnswerSheet) -> None:
         """Rank 0 takes the other ranks' rows and token counts; its time then spans the slowest rank."""
         state = self.state
-        shares = gather({"rows": new_rows, "tokens": state.tokens_this_run, "scored": state.scored_tokens,
-                         "prompt_tokens": state.prompt_tokens})
+        shares = gather({"rows": sheet.rows[len(self.reused):], "tokens": state.tokens_this_run,
+                         "scored": state.scored_tokens, "prompt_tokens": state.prompt_tokens})
         if not ctx.main:
             return
-        with JsonlWriter(ctx.run_dir / RESULTS) as results:
-            for share in shares[1:]:
-                for row in share["rows"]:
-                    results.write(row)
-                    self.rows.append(row)
-                state.tokens_this_run += share["tokens"]
-                state.scored_tokens += share["scored"]
-                state.prompt_tokens += share["prompt_tokens"]
+        for share in shares[1:]:
+            for row in share["rows"]:
+                sheet.add(row, batch_size=state.batch_size)
+            state.tokens_this_run += share["tokens"]
+            state.scored_tokens += share["scored"]
+            state.prompt_tokens += share["prompt_tokens"]
         if self.gen_start is not None:
             state.generate_seconds = time.perf_counter() - self.gen_start
-        ctx.emit(Progress(done=len(self.rows), total=len(self.questions), batch_size=state.batch_size,
-                          correct=sum(r["correct"] for r in self.rows)))
 
-    def _answer(self, ctx: RunContext, pending: list[int], results: JsonlWriter) -> None:
+    def _answer(self, ctx: RunContext, pending: list[int], sheet: AnswerSheet) -> None:
         """Answer the questions at `pending`, appending each one's row to results.jsonl as its row ends."""
         import torch
 
         from core.lm.batch_plan import auto_batch_size
+        from core.lm.choice import load_for_generation
         from core.lm.engine import EngineStats, generate_answers, prompt_lengths, score_choices
-        from core.lm.loading import load_model, pick_device, resolve_dtype
+        from core.lm.loading import pick_device, resolve_dtype
 
         config, state = self.config, self.state
         if self.threads:
             torch.set_num_threads(self.threads)
         device = pick_device()
-        dtype, state.dtype = resolve_dtype(config.dtype, device)
+        state.dtype = resolve_dtype(config.dtype, device)[1]
         start = time.perf_counter()
         if self.shared is not None:  # one base model for several adapters: switch, do not reload
             loaded = self.shared.get()
             loaded.use_adapter(self.adapter_index)
-            model, tokenizer, state.dtype = loaded.model, loaded.tokenizer, loaded.dtype
         else:
-            model, tokenizer = load_model(self.model_path, dtype, device, self.tokenizer)
-            if self.adapters:
-                from core.lm.adapters import load_adapter
-
-                model = load_adapter(model, self.adapters[0]).eval()
+            loaded = load_for_generation(self.choice, config.dtype)
+        model, tokenizer, state.dtype = loaded.model, loaded.tokenizer, loaded.dtype
         state.load_seconds = self.tokenizer_seconds + time.perf_counter() - start
         if model.generation_config.do_sample:
             ctx.log("the model's generation_config samples (do_sample=True), so answers vary from run to run; "
@@ -286,17 +260,15 @@ class EvalJob(Job):
                 output, new_tokens, extra = "", 0, {"logprobs": {k: round(v, 4) for k, v in result.items()}}
             if cut:
                 extra["prompt_cut"] = cut  # characters cut from the start of the question to fit the context
-            row = {"index": q.index, "subject": q.subject, "question": q.question, "prompt": prompt, "gold": q.gold,
-                   "pred": pred, "correct": pred == q.gold, "output": output, "new_tokens": new_tokens, **extra, "key": key}
-            results.write(row)
-            self.rows.append(row)
+            row = {"qid": self.qids[i], "index": q.index, "subject": q.subject, "question": q.question, "prompt": prompt,
+                   "gold": q.gold, "pred": pred, "correct": pred == q.gold, "output": output, "new_tokens": new_tokens,
+                   **extra, "key": key}
             state.tokens_this_run += new_tokens
             state.scored_tokens += lengths[j]
             seconds = time.perf_counter() - gen_start
             rate = (stats.tokens if config.mode == "generate" else state.scored_tokens) / seconds if seconds > 0 else None
-            ctx.emit(Progress(done=len(self.rows), total=len(self.questions),
-                              batch_size=stats.batch_sizes[-1] if stats.batch_sizes else state.batch_size,
-                              tokens_per_s=round(rate, 1) if rate else None, correct=sum(r["correct"] for r in self.rows)))
+            sheet.add(row, batch_size=stats.batch_sizes[-1] if stats.batch_sizes else state.batch_size,
+                      tokens_per_s=round(rate, 1) if rate else None)
 
         try:
             if config.mode == "generate":
@@ -322,12 +294,12 @@ class EvalJob(Job):
         from core.eval.report import answer_counts
 
         config, state, rows = self.config, self.state, self.rows
-        correct = sum(r["correct"] for r in rows)
         gen_s = state.generate_seconds
         run_tokens = state.tokens_this_run  # a resumed run reuses rows; only this process's tokens count for speed
+        figures = qa_summary(rows, self.total)
+        figures.pop("status")  # the lifecycle has settled it
         summary.update({
-            "accuracy": correct / len(rows) if rows else None, "correct": correct, "n": len(rows),
-            "total": len(self.questions),
+            **figures,
             "load_seconds": None if state.load_seconds is None else round(state.load_seconds, 3),
             "generate_seconds": None if gen_s is None else round(gen_s, 3),
             "tokens_generated": sum(r["new_tokens"] for r in rows), "tokens_this_run": run_tokens,
@@ -382,22 +354,6 @@ def run_eval(config: EvalConfig, progress: Callable[[dict], None] | None = None,
     status "failed" and re-raised.
     """
     return run_job(EvalJob(config, resume=resume), progress=progress, should_stop=should_stop)
-
-
-class _Collect:
-    """What a rank other than 0 writes its rows to: a list, sent to rank 0 at the end."""
-
-    def __init__(self, rows: list[dict]) -> None:
-        self.rows = rows
-
-    def write(self, row: dict) -> None:
-        self.rows.append(row)
-
-    def __enter__(self) -> "_Collect":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def _data_label(config: EvalConfig, data_path: Path) -> str:

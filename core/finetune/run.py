@@ -19,8 +19,9 @@ from core.finetune import data as fdata
 from core.finetune.config import FinetuneConfig
 from core.finetune.templates import template_for
 from core.lifecycle import Job, RunContext, run_job
-from core.runlog import Lora, Plan, Progress
-from core.runs import EVENTS, REPORT, RESULTS, JsonlWriter, iter_jsonl
+from core.qa.sheet import AnswerSheet
+from core.runlog import Lora, Plan
+from core.runs import EVENTS, REPORT, RESULTS, iter_jsonl
 
 ADAPTER = "adapter"
 RESULTS_BEFORE = "results_before.jsonl"
@@ -172,9 +173,9 @@ class FinetuneJob(Job):
 
         was_training = model.training
         model.eval()
-        with JsonlWriter(ctx.run_dir / f"results_squad_{which}.jsonl") as out:
+        with AnswerSheet(ctx, len(self.retain), f"results_squad_{which}.jsonl", phase=f"squad {which}") as sheet:
             scores = answer_squad(SimpleNamespace(model=model, tokenizer=self.tokenizer), self.retain, PROMPT, 32, "auto",
-                                  on_row=out.write, should_stop=ctx.should_stop, log=ctx.log)
+                                  on_row=sheet.add, should_stop=ctx.should_stop, log=ctx.log)
         model.train(was_training)
         self.fields[f"squad_{which}"] = {"exact_match": round(scores["exact_match"], 3), "f1": round(scores["f1"], 3),
                                          "n": scores["n"]}
@@ -281,26 +282,24 @@ class FinetuneJob(Job):
             return
         if not rows:
             return
-        cfg, answered = self.config, []
+        cfg = self.config
         prompts = [r["prompt"] for r in rows]
         t = time.perf_counter()
         batch = auto_batch_size(model, prompt_lengths(self.tokenizer, prompts), cfg.test_max_new_tokens)
-        with JsonlWriter(path) as out:
+        with AnswerSheet(ctx, len(rows), filename, phase=which) as sheet:
             def on_row(i, generation):
                 r = rows[i]
                 pred, correct = self.template.judge(generation.text, r["gold"])
-                row = {"index": i, "question_id": r["question_id"], "subject": r["subject"], "question": r["question"],
-                       "prompt": r["prompt"], "gold": r["gold"], "pred": pred, "correct": correct,
-                       "output": generation.text, "new_tokens": generation.new_tokens}
-                out.write(row)
-                answered.append(row)
-                ctx.emit(Progress(done=len(answered), total=len(rows), phase=which))
+                sheet.add({"qid": r["question_id"], "index": i, "question_id": r["question_id"], "subject": r["subject"],
+                           "question": r["question"], "prompt": r["prompt"], "gold": r["gold"], "pred": pred,
+                           "correct": correct, "output": generation.text, "new_tokens": generation.new_tokens})
 
             was_training = model.training
             model.eval()
             generate_answers(model, self.tokenizer, prompts, max_new_tokens=cfg.test_max_new_tokens, batch_size=batch,
                              on_row=on_row, should_stop=ctx.should_stop, log=ctx.log)
             model.train(was_training)
+        answered = sheet.rows
         setattr(self, which, answered)
         self.fields[f"test_seconds_{which}"] = round(time.perf_counter() - t, 3)
 

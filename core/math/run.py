@@ -11,11 +11,10 @@ import json
 from pathlib import Path
 
 from core.errors import UsageError
-from core.lifecycle import Job, RunContext, run_job
+from core.lifecycle import RunContext, run_job
 from core.math.config import MathConfig
 from core.qa.math import MathQuestion, contest_score, judge, load_math
-from core.runlog import Progress
-from core.runs import RESULTS
+from core.qa.sheet import AnswerSheet, QuestionJob, accuracy_text, qa_report, qa_summary
 
 
 def _load_replies(path: str, questions: list[MathQuestion]) -> dict[str, str]:
@@ -35,14 +34,14 @@ def _load_replies(path: str, questions: list[MathQuestion]) -> dict[str, str]:
     return replies
 
 
-class MathJob(Job):
+class MathJob(QuestionJob):
     kind = "math"
-    stop_message = "stopping at the next generation step; answered questions are kept"
 
     def prepare(self) -> None:
         cfg = self.config
         cfg.validate()
         self.questions = load_math(cfg.data)[: cfg.limit]
+        self.total = len(self.questions)
         self.replies = _load_replies(cfg.predictions, self.questions) if cfg.predictions else None
         self.choice, self.ratio = None, None
         if self.replies is None:
@@ -53,28 +52,19 @@ class MathJob(Job):
             if self.choice.adapters:
                 self.ratio = adapter_ratio(self.choice.path, self.choice.adapters[0])
 
-    def start_fields(self) -> dict:
-        return {"total": len(self.questions), "demo": self.config.demo}
-
     def run(self, ctx: RunContext) -> dict:
-        cfg, rows = self.config, []
-        with ctx.writer(ctx.run_dir / RESULTS) as out:
-            def keep(row: dict) -> None:
-                out.write(row)
-                rows.append(row)
-                ctx.emit(Progress(done=len(rows), total=len(self.questions), correct=sum(r["correct"] for r in rows)))
-
+        cfg = self.config
+        with AnswerSheet(ctx, self.total) as sheet:
             if self.replies is not None:
                 for q in self.questions:
-                    keep(judge(q, self.replies[q.question_id], cfg.tolerance))
+                    sheet.add(judge(q, self.replies[q.question_id], cfg.tolerance))
                 fields = {"mode": "predictions", "predictions": cfg.predictions}
             else:
-                fields = self._generate(ctx, keep)
-        accuracy = sum(r["correct"] for r in rows) / len(rows) if rows else None
-        fields.update(accuracy=accuracy, correct=sum(r["correct"] for r in rows), n=len(rows))
-        if self.ratio is not None and accuracy is not None:
-            fields.update(self.ratio, score=round(contest_score(self.ratio["trainable_ratio"], accuracy), 6))
-        return {**fields, "status": "completed" if len(rows) == len(self.questions) else "stopped"}
+                fields = self._generate(ctx, sheet.add)
+        fields.update(qa_summary(sheet.rows, self.total))
+        if self.ratio is not None and fields["accuracy"] is not None:
+            fields.update(self.ratio, score=round(contest_score(self.ratio["trainable_ratio"], fields["accuracy"]), 6))
+        return fields
 
     def _generate(self, ctx: RunContext, keep) -> dict:
         from core.lm.batch_plan import auto_batch_size
@@ -98,31 +88,18 @@ class MathJob(Job):
                 "load_seconds": round(loaded.seconds, 3), "generate_seconds": round(time.perf_counter() - start, 3),
                 "dtype": loaded.dtype, "device": loaded.device, "batch_size": batch}
 
-    def finish(self, ctx: RunContext, summary: dict) -> None:
-        summary.setdefault("total", len(self.questions))
-        summary.setdefault("demo", self.config.demo)
-        summary.setdefault("data", str(self.config.data))
-
     def report(self, run_dir: Path, summary: dict) -> str:
-        s = summary
-        lines = [f"# Math accuracy — {run_dir.name}", ""]
-        if s.get("demo"):
-            lines += ["> Demo run: bundled questions and a tiny random-weight model; the accuracy means nothing.", ""]
-        lines += [f"Status: **{s['status']}**" + (f" ({s['error']})" if s.get("error") else ""), ""]
+        s, figures = summary, []
         if s.get("accuracy") is not None:
-            lines += ["| | |", "|---|---|", f"| Accuracy | **{s['accuracy']:.1%}** ({s['correct']}/{s['n']}) |",
-                      f"| Data | {s.get('data')} |", f"| Replies | {s.get('predictions') or s.get('model')} |"]
+            figures = [("Accuracy", accuracy_text(s)), ("Data", s.get("data")),
+                       ("Replies", s.get("predictions") or s.get("model"))]
             if "score" in s:
-                lines += [f"| Trainable ratio | {s['trainable_ratio']:.6f} ({s['trainable_params']:,} of "
-                          f"{s['total_params']:,}) |",
-                          f"| Score (1 − ratio) × 0.3 + accuracy × 0.7 | **{s['score']:.4f}** |"]
-            lines += [f"| Total time | {s['total_seconds']:.1f} s |", "",
-                      "A reply's answer is its last number (sign, thousands separators, decimals, exponent or a/b; a "
-                      "trailing % ignored), equal to the solution's last number within the relative tolerance.", ""]
-        return "\n".join(lines)
-
-    def end_fields(self, summary: dict) -> dict:
-        return {"accuracy": summary.get("accuracy"), "n": summary.get("n")}
+                figures += [("Trainable ratio",
+                             f"{s['trainable_ratio']:.6f} ({s['trainable_params']:,} of {s['total_params']:,})"),
+                            ("Score (1 − ratio) × 0.3 + accuracy × 0.7", f"**{s['score']:.4f}**")]
+        notes = ["A reply's answer is its last number (sign, thousands separators, decimals, exponent or a/b; a "
+                 "trailing % ignored), equal to the solution's last number within the relative tolerance."]
+        return "\n".join(qa_report(f"Math accuracy — {run_dir.name}", s, figures, notes))
 
     def closing_line(self, summary: dict, run_dir: Path) -> str | None:
         if summary.get("accuracy") is None:

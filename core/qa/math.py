@@ -78,6 +78,6 @@ def contest_score(trainable_ratio: float, accuracy: float) -> float:
 def judge(question: MathQuestion, reply: str, tolerance: float) -> dict:
     """One results.jsonl row: the reply's last number against the solution's (kept as exact text in `gold`)."""
     pred = last_number(reply)
-    return {"id": question.question_id, "question": question.question, "reply": reply,
+    return {"qid": question.question_id, "id": question.question_id, "question": question.question, "reply": reply,
             "pred": None if pred is None else plain_number(pred), "gold": question.gold,
             "correct": same_number(pred, last_number(question.gold), tolerance)}

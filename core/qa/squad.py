@@ -46,7 +46,8 @@ def answer_squad(loaded, examples: list[dict], template: str, max_new_tokens: in
         replies[i] = answer
         if on_row is not None:
             golds = example["answers"]
-            on_row({"index": i, "id": example["id"], "question": example["question"], "prediction": answer, "golds": golds,
+            on_row({"qid": str(example["id"]), "index": i, "id": example["id"], "question": example["question"],
+                    "prediction": answer, "golds": golds,
                     "em": best_over_golds(exact_match, answer, golds), "f1": best_over_golds(f1, answer, golds),
                     "output": generation.text, "new_tokens": generation.new_tokens})
 

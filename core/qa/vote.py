@@ -10,15 +10,15 @@ highest accuracy (equal accuracy: the run given first), as core/scoring/vote.py 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from core.errors import UsageError
-from core.lifecycle import Job, RunContext, run_job
+from core.lifecycle import RunContext, run_job
 from core.options import option
-from core.runlog import Progress
-from core.runs import CONFIG, RESULTS, SUMMARY, JsonlWriter, iter_jsonl, read_json
+from core.qa.sheet import AnswerSheet, QuestionJob, qa_report, qa_summary
+from core.runlog import question_key
+from core.runs import CONFIG, RESULTS, SUMMARY, iter_jsonl, read_json
 
 
 @dataclass
@@ -30,13 +30,6 @@ class VoteConfig:
     def validate(self) -> None:
         if len(self.runs) < 2:
             raise UsageError("give at least two run folders to vote: llmlab vote RUN RUN [RUN ...]")
-
-
-def question_key(row: dict) -> str:
-    """What makes two runs' rows the same question: a fine-tune test row's question_id, else index and prompt."""
-    if row.get("question_id"):
-        return str(row["question_id"])
-    return json.dumps([row.get("index"), row.get("prompt")], ensure_ascii=False)
 
 
 @dataclass
@@ -63,7 +56,7 @@ def read_answers(path: str | Path) -> RunAnswers:
     return RunAnswers(path, rows, accuracy, ((config.get("settings") or {}).get("data_sha256")))
 
 
-class VoteJob(Job):
+class VoteJob(QuestionJob):
     kind = "vote"
 
     def prepare(self) -> None:
@@ -78,12 +71,13 @@ class VoteJob(Job):
             if differ:
                 raise UsageError(f"{other.path} answers other questions than {first.path} ({len(differ)} differ); "
                                  f"vote only over runs of the same questions")
+        self.total = len(first.rows)
 
     def config_record(self) -> dict:
         return {**asdict(self.config), "runs": [str(r.path) for r in self.inputs]}
 
     def start_fields(self) -> dict:
-        return {"total": len(self.inputs[0].rows), "voters": len(self.inputs)}
+        return {"total": self.total, "voters": len(self.inputs)}
 
     def run(self, ctx: RunContext) -> dict:
         from core.scoring.vote import tally, vote
@@ -91,35 +85,27 @@ class VoteJob(Job):
         preds = [{k: r["pred"] for k, r in run.rows.items()} for run in self.inputs]
         winners = vote(preds, [run.accuracy for run in self.inputs])
         counts = tally(preds)
-        first, rows, ties = self.inputs[0], [], 0
-        with JsonlWriter(ctx.run_dir / RESULTS) as out:
-            for key, base in first.rows.items():
+        ties = 0
+        with AnswerSheet(ctx, self.total) as sheet:
+            for key, base in self.inputs[0].rows.items():
                 top = counts[key].most_common()
                 ties += len(top) > 1 and top[0][1] == top[1][1]
-                row = {"index": base.get("index"), "question_id": base.get("question_id"), "subject": base.get("subject"),
-                       "question": base.get("question"), "prompt": base.get("prompt"), "gold": base["gold"],
-                       "pred": winners[key], "correct": winners[key] == base["gold"], "votes": dict(counts[key]),
-                       "preds": [p[key] for p in preds], "output": "", "new_tokens": 0}
-                out.write(row)
-                rows.append(row)
-        ctx.emit(Progress(done=len(rows), total=len(rows)))
-        correct = sum(r["correct"] for r in rows)
-        return {"accuracy": correct / len(rows), "correct": correct, "n": len(rows), "total": len(rows), "ties": ties,
+                sheet.add({"qid": key, "index": base.get("index"), "question_id": base.get("question_id"),
+                           "subject": base.get("subject"), "question": base.get("question"), "prompt": base.get("prompt"),
+                           "gold": base["gold"], "pred": winners[key], "correct": winners[key] == base["gold"],
+                           "votes": dict(counts[key]), "preds": [p[key] for p in preds], "output": "", "new_tokens": 0})
+        return {**qa_summary(sheet.rows, self.total), "ties": ties,
                 "runs": [{"run_dir": str(r.path), "accuracy": r.accuracy, "n": len(r.rows)} for r in self.inputs]}
 
     def report(self, run_dir: Path, summary: dict) -> str:
         s = summary
-        lines = [f"# Vote of {len(s.get('runs', []))} runs — {run_dir.name}", "", f"Status: **{s['status']}**", ""]
-        if "accuracy" in s:
-            lines += ["| run | accuracy |", "|---|---|"]
-            lines += [f"| {r['run_dir']} | {r['accuracy']:.1%} |" for r in s["runs"]]
-            lines += [f"| **vote** | **{s['accuracy']:.1%}** ({s['correct']}/{s['n']}, {s['ties']} ties) |", "",
+        lines = qa_report(f"Vote of {len(s.get('runs', []))} runs — {run_dir.name}", s, [])
+        if s.get("accuracy") is not None:
+            lines += ["| run | accuracy |", "|---|---|", *[f"| {r['run_dir']} | {r['accuracy']:.1%} |" for r in s["runs"]],
+                      f"| **vote** | **{s['accuracy']:.1%}** ({s['correct']}/{s['n']}, {s['ties']} ties) |", "",
                       "Per question the most frequent answer letter; no answer casts no vote; a tie goes to the tied "
                       "letter of the more accurate run (equal accuracy: the run given first).", ""]
         return "\n".join(lines)
-
-    def end_fields(self, summary: dict) -> dict:
-        return {"accuracy": summary.get("accuracy"), "n": summary.get("n")}
 
     def closing_line(self, summary: dict, run_dir: Path) -> str | None:
         if "accuracy" not in summary:

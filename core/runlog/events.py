@@ -6,9 +6,10 @@ keys of its JSON line. The writer (core/runlog/writer.py) adds `type`, `time` (w
 `elapsed` (monotonic seconds since the process started); the reader (core/runlog/reader.py)
 turns lines back into these classes.
 
-A field with a default of None is optional: it is left out of the line when it is None. A field
-without a default is always written, even when its value is None (an `end` without an error still
-says `"error": null`). A line with keys this version does not know (written by a newer llmlab)
+A field with a default of None is optional: it is left out of the line when it is None, unless it is
+declared with `ALWAYS` (a rate that is not known yet is written as null, so every line of that type
+has the same keys). A field without a default is always written, even when its value is None (an
+`end` without an error still says `"error": null`). A line with keys this version does not know (written by a newer llmlab)
 keeps them in `extra`, so nothing a reader does not understand is lost or fatal.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 EVENT_TYPES: dict[str, type["Event"]] = {}
+ALWAYS = {"always": True}  # field metadata: written even when None
 
 
 def _register(cls: type["Event"]) -> type["Event"]:
@@ -44,7 +46,7 @@ class Event:
             if f.name in ("time", "elapsed", "extra"):
                 continue
             value = getattr(self, f.name)
-            if value is None and f.default is None:  # optional and not given
+            if value is None and f.default is None and not f.metadata.get("always"):  # optional and not given
                 continue
             out[f.name] = value
         out.update(self.extra)
@@ -187,8 +189,8 @@ class Progress(Event):
     done: int
     total: int | None
     correct: int | None = None
-    batch_size: int | str | None = None
-    tokens_per_s: float | None = None
+    batch_size: int | str | None = field(default=None, metadata=ALWAYS)
+    tokens_per_s: float | None = field(default=None, metadata=ALWAYS)
     phase: str | None = None
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import UsageError
-from core.lifecycle import Job, RunContext, run_job
-from core.runlog import Progress
-from core.runs import RESULTS, JsonlWriter
+from core.lifecycle import RunContext, run_job
+from core.qa.sheet import AnswerSheet, QuestionJob, qa_report, qa_summary
+from core.runs import RESULTS
 from core.squad.config import SquadConfig
 
 RESULTS_BEFORE = "results_before.jsonl"
@@ -22,9 +22,8 @@ def _scores(result: dict) -> dict:
     return {"exact_match": round(result["exact_match"], 3), "f1": round(result["f1"], 3), "n": result["n"]}
 
 
-class SquadJob(Job):
+class SquadJob(QuestionJob):
     kind = "squad"
-    stop_message = "stopping at the next generation step; answered questions are kept"
 
     def prepare(self) -> None:
         from core.scoring.squad import load_predictions, load_squad
@@ -36,6 +35,7 @@ class SquadJob(Job):
             self.predictions = load_predictions(cfg.predictions) if cfg.predictions else None
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        self.total = len(self.examples)
         if self.predictions is not None:
             ids = {e["id"] for e in self.examples}
             if not ids & set(self.predictions):
@@ -51,20 +51,17 @@ class SquadJob(Job):
 
             self.choice = choose_model(cfg.model, cfg.adapter, cfg.demo)
 
-    def start_fields(self) -> dict:
-        return {"total": len(self.examples), "demo": self.config.demo}
-
     def run(self, ctx: RunContext) -> dict:
         from core.scoring.squad import score_predictions
 
         cfg = self.config
         if self.predictions is not None:
             result = score_predictions(self.examples, self.predictions)
-            with JsonlWriter(ctx.run_dir / RESULTS) as out:
+            with AnswerSheet(ctx, self.total) as sheet:
                 for row in result["rows"]:
-                    out.write(row)
-            ctx.emit(Progress(done=result["n"], total=len(self.examples)))
-            return {"mode": "predictions", "predictions": cfg.predictions, **_scores(result)}
+                    sheet.add({"qid": str(row["id"]), **row})
+            return {"mode": "predictions", "predictions": cfg.predictions, **_scores(result),
+                    **qa_summary(sheet.rows, self.total, judged=False)}
         from core.lm.choice import load_for_generation
         from core.qa.squad import retention
 
@@ -73,10 +70,10 @@ class SquadJob(Job):
                   "load_seconds": round(loaded.seconds, 3), "dtype": loaded.dtype, "device": loaded.device}
         if cfg.baseline:
             loaded.use_adapter(None)
-            before = self._answer(ctx, loaded, RESULTS_BEFORE, "before")
+            before, _ = self._answer(ctx, loaded, RESULTS_BEFORE, "before")
             loaded.use_adapter(0)
             fields["squad_before"] = _scores(before)
-        after = self._answer(ctx, loaded, RESULTS, "after" if cfg.baseline else "answers")
+        after, rows = self._answer(ctx, loaded, RESULTS, "after" if cfg.baseline else "answers")
         fields.update(_scores(after), generate_seconds=round(after["seconds"], 3))
         if cfg.baseline:
             fields["squad_after"] = _scores(after)
@@ -87,46 +84,31 @@ class SquadJob(Job):
             if not fields["retention_ok"]:
                 ctx.log(f"retention below {cfg.retain_threshold:.0%}: EM {fields['retention']['exact_match']}, "
                         f"F1 {fields['retention']['f1']} (after / before)")
-        complete = after["n"] == len(self.examples)
-        return {**fields, "status": "completed" if complete else "stopped"}
+        return {**fields, **qa_summary(rows, self.total, judged=False)}
 
-    def _answer(self, ctx: RunContext, loaded, filename: str, phase: str) -> dict:
+    def _answer(self, ctx: RunContext, loaded, filename: str, phase: str) -> tuple[dict, list[dict]]:
         from core.qa.squad import answer_squad
 
-        cfg, done = self.config, []
-        with ctx.writer(ctx.run_dir / filename) as out:
-            def on_row(row):
-                out.write(row)
-                done.append(row)
-                ctx.emit(Progress(done=len(done), total=len(self.examples), phase=phase))
-
-            return answer_squad(loaded, self.examples, cfg.prompt, cfg.max_new_tokens, cfg.batch_size, on_row=on_row,
-                                should_stop=ctx.should_stop, log=ctx.log)
-
-    def finish(self, ctx: RunContext, summary: dict) -> None:
-        summary.setdefault("total", len(self.examples))
-        summary.setdefault("demo", self.config.demo)
-        summary.setdefault("data", str(self.config.data))
+        cfg = self.config
+        with AnswerSheet(ctx, self.total, filename, phase) as sheet:
+            scores = answer_squad(loaded, self.examples, cfg.prompt, cfg.max_new_tokens, cfg.batch_size, on_row=sheet.add,
+                                  should_stop=ctx.should_stop, log=ctx.log)
+        return scores, sheet.rows
 
     def report(self, run_dir: Path, summary: dict) -> str:
-        s = summary
-        lines = [f"# SQuAD v1.1 — {run_dir.name}", ""]
-        if s.get("demo"):
-            lines += ["> Demo run: bundled questions and a tiny random-weight model; the scores mean nothing.", ""]
-        lines += [f"Status: **{s['status']}**" + (f" ({s['error']})" if s.get("error") else ""), ""]
+        s, figures = summary, []
         if "exact_match" in s:
-            lines += ["| | |", "|---|---|", f"| Exact match | **{s['exact_match']:.2f}** |", f"| F1 | **{s['f1']:.2f}** |",
-                      f"| Questions | {s['n']} of {s['total']} |", f"| Data | {s.get('data')} |",
-                      f"| Answers | {s.get('predictions') or s.get('model')} |"]
+            figures = [("Exact match", f"**{s['exact_match']:.2f}**"), ("F1", f"**{s['f1']:.2f}**"),
+                       ("Questions", f"{s['n']} of {s['total']}"), ("Data", s.get("data")),
+                       ("Answers", s.get("predictions") or s.get("model"))]
             if s.get("retention"):
                 b, r = s["squad_before"], s["retention"]
                 flag = "" if s["retention_ok"] else f" **below {s['retain_threshold']:.0%}**"
-                lines += [f"| Base model alone | EM {b['exact_match']:.2f}, F1 {b['f1']:.2f} |",
-                          f"| Retention (after / before) | EM {r['exact_match']}, F1 {r['f1']}{flag} |"]
-            lines += [f"| Total time | {s['total_seconds']:.1f} s |", "",
-                      "Scored as the official v1.1 script does: lower-case, ASCII punctuation and the articles a/an/the "
-                      "removed, whitespace collapsed; EM and token F1 are each the best over the gold answers.", ""]
-        return "\n".join(lines)
+                figures += [("Base model alone", f"EM {b['exact_match']:.2f}, F1 {b['f1']:.2f}"),
+                            ("Retention (after / before)", f"EM {r['exact_match']}, F1 {r['f1']}{flag}")]
+        notes = ["Scored as the official v1.1 script does: lower-case, ASCII punctuation and the articles a/an/the removed, "
+                 "whitespace collapsed; EM and token F1 are each the best over the gold answers."]
+        return "\n".join(qa_report(f"SQuAD v1.1 — {run_dir.name}", s, figures, notes))
 
     def end_fields(self, summary: dict) -> dict:
         return {key: summary.get(key) for key in ("exact_match", "f1")}

@@ -16,8 +16,8 @@ def test_results_stream_while_the_one_batch_still_generates(tmp_path):
     seen = []  # (done, total, lines in results.jsonl) at each progress event
 
     def progress(event):
-        if event["type"] == "progress":
-            seen.append((event["done"], event["total"], len(list(iter_jsonl(run / "results.jsonl")))))
+        if event.type == "progress":
+            seen.append((event.done, event.total, len(list(iter_jsonl(run / "results.jsonl")))))
 
     summary = run_eval(EvalConfig(demo=True, max_new_tokens=48, batch_size="auto", out=str(run)), progress=progress)
     assert summary["status"] == "completed" and summary["batch_size"] == summary["n"] == 22  # one batch of every question
