@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -49,6 +50,26 @@ def hw_command(as_json: bool) -> None:
     for label, value in describe(hw):
         table.add_row(label, str(value))
     Console().print(table)
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback is reachable from other machines; prefer an SSH tunnel.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--runs", type=click.Path(path_type=Path), default=None,
+              help="Runs folder every tab's app uses (default: $LLMLAB_RUNS_DIR or ./runs).")
+@click.option("--token", envvar="LLMLAB_SERVE_TOKEN", default=None, show_envvar=True,
+              help="Secret a browser must show (at least 16 characters). Default: one is generated and printed in the URL.")
+@click.option("--no-token", is_flag=True, help="Serve without a token; refused unless --host is loopback.")
+def serve_command(host: str, port: int, runs: Path | None, token: str | None, no_token: bool) -> None:
+    """Serve the app to web browsers: one app process per tab, behind a token.
+
+    Listens on 127.0.0.1 and prints the URL and the SSH tunnel command for a laptop. Jobs started
+    from a tab keep running when the tab closes. No TLS: use the tunnel or a TLS reverse proxy.
+    """
+    from tui.serve import serve  # deferred, like the app: the engine never needs textual or aiohttp
+
+    serve(host, port, runs, token, no_token)
 
 
 def _register_subcommands() -> None:

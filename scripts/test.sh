@@ -9,7 +9,8 @@ scripts/bootstrap.sh --dev
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 workers=$(.venv/bin/python -c "import os; print(min(4, os.cpu_count() or 1))")
 set +e
-.venv/bin/python -m pytest -n "$workers" -q "$@"
+# loadgroup: the tests of one `llmlab serve` server (xdist_group "serve") share a worker and that server.
+.venv/bin/python -m pytest -n "$workers" --dist loadgroup -q "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

@@ -24,6 +24,8 @@ SNAPSHOT_VERSIONS = {"textual": "8.2.8", "textual-plotext": "1.0.1", "plotext": 
 def pytest_configure(config):
     config.addinivalue_line("markers", "engine: drives the real `llmlab pretrain/eval` engine (tiny demo jobs)")
     config.addinivalue_line("markers", "serial: spawns job processes; keep off crowded workers")
+    config.addinivalue_line("markers", "serve: drives a real `llmlab serve` (one server per module; -m serve runs them)")
+    config.addinivalue_line("markers", "browser: drives headless Chromium (Debian's chromium package; skips without it)")
     if config.getoption("--snapshot-update", default=False):
         wrong = {name: metadata.version(name) for name, want in SNAPSHOT_VERSIONS.items()
                  if metadata.version(name) != want}
