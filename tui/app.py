@@ -21,23 +21,30 @@ from textual.binding import Binding
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from core.runs import SUMMARY, read_json
+from core.runlog import RunFollower, RunsReader
 from core.runs import runs_root as default_runs_root
 from tui.hardware import HardwareSource, LiveHardware
-from tui.jobs import FORCE_AFTER, Job, JobFollower, Launcher, LaunchError, find_running_jobs, launch, tail_lines
+from tui.jobs import FORCE_AFTER, Job, Launcher, LaunchError, find_running_jobs, launch, tail_lines
+from tui.kinds import load_progress
+from tui.kinds.base import final_status
 from tui.messages import (
+    ChatRequested,
+    ComparisonRequested,
     EventsRead,
     HardwareSampled,
     JobExited,
     JobRequested,
+    PreviewRequested,
+    ReportRequested,
+    ResultRequested,
     ResultsRead,
     RunningJobsFound,
+    RunRequested,
     RunsLoaded,
     RunsScanned,
     StopRequested,
 )
-from tui.progress import final_status
-from tui.runinfo import RunInfo, load_progress, scan_runs
+from tui.runinfo import RunInfo, scan_runs
 from tui.tabs import job_tab_classes
 from tui.tabs.hardware import HardwareTab
 from tui.tabs.job_tab import JobTab
@@ -61,7 +68,8 @@ class LlmlabApp(App[None]):
 
     hardware: anything with `sample() -> HardwareSample` (default: this machine via psutil and NVML).
     clock: returns unix time; used for the elapsed time of a running job.
-    runs_root: the folder of run directories (default: $LLMLAB_RUNS_DIR or ./runs).
+    reader: the run-folder reader (core.runlog.RunsReader): scans the runs folder, reads one run, follows a
+        live one. runs_root: the folder it reads when no reader is given (default: $LLMLAB_RUNS_DIR or ./runs).
     launcher: builds a job's command line (default: `python -m core <kind> ...`).
     sample_seconds: hardware refresh period; None samples nothing (tests post HardwareSampled).
     poll_seconds: how often a job's files are read.
@@ -90,6 +98,7 @@ class LlmlabApp(App[None]):
         *,
         hardware: HardwareSource | None = None,
         clock: Callable[[], float] = time.time,
+        reader: RunsReader | None = None,
         runs_root: Path | None = None,
         launcher: Launcher | None = None,
         sample_seconds: float | None = 1.0,
@@ -99,7 +108,9 @@ class LlmlabApp(App[None]):
     ) -> None:
         super().__init__()
         # Absolute, so the paths a scan lists match the run folders jobs are launched into.
-        self.runs_root = (Path(runs_root) if runs_root is not None else default_runs_root()).resolve()
+        # Absolute, so the paths a scan lists match the run folders jobs are launched into.
+        self.reader = reader or RunsReader(Path(runs_root) if runs_root is not None else default_runs_root())
+        self.runs_root = self.reader.root
         self.hardware = hardware if hardware is not None else LiveHardware(self.runs_root)
         self.clock = clock
         self.launcher = launcher or Launcher()
@@ -196,7 +207,7 @@ class LlmlabApp(App[None]):
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(job_tab_classes()))
 
     async def action_quit(self) -> None:
         from tui.screens.quit import QuitScreen
@@ -246,7 +257,7 @@ class LlmlabApp(App[None]):
     def _follow(self, job: Job) -> None:
         """Thread worker: post what the job writes until it exits (or the app closes)."""
         worker = get_current_worker()
-        follower = JobFollower(job.run_dir)
+        follower = self.reader.follow(job.run_dir)
         while not worker.is_cancelled:
             self._post_reads(job, follower)
             if job.returncode() is not None:
@@ -256,10 +267,10 @@ class LlmlabApp(App[None]):
             return
         while self._post_reads(job, follower):  # lines written between the last read and the exit
             pass
-        self.post_message(JobExited(job.run_dir, job.returncode(), read_json(job.run_dir / SUMMARY),
+        self.post_message(JobExited(job.run_dir, job.returncode(), self.reader.folder(job.run_dir).summary(),
                                     tail_lines(job.log_path)))
 
-    def _post_reads(self, job: Job, follower: JobFollower) -> bool:
+    def _post_reads(self, job: Job, follower: RunFollower) -> bool:
         events, rows = follower.poll()
         if events:
             self.post_message(EventsRead(job.run_dir, events))
@@ -318,7 +329,7 @@ class LlmlabApp(App[None]):
 
     @work(thread=True, exit_on_error=False, group="jobs", description="Looking for jobs still running")
     def _find_running_jobs(self) -> None:
-        jobs = find_running_jobs(self.runs_root)
+        jobs = find_running_jobs(self.reader)
         if jobs:
             self.post_message(RunningJobsFound(jobs))
 
@@ -357,7 +368,7 @@ class LlmlabApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs", description="Reading the runs folder")
     def _scan_runs(self) -> None:
-        runs = scan_runs(self.runs_root)
+        runs = scan_runs(self.reader)
         if not get_current_worker().is_cancelled:
             self.post_message(RunsScanned(runs))
 
@@ -373,25 +384,53 @@ class LlmlabApp(App[None]):
         for tab in self.query(RunsTab):  # a scan can still arrive while the app shuts down
             tab.show_runs(message.runs)
 
-    def open_run(self, run: RunInfo) -> None:
+    # ----------------------------------------------------------------- screens, as tabs and widgets ask for them
+
+    @on(RunRequested)
+    def open_run(self, message: RunRequested) -> None:
         """Enter on a run: its live tab when it is running, else its figures read from disk."""
-        tab = self.tab_for(run.path)
+        tab = self.tab_for(message.run.path)
         if tab is not None and tab.progress.active:
             self.action_show_tab(tab.kind)
             return
         from tui.screens.run_detail import RunScreen
 
-        self.push_screen(RunScreen(run))
+        self.push_screen(RunScreen(message.run))
 
-    def open_chat(self, run: RunInfo) -> None:
+    @on(ChatRequested)
+    def open_chat(self, message: ChatRequested) -> None:
         """The Chat screen for a run that holds a model (a pretraining run's model/, a fine-tune's adapter)."""
         from core.errors import UsageError
         from tui.screens.chat import ChatScreen
 
         try:
-            self.push_screen(ChatScreen.for_run(run.path, self.chat_factory))
+            self.push_screen(ChatScreen.for_run(message.run.path, self.chat_factory))
         except UsageError as exc:
             self.notify(str(exc), title="Nothing to talk to", severity="warning")
+
+    @on(ComparisonRequested)
+    def _compare(self, message: ComparisonRequested) -> None:
+        from tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(*message.runs))
+
+    @on(ReportRequested)
+    def _open_report(self, message: ReportRequested) -> None:
+        from tui.screens.report import ReportScreen
+
+        self.push_screen(ReportScreen(message.path))
+
+    @on(ResultRequested)
+    def _open_result(self, message: ResultRequested) -> None:
+        from tui.screens.result_detail import ResultDetailScreen
+
+        self.push_screen(ResultDetailScreen(message.row))
+
+    @on(PreviewRequested)
+    def _open_preview(self, message: PreviewRequested) -> None:
+        from tui.screens.preview import PreviewScreen
+
+        self.push_screen(PreviewScreen(message.data, message.tokenizer, message.block_size, message.note))
 
     def load_runs(self, runs: list[RunInfo], target) -> None:
         """Read runs from disk in a worker and post RunsLoaded to `target` (a screen)."""

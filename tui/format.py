@@ -63,3 +63,10 @@ def timestamp(unix: float | None) -> str:
     if unix is None:
         return "-"
     return datetime.fromtimestamp(unix).strftime("%Y-%m-%d %H:%M")
+
+
+# How a run's status reads, everywhere the app shows one (tabs, the Runs table, run screens).
+STATUS_STYLES = {
+    "idle": "dim", "starting": "yellow", "running": "bold green", "stopping": "yellow",
+    "completed": "bold green", "failed": "bold red", "stopped": "bold yellow",
+}

@@ -1,12 +1,12 @@
-"""Jobs as separate processes: launch `llmlab pretrain/eval`, stop them, find them again, follow their files.
+"""Jobs as separate processes: launch `llmlab <kind> ...`, stop them, find the ones still running.
 
-Nothing here imports Textual: the app runs `JobFollower.poll` in a thread worker and posts what it
-reads as messages, so everything in this module can be tested with plain files and processes.
+Nothing here imports Textual, and nothing here reads run folders itself: that is the run-folder
+reader's work (core.runlog, which the app is given), so everything here can be tested with plain
+files and processes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,11 +17,11 @@ from pathlib import Path
 
 from core.errors import UsageError
 from core.kinds import kinds
-from core.runs import CONFIG, EVENTS, JOB_LOG, RESULTS, RUNS_ENV, SUMMARY, read_json
+from core.runlog import RunsReader
+from core.runlog.reader import pid_alive
+from core.runs import JOB_LOG, RUNS_ENV
 from core.runs import claim_run_dir as claim_in_core
 
-# One poll reads at most this much of a file, so a replay of a long run arrives in bounded messages.
-MAX_READ_BYTES = 4 * 2**20
 # Seconds after a first Stop before a second one ends the job instead of waiting for its step.
 FORCE_AFTER = 10.0
 
@@ -91,30 +91,6 @@ class Job:
             return None
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def started_by(pid: int, start_time: float | None) -> bool:
-    """Whether `pid` is still the process that wrote a start event at `start_time` (not a reused pid)."""
-    if not pid_alive(pid):
-        return False
-    if start_time is None:
-        return True
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time() <= start_time + 5
-    except Exception:
-        return True
-
-
 def claim_run_dir(root: Path, kind: str, out: str | None = None) -> Path:
     """Create the job's run folder now (core's claim), so its job.log can exist before the job starts.
 
@@ -147,55 +123,14 @@ def launch(kind: str, options: list[str], root: Path, launcher: Launcher, out: s
     return Job(kind=kind, run_dir=run_dir, pid=process.pid, process=process, argv=argv)
 
 
-def first_event(path: Path) -> dict | None:
-    """The first complete line of a JSONL file (the start event of events.jsonl)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            line = fh.readline()
-    except OSError:
-        return None
-    if not line.endswith("\n"):
-        return None
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None
-
-
-def last_event(path: Path, window: int = 65536) -> dict | None:
-    """The last complete line of a JSONL file, reading only its tail."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - window))
-            data = fh.read()
-    except OSError:
-        return None
-    for line in reversed(data.split(b"\n")[:-1]):  # the piece after the last newline is torn or empty
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    return None
-
-
-def find_running_jobs(root: Path) -> list[Job]:
-    """Jobs still running from an earlier session: no summary.json and a live start-event pid."""
-    if not root.is_dir():
-        return []
+def find_running_jobs(runs: RunsReader | Path) -> list[Job]:
+    """Jobs still running from an earlier session: run folders a live process is still writing (core.runlog's rule)."""
+    reader = runs if isinstance(runs, RunsReader) else RunsReader(runs)
     jobs = []
-    for run_dir in sorted(root.iterdir(), key=lambda p: p.name):
-        if not run_dir.is_dir() or (run_dir / SUMMARY).exists():
-            continue
-        start = first_event(run_dir / EVENTS)
-        if not start or start.get("type") != "start" or not isinstance(start.get("pid"), int):
-            continue
-        if not started_by(start["pid"], start.get("time")):
-            continue
-        kind = start.get("kind") or (read_json(run_dir / CONFIG) or {}).get("kind")
+    for run in sorted(reader.running(), key=lambda r: r.name):
+        kind = run.kind()
         if kind in kinds():
-            jobs.append(Job(kind=kind, run_dir=run_dir.resolve(), pid=start["pid"]))
+            jobs.append(Job(kind=kind, run_dir=run.path.resolve(), pid=run.running_pid()))
     return jobs
 
 
@@ -210,55 +145,3 @@ def tail_lines(path: Path, n: int = 15, window: int = 32768) -> list[str]:
         return []
     lines = [line.rstrip("\r").rsplit("\r", 1)[-1].rstrip() for line in data.split("\n")]
     return [line for line in lines if line][-n:]
-
-
-class JsonlTail:
-    """Reads the lines appended to a JSONL file since the last call, by byte offset.
-
-    A half-written last line is left for the next call; a line that is not JSON is skipped;
-    a file that shrank or was replaced (an eval rewrites results.jsonl in question order at its
-    end) is read again from the start. Readers key rows by question, so a re-read adds nothing twice.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.offset = 0
-        self.inode: int | None = None
-
-    def read_new(self) -> list[dict]:
-        try:
-            with open(self.path, "rb") as fh:
-                inode = os.fstat(fh.fileno()).st_ino
-                fh.seek(0, os.SEEK_END)
-                if fh.tell() < self.offset or (self.inode is not None and inode != self.inode):
-                    self.offset = 0
-                self.inode = inode
-                fh.seek(self.offset)
-                data = fh.read(MAX_READ_BYTES)
-        except OSError:
-            return []
-        end = data.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
-        records = []
-        for line in data[: end + 1].splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-        return records
-
-
-class JobFollower:
-    """Everything new in a run folder's events.jsonl and results.jsonl since the last poll."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-        self.events = JsonlTail(self.run_dir / EVENTS)
-        self.results = JsonlTail(self.run_dir / RESULTS)
-
-    def poll(self) -> tuple[list[dict], list[dict]]:
-        return self.events.read_new(), self.results.read_new()

@@ -1,4 +1,7 @@
-"""Messages that workers post and the app's handlers apply: each names something that has happened."""
+"""Messages that workers and widgets post and the app's handlers apply: each names something that has happened.
+
+Screens open through these too (`RunRequested`, `ReportRequested`, ...): a tab or widget says what
+the user asked to see, and the App pushes the screen, so no tab or widget imports a screen."""
 
 from __future__ import annotations
 
@@ -88,3 +91,51 @@ class RunsLoaded(Message):
     def __init__(self, progresses: list) -> None:
         super().__init__()
         self.progresses = progresses
+
+
+class RunRequested(Message):
+    """The user asked to open a run (its live tab while it runs, else its run screen)."""
+
+    def __init__(self, run: RunInfo) -> None:
+        super().__init__()
+        self.run = run
+
+
+class ChatRequested(Message):
+    """The user asked to talk to a finished run's model."""
+
+    def __init__(self, run: RunInfo) -> None:
+        super().__init__()
+        self.run = run
+
+
+class ComparisonRequested(Message):
+    """The user asked to compare the marked runs side by side."""
+
+    def __init__(self, runs: list[RunInfo]) -> None:
+        super().__init__()
+        self.runs = runs
+
+
+class ReportRequested(Message):
+    """The user asked to read a run's report.md."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+
+class ResultRequested(Message):
+    """The user asked to see one answered question in full (prompt and reply)."""
+
+    def __init__(self, row: dict) -> None:
+        super().__init__()
+        self.row = row
+
+
+class PreviewRequested(Message):
+    """The user asked to see a corpus as a tokenizer sees it, before training on it."""
+
+    def __init__(self, data: str, tokenizer: str, block_size: int, note: str = "") -> None:
+        super().__init__()
+        self.data, self.tokenizer, self.block_size, self.note = data, tokenizer, block_size, note

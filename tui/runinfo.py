@@ -1,4 +1,8 @@
-"""Run folders read from disk for the Runs tab: one line per run, its series, and two runs compared."""
+"""Run folders as the Runs tab lists them: one line per run, its figures, and runs compared.
+
+Everything is read through the run-folder reader the app is given (core.runlog): what a run is,
+whether it is still running (its one rule), its summary; this module only shapes it for display.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,9 @@ from pathlib import Path
 
 from core.kinds import get as get_kind
 from core.kinds import kinds
-from core.runs import CONFIG, EVENTS, JOB_LOG, SUMMARY, read_json
+from core.runlog import RunFolder, RunsReader, Start
+from core.runs import JOB_LOG
 from tui import format as fmt
-from tui.jobs import first_event, last_event, started_by
-from tui.progress import JobProgress
 
 
 @dataclass
@@ -50,58 +53,36 @@ def _kind_from_name(path: Path) -> str | None:
     return None
 
 
-def read_run(path: Path) -> RunInfo | None:
+def read_run(path: Path | RunFolder) -> RunInfo | None:
     """One run folder as a RunInfo, or None when the folder is not a run."""
-    has_log = (path / JOB_LOG).exists()
-    config = read_json(path / CONFIG) or {}
-    if not config and not has_log and not (path / EVENTS).exists():
+    folder = path if isinstance(path, RunFolder) else RunFolder(Path(path))
+    if not folder.looks_like_a_run():
         return None
-    summary = read_json(path / SUMMARY)
-    start = first_event(path / EVENTS)
-    start = start if start and start.get("type") == "start" else None
-    kind = (summary or {}).get("kind") or config.get("kind") or (start or {}).get("kind") or _kind_from_name(path) or "unknown"
-    started = (start or {}).get("time")
+    summary = folder.summary()
+    start = folder.first_event()
+    start = start if isinstance(start, Start) else None
+    kind = folder.kind(summary) or _kind_from_name(folder.path) or "unknown"
+    started = start.time if start is not None else None
     if started is None:
         try:
-            started = (path / JOB_LOG if has_log else path).stat().st_mtime
+            started = (folder.path / JOB_LOG if (folder.path / JOB_LOG).exists() else folder.path).stat().st_mtime
         except OSError:
             started = None
-    if summary:
-        status = str(summary.get("status") or "completed")
+    status = folder.status(summary)
+    if summary and status != "running":
         duration = summary.get("total_seconds")
-    else:
-        last = last_event(path / EVENTS)
-        duration = (last or {}).get("elapsed")
-        pid = (start or {}).get("pid")
-        alive = isinstance(pid, int) and started_by(pid, started)
-        status = "running" if alive else "crashed"
-    return RunInfo(path=path, kind=kind, status=status, started=started, duration=duration,
-                   headline=headline(kind, summary), config=config, summary=summary)
+    else:  # still going (or gone without a word): as far as its events got
+        last = folder.last_event()
+        duration = last.elapsed if last is not None else None
+    return RunInfo(path=folder.path, kind=kind, status=status, started=started, duration=duration,
+                   headline=headline(kind, summary), config=folder.config(), summary=summary)
 
 
-def scan_runs(root: Path) -> list[RunInfo]:
+def scan_runs(runs: RunsReader | Path) -> list[RunInfo]:
     """Every run folder under the runs folder, newest first."""
-    if not root.is_dir():
-        return []
-    runs = []
-    for path in root.iterdir():
-        if path.is_dir():
-            info = read_run(path)
-            if info is not None:
-                runs.append(info)
-    return sorted(runs, key=lambda r: (r.started or 0, r.name), reverse=True)
-
-
-def load_progress(run: RunInfo) -> JobProgress:
-    """A run read from disk through its tab's progress class (events, plus results for an evaluation)."""
-    from tui.progress import EvalProgress
-    from tui.tabs import tab_class
-
-    cls = tab_class(run.kind)
-    if cls is not None:
-        return cls.progress_class.load(run.path)
-    spec = get_kind(run.kind)  # a kind without a tab: its answers still read like an evaluation's
-    return (EvalProgress if spec is not None and spec.results else JobProgress).load(run.path)
+    reader = runs if isinstance(runs, RunsReader) else RunsReader(runs)
+    found = [info for info in map(read_run, reader.scan()) if info is not None]
+    return sorted(found, key=lambda r: (r.started or 0, r.name), reverse=True)
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:

@@ -52,6 +52,10 @@ class Event:
         out.update(self.extra)
         return out
 
+    def __getitem__(self, name: str):
+        """The event read like its JSON object: event["step"] (KeyError when the line has no such key)."""
+        return self.record()[name]
+
     def get(self, name: str, default=None):
         """A field by name, or `default` (also for keys only a newer llmlab writes)."""
         if name in self.extra:

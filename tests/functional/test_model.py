@@ -7,11 +7,14 @@ import json
 import pytest
 from app_fakes import T0, eval_events, eval_rows, pretrain_events, write_run
 
+from core.runlog import JsonlTail, RunFollower
 from tui import format as fmt
-from tui.jobs import JobFollower, JsonlTail, claim_run_dir, find_running_jobs, tail_lines
+from tui.jobs import claim_run_dir, find_running_jobs, tail_lines
+from tui.kinds import load_progress
+from tui.kinds.eval import EvalProgress
+from tui.kinds.pretrain import PretrainProgress
 from tui.options import FormError, command_options, defaults, preset
-from tui.progress import EvalProgress, PretrainProgress
-from tui.runinfo import config_diff, headline, load_progress, read_run, scan_runs
+from tui.runinfo import config_diff, headline, read_run, scan_runs
 from tui.tabs.evaluate import EvaluateTab
 from tui.tabs.pretrain import PretrainTab
 from tui.widgets.answer_bars import segments
@@ -48,7 +51,7 @@ def test_jsonl_tail_reads_a_file_replaced_with_the_same_size_again(tmp_path):
 
 def test_follower_reads_events_and_results(tmp_path):
     write_run(tmp_path, "r", "eval", eval_events(n=8, status=None), results=eval_rows(8))
-    events, rows = JobFollower(tmp_path / "r").poll()
+    events, rows = RunFollower(tmp_path / "r").poll()
     assert events[0]["type"] == "start" and len(rows) == 8
 
 
@@ -169,18 +172,14 @@ def test_formats():
 
 
 def test_a_distributed_job_shows_as_one_job_with_its_process_count():
-    from types import SimpleNamespace
-
-    from tui.tabs.training_tab import TrainingTab
-
     progress = PretrainProgress()
     progress.apply({"type": "start", "time": T0, "elapsed": 0.0, "pid": 7, "world_size": 2, "pids": [7, 8]})
     progress.apply({"type": "loss", "elapsed": 1.0, "step": 2, "epoch": 1, "loss": 5.0, "tokens_per_s": 100.0})
     assert progress.world_size == 2 and progress.pid == 7  # rank 0's pid: the app stops the job through it
-    assert "2 processes" in TrainingTab.stats_parts(SimpleNamespace(progress=progress))
+    assert "2 processes" in progress.stats_parts()
     single = PretrainProgress()
     single.apply({"type": "start", "time": T0, "elapsed": 0.0, "pid": 7})
-    assert not any("processes" in part for part in TrainingTab.stats_parts(SimpleNamespace(progress=single)))
+    assert not any("processes" in part for part in single.stats_parts())
 
 
 def test_a_distributed_run_lists_its_processes_among_its_figures():

@@ -13,10 +13,12 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from core.runlog import question_key
+from tui.kinds.answers import AnswersProgress
+from tui.kinds.training import TrainingProgress
 from tui.messages import RunsLoaded
-from tui.progress import EvalProgress, PretrainProgress
 from tui.runinfo import RunInfo, config_diffs, figures, flatten
-from tui.widgets.answers_table import AnswersTable, question_key
+from tui.widgets.answers_table import AnswersTable
 from tui.widgets.key_value_table import KeyValueTable
 from tui.widgets.loss_chart import LossChart
 
@@ -68,12 +70,12 @@ class CompareScreen(Screen[None]):
     def _loaded(self, message: RunsLoaded) -> None:
         if self.answers:
             self.query_one(AnswersTable).show([
-                {question_key(row): row for row in p.rows.values()} if isinstance(p, EvalProgress) else {}
+                {question_key(row): row for row in p.rows.values()} if isinstance(p, AnswersProgress) else {}
                 for p in message.progresses])
             return
         chart = self.query_one(LossChart)
         for label, progress in zip(self.labels, message.progresses):
-            if isinstance(progress, PretrainProgress):
+            if isinstance(progress, TrainingProgress):
                 chart.add_loss(progress.losses, series=f"{label} train")
                 chart.add_eval(progress.eval_points, series=f"{label} eval")
         chart.flush()

@@ -10,7 +10,7 @@ from textual.widgets import Markdown
 
 
 def help_text(job_tabs) -> str:
-    """The help, with the tabs and their keys taken from the registered job tabs."""
+    """The help, with the tabs and their keys taken from the job tabs (anything with `title` and `help`)."""
     titles = ["Hardware", *(tab.title for tab in job_tabs), "Runs"]
     keys = " ".join(f"`{n}`" for n in range(1, len(titles) + 1))
     extras = "".join(f" {tab.help}" for tab in job_tabs if getattr(tab, "help", ""))
@@ -50,8 +50,11 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
     AUTO_FOCUS = "#help"  # so arrows and Page Down scroll it: at 80x24 most of it is below the fold
 
-    def compose(self) -> ComposeResult:
-        from tui.tabs import job_tab_classes
+    def __init__(self, job_tabs) -> None:
+        """`job_tabs`: the app's job tabs, whose titles and help sentences the help lists."""
+        super().__init__()
+        self.job_tabs = job_tabs
 
+    def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):
-            yield Markdown(help_text(job_tab_classes()))
+            yield Markdown(help_text(self.job_tabs))

@@ -12,10 +12,10 @@ from textual.widgets import Footer, Static
 
 from core.runs import REPORT
 from tui import format as fmt
-from tui.messages import RunsLoaded
+from tui.format import STATUS_STYLES
+from tui.kinds import view_class
+from tui.messages import ReportRequested, RunsLoaded
 from tui.runinfo import RunInfo, figures, flatten
-from tui.tabs import tab_class
-from tui.tabs.job_tab import STATUS_STYLES
 from tui.widgets.key_value_table import KeyValueTable
 
 
@@ -36,17 +36,12 @@ class RunScreen(Screen[None]):
     def __init__(self, run: RunInfo) -> None:
         super().__init__()
         self.run = run
-        from core.kinds import get
-        from tui.screens.results_view import ResultsView
-
-        kind = get(run.kind)
-        # The kind's tab class draws its part; a tabless kind that answers questions gets a results table;
-        # anything else shows figures and config only.
-        self.view = tab_class(run.kind) or (ResultsView if kind is not None and kind.results else None)
-        # What the kind's view wants the keys on (an evaluation's results), else the config (a chart
-        # takes no keys). Unset, the screen would inherit the app's "#hardware-tab" and the arrow
-        # keys would move nothing.
-        self.AUTO_FOCUS = self.view.run_focus if self.view is not None else "#config"
+        # The kind's view (tui/kinds/), the one its live tab shows: a chart, a results table; a kind without one
+        # shows figures and config only.
+        self.view = view_class(run.kind)
+        # A results table takes the keys; else the config does (a chart takes none). Unset, the screen would
+        # inherit the app's "#hardware-tab" and the arrow keys would move nothing.
+        self.AUTO_FOCUS = "#results" if self.view is not None and self.view.takes_keys else "#config"
 
     def compose(self) -> ComposeResult:
         yield Static(run_title(self.run), classes="screen-title")
@@ -57,7 +52,7 @@ class RunScreen(Screen[None]):
                 yield KeyValueTable(("key", "value"), key_share=0.5, show_header=False, id="config")
             with Vertical(id="run-main"):
                 if self.view is not None:
-                    yield from self.view.compose_run_view()
+                    yield self.view(live=False, id="view")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -79,7 +74,7 @@ class RunScreen(Screen[None]):
     @on(RunsLoaded)
     def _loaded(self, message: RunsLoaded) -> None:
         if self.view is not None:
-            self.view.show_run(self, message.progresses[0])
+            self.query_one("#view").show(message.progresses[0])
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "open_report":
@@ -87,6 +82,4 @@ class RunScreen(Screen[None]):
         return True
 
     def action_open_report(self) -> None:
-        from tui.screens.report import ReportScreen
-
-        self.app.push_screen(ReportScreen(self.run.path / REPORT))
+        self.post_message(ReportRequested(self.run.path / REPORT))

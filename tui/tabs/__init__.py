@@ -1,8 +1,8 @@
 """The app's job tabs, registered in one place: a kind's tab is one module here and one line below.
 
-The app builds its tabs, number keys, help text, run screens and runs list from this list (in
-this order, between Hardware and Runs); nothing in tui/app.py names a kind. A kind without a tab
-still shows in the Runs tab and opens there.
+The app builds its tabs, number keys and help text from this list (in this order, between Hardware
+and Runs); nothing in tui/app.py names a kind. What a kind's run looks like, live or from disk, is
+its module in tui/kinds/; a kind without a tab still shows in the Runs tab and opens there.
 """
 
 from __future__ import annotations
@@ -21,8 +21,3 @@ def job_tab_classes() -> tuple:
     from core.kinds import load
 
     return tuple(load(path) for path in JOB_TABS)
-
-
-def tab_class(kind: str | None):
-    """The job tab class that shows `kind`, or None when the kind has no tab."""
-    return next((cls for cls in job_tab_classes() if cls.kind == kind), None)

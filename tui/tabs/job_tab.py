@@ -1,4 +1,4 @@
-"""What the Pretrain and Evaluate tabs share: a form, a live view of one job, and a throttled redraw."""
+"""What every job tab shares: a form, the live view of one job (its kind's view, tui/kinds/), a throttled redraw."""
 
 from __future__ import annotations
 
@@ -14,15 +14,12 @@ from textual.widgets import Button, Log, ProgressBar, Static
 
 from core.runs import REPORT
 from tui import format as fmt
-from tui.messages import JobRequested, StopRequested
+from tui.format import STATUS_STYLES
+from tui.kinds import progress_class, view_class
+from tui.kinds.base import JobProgress
+from tui.messages import JobRequested, ReportRequested, StopRequested
 from tui.options import Field, FormError, command_options
-from tui.progress import JobProgress
 from tui.widgets.job_form import JobForm
-
-STATUS_STYLES = {
-    "idle": "dim", "starting": "yellow", "running": "bold green", "stopping": "yellow",
-    "completed": "bold green", "failed": "bold red", "stopped": "bold yellow",
-}
 
 
 class JobTab(Vertical, can_focus=True):
@@ -31,13 +28,11 @@ class JobTab(Vertical, can_focus=True):
     # s, x, d, f and o are App bindings that call this tab's actions, so they work wherever focus is.
     BINDINGS = [Binding("escape", "focus_tab", "Leave form", show=False)]
 
-    kind = ""                           # the core kind this tab runs (core/kinds.py)
+    kind = ""                           # the core kind this tab runs (core/kinds.py); its view is tui/kinds/<kind>.py
     title = ""                          # the tab's name, e.g. "Pretrain"
-    progress_class: type[JobProgress] = JobProgress
     fields: tuple[Field, ...] = ()
     demo_values: dict = {}              # what the Demo preset shows in the form (the engine's --demo values)
     extra_presets: tuple = ()           # more Demo presets (tui.options.Preset), e.g. `--demo zh`
-    run_focus = "#config"               # what takes the keys on a run screen of this kind
     help = ""                           # a sentence of its own for the help screen
 
     def __init__(self, clock: Callable[[], float], id: str | None = None) -> None:
@@ -54,20 +49,12 @@ class JobTab(Vertical, can_focus=True):
     # ----------------------------------------------------------------- building
 
     def new_progress(self, run_dir: Path | None) -> JobProgress:
-        return self.progress_class(run_dir=run_dir)
+        return progress_class(self.kind)(run_dir=run_dir)
 
-    def compose_live(self) -> ComposeResult:
-        raise NotImplementedError
-
-    @classmethod
-    def compose_run_view(cls) -> ComposeResult:
-        """The widgets a run screen of this kind shows beside its figures (a chart, a results table)."""
-        return
-        yield
-
-    @classmethod
-    def show_run(cls, screen, progress: JobProgress) -> None:
-        """Fill compose_run_view's widgets on `screen` from a run read from disk."""
+    @property
+    def view(self):
+        """The kind's view widget in the live column (the same class the run screen shows)."""
+        return self.query_one("#view")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form-column"):
@@ -82,7 +69,9 @@ class JobTab(Vertical, can_focus=True):
             with Vertical(id="live-body"):
                 yield ProgressBar(id="progress", show_eta=False)
                 yield Static(id="stats", classes="stats")
-                yield from self.compose_live()
+                view = view_class(self.kind)
+                if view is not None:
+                    yield view(live=True, id="view")
                 yield Static(id="outcome", classes="outcome")
                 yield Log(id="log", max_lines=500, classes="job-log")
 
@@ -105,13 +94,10 @@ class JobTab(Vertical, can_focus=True):
         self.remove_class("-idle")
         self.query_one("#log", Log).clear()
         self.query_one("#outcome").display = False
-        self.reset_live()
+        self.view.reset()
         self.show_form(False)
         self.dirty = True
         self.flush()
-
-    def reset_live(self) -> None:
-        """Clear the kind-specific live widgets."""
 
     def apply_events(self, events: list[dict]) -> None:
         for event in events:
@@ -119,7 +105,10 @@ class JobTab(Vertical, can_focus=True):
         self.dirty = True
 
     def apply_results(self, rows: list[dict]) -> None:
-        """Evaluation rows; pretraining has none."""
+        """Answered questions (results.jsonl rows), for the kinds that write them."""
+        if hasattr(self.progress, "add_rows"):
+            self.progress.add_rows(rows)
+            self.dirty = True
 
     def job_exited(self, returncode: int | None, summary: dict | None, log_tail: list[str]) -> None:
         self.progress.finish(returncode, summary, log_tail)
@@ -154,7 +143,10 @@ class JobTab(Vertical, can_focus=True):
             self.app.refresh_bindings()
 
     def render_live(self) -> None:
-        raise NotImplementedError
+        p = self.progress
+        self.view.show(p)
+        self.set_progress(*p.counts())
+        self.query_one("#stats", Static).update(" · ".join(p.stats_parts()))
 
     def on_resize(self) -> None:
         self.dirty = True  # widths changed: the next flush redraws everything
@@ -199,7 +191,7 @@ class JobTab(Vertical, can_focus=True):
         text = Text()
         style = STATUS_STYLES.get(p.status, "")
         text.append(f"{p.status} after {fmt.duration(p.elapsed)}", style=style)
-        for label, value in self.outcome_figures():
+        for label, value in p.outcome_figures():
             text.append(f" · {label} ", style="dim").append(value, style="bold")
         if p.run_dir is not None and (p.run_dir / REPORT).exists():
             text.append(" · report ", style="dim").append(f"{p.run_dir.name}/{REPORT}", style="underline")
@@ -212,9 +204,6 @@ class JobTab(Vertical, can_focus=True):
         outcome.update(text)
         outcome.set_class(p.status == "failed", "-failed")
         outcome.display = True
-
-    def outcome_figures(self) -> list[tuple[str, str]]:
-        return []
 
     def show_form(self, shown: bool) -> None:
         self.set_class(shown, "-form-shown")
@@ -267,9 +256,7 @@ class JobTab(Vertical, can_focus=True):
 
     def action_open_report(self) -> None:
         if self.run_dir is not None:
-            from tui.screens.report import ReportScreen
-
-            self.app.push_screen(ReportScreen(self.run_dir / REPORT))
+            self.post_message(ReportRequested(self.run_dir / REPORT))
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:

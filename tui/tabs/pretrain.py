@@ -1,25 +1,22 @@
-"""The Pretrain tab: the options of `llmlab pretrain`, and a live loss chart of the running job."""
+"""The Pretrain tab: the options of `llmlab pretrain`, a data preview and samples on demand; its live view (the loss
+chart and generation samples) is tui/kinds/pretrain.py."""
 
 from __future__ import annotations
 
-from rich.text import Text
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static
 
 from core.pretrain.config import PretrainConfig, demo_config
+from tui.messages import PreviewRequested
 from tui.options import Preset, form_fields
-from tui.progress import PretrainProgress
-from tui.tabs.training_tab import TrainingTab
+from tui.tabs.job_tab import JobTab
 
 _DEMO = demo_config()
 _ZH = demo_config("zh")
 
 
-class PretrainTab(TrainingTab):
+class PretrainTab(JobTab):
     kind = "pretrain"
     title = "Pretrain"
-    progress_class = PretrainProgress
     fields = form_fields(PretrainConfig, ("data", "rows", "epochs", "model_size", "tokenizer", "batch_size", "compile", "out"))
     # What `llmlab pretrain --demo` runs (bundled corpus and tokenizer, tiny model); shown so the
     # form never hides what will happen. Only fields changed after choosing the preset are passed.
@@ -42,12 +39,6 @@ class PretrainTab(TrainingTab):
     # still fits 80 columns: samples while a job runs, the data preview while the form is idle.
     BINDINGS = [Binding("g", "samples", "Samples"), Binding("p", "preview", "Preview")]
 
-    progress: PretrainProgress
-
-    def compose_live(self) -> ComposeResult:
-        yield from super().compose_live()
-        yield Static(id="samples", classes="samples")
-
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "samples":
             return self.progress.active
@@ -57,8 +48,6 @@ class PretrainTab(TrainingTab):
 
     def action_preview(self) -> None:
         """The form's data as its tokenizer sees it (a Demo preset previews the data it would use)."""
-        from tui.screens.preview import PreviewScreen
-
         form = self.query_one("#form")
         values = form.values()
         if form.preset is not None:
@@ -69,7 +58,7 @@ class PretrainTab(TrainingTab):
         note = ""
         if tokenizer == "train":  # not trained yet: preview with GPT-2's BPE and say so
             tokenizer, note = "gpt2", "The run trains its own BPE first; shown here through GPT-2's BPE."
-        self.app.push_screen(PreviewScreen(data, tokenizer, block, note))
+        self.post_message(PreviewRequested(data, tokenizer, block, note))
 
     def action_samples(self) -> None:
         """Ask the running job for generation samples at its next log step (it watches for this file)."""
@@ -78,34 +67,3 @@ class PretrainTab(TrainingTab):
         if self.run_dir is not None and self.progress.active:
             (self.run_dir / SAMPLE_REQUEST).touch()
             self.notify("Samples at the next log step.", title="Samples")
-
-    def render_live(self) -> None:
-        super().render_live()
-        self.render_samples()
-
-    def render_samples(self) -> None:
-        """The newest greedy continuation of each prompt, one line each; ⚠ marks a degenerate one."""
-        panel = self.query_one("#samples", Static)
-        greedy = [s for (prompt, mode), s in self.progress.samples.items() if mode == "greedy"]
-        panel.display = bool(greedy)
-        if not greedy:
-            return
-        text = Text(no_wrap=True, overflow="ellipsis")
-        for i, s in enumerate(greedy):
-            if i:
-                text.append("\n")
-            text.append("⚠ " if s.get("degenerate") else "  ", style="bold yellow")
-            text.append(str(s["prompt"]), style="bold").append(" " + " ".join(str(s.get("text", "")).split()), style="")
-            text.append(f"  (step {s.get('step')})", style="dim")
-        panel.update(text)
-
-    def outcome_figures(self) -> list[tuple[str, str]]:
-        summary = self.progress.summary or {}
-        figures = super().outcome_figures()
-        compression = summary.get("tokenizer_compression") or {}
-        if compression:  # --tokenizer train: the new BPE against GPT-2's on held-out rows
-            figures.append(("tokens/char", " vs ".join(f"{c['tokens_per_char']:.2f} {name.split(' (')[0]}"
-                                                       for name, c in compression.items())))
-        if summary.get("degenerate_samples"):
-            figures.append(("degenerate samples", f"{summary['degenerate_samples']} of {len(summary.get('samples') or [])}"))
-        return figures

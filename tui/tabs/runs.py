@@ -10,8 +10,9 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from tui import format as fmt
+from tui.format import STATUS_STYLES
+from tui.messages import ChatRequested, ComparisonRequested, RunRequested
 from tui.runinfo import RunInfo
-from tui.tabs.job_tab import STATUS_STYLES
 
 WIDE = 100  # below this many columns the table drops its kind and start-time columns
 HINT = "Enter opens a run · m marks runs (up to 6) · c compares them · r reloads"
@@ -104,19 +105,17 @@ class RunsTab(Vertical):
         if len(self.marked) < 2:
             self.notify("Mark two or more runs with m first.", severity="warning")
             return
-        from tui.screens.compare import CompareScreen
-
-        self.app.push_screen(CompareScreen(*(self.runs[key] for key in self.marked)))
+        self.post_message(ComparisonRequested([self.runs[key] for key in self.marked]))
 
     def action_open(self) -> None:
         run = self.selected()
         if run is not None:
-            self.app.open_run(run)
+            self.post_message(RunRequested(run))
 
     def action_talk(self) -> None:
         run = self.selected()
         if run is not None:
-            self.app.open_chat(run)
+            self.post_message(ChatRequested(run))
 
     def action_reload(self) -> None:
         self.app.scan_runs()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from tui.progress import ANSWERS
+ANSWERS = ("A", "B", "C", "D", "none")  # the answer letters and "no answer", in the order they are drawn
 
 # Letters are written inside their segments, so the bar reads without colour too.
 STYLES = {"A": "black on cyan", "B": "black on magenta", "C": "black on green", "D": "black on yellow",

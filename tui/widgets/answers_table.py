@@ -6,10 +6,6 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 
-def question_key(row: dict) -> str:
-    return str(row.get("question_id") or row.get("index"))
-
-
 class AnswersTable(DataTable):
     """Columns: the question, its gold letter, then each run's answer (green when right, red when wrong).
 

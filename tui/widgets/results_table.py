@@ -7,6 +7,9 @@ from rich.text import Text
 from textual import on
 from textual.widgets import DataTable
 
+from core.runlog import question_key
+from tui.messages import ResultRequested
+
 FIXED_COLUMNS = 44  # cells taken by #, subject, gold, pred, ok and the padding of all six columns
 
 
@@ -19,7 +22,7 @@ def reply_preview(reply: str | None, cells: int) -> str:
 
 
 class ResultsTable(DataTable):
-    """Columns #, subject, gold, predicted, ✓/✗ and the start of the reply; keyed by question index.
+    """Columns #, subject, gold, predicted, ✓/✗ and the start of the reply; keyed by question (core.runlog's key).
 
     Enter on a row opens the question's full prompt and reply, wherever the table is shown.
     """
@@ -63,7 +66,7 @@ class ResultsTable(DataTable):
     def add_results(self, rows: list[dict]) -> None:
         reply_cells = self._reply_cells
         for row in rows:
-            key = str(row.get("index", len(self.rows_by_key)))
+            key = question_key(row) or str(len(self.rows_by_key))
             correct = bool(row.get("correct"))
             cells = (
                 key,
@@ -88,6 +91,4 @@ class ResultsTable(DataTable):
         event.stop()
         row = self.row_for(str(event.row_key.value))
         if row is not None:
-            from tui.screens.result_detail import ResultDetailScreen
-
-            self.app.push_screen(ResultDetailScreen(row))
+            self.post_message(ResultRequested(row))
