@@ -1,50 +1,12 @@
-"""What a fine-tuning run hands in: loss.png (train and val loss) and report.md."""
+"""What a fine-tuning run hands in: report.md (its loss.png is drawn by core/train/chart.py from the events)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from core.hardware import markdown_table
-from core.runs import iter_jsonl
 
 FLIPS_SHOWN = 3
-
-
-def loss_series(events_path: Path) -> tuple[list, list]:
-    """([(step, train loss)], [(step, val loss)]) from a run's events; a resume repeats steps after its checkpoint."""
-    train, val = [], []
-    for ev in iter_jsonl(events_path):
-        if ev.get("type") == "resume":
-            train = [p for p in train if p[0] <= ev["step"]]
-            val = [p for p in val if p[0] <= ev["step"]]
-        elif ev.get("type") == "loss":
-            train.append((ev["step"], ev["loss"]))
-        elif ev.get("type") == "eval":
-            val.append((ev["step"], ev["eval_loss"]))
-    return train, val
-
-
-def plot_losses(events_path: Path, out_png: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train, val = loss_series(events_path)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    if train:
-        ax.plot([s for s, _ in train], [v for _, v in train], label="train loss (target tokens)", color="#1f77b4")
-    if val:
-        ax.plot([s for s, _ in val], [v for _, v in val], "o-", label="val loss", color="#d62728")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if train or val:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
 
 
 def _pct(value) -> str:

@@ -21,7 +21,7 @@ from core.finetune.templates import template_for
 from core.lifecycle import Job, RunContext, run_job
 from core.qa.sheet import AnswerSheet
 from core.runlog import Lora, Plan
-from core.runs import EVENTS, REPORT, RESULTS, iter_jsonl
+from core.runs import REPORT, RESULTS, iter_jsonl
 
 ADAPTER = "adapter"
 RESULTS_BEFORE = "results_before.jsonl"
@@ -52,8 +52,7 @@ class FinetuneJob(Job):
     # ------------------------------------------------------------------ inputs
 
     def prepare(self) -> None:
-        from core.lm import demo as demo_mod
-        from core.lm.loading import check_model_folder, load_tokenizer, resolve_model
+        from core.lm.choice import choose_model
 
         cfg = self.config
         cfg.validate()
@@ -69,9 +68,8 @@ class FinetuneJob(Job):
         if not self.splits.train:
             raise UsageError(f"no training questions left after the splits ({self.splits.sizes()}); "
                              f"lower --val-per-subject / --test-per-subject or add data")
-        self.model_path = Path(demo_mod.ensure_demo_model() if cfg.demo else resolve_model(cfg.model)).absolute()
-        check_model_folder(self.model_path)
-        self.tokenizer = load_tokenizer(self.model_path)
+        self.choice = choose_model(cfg.model, demo=cfg.demo)
+        self.model_path, self.tokenizer = self.choice.path, self.choice.tokenizer
         template = template_for(cfg.template, questions)
         self.template = template
         if template.kind == "math" and cfg.shuffle_copies > 1:
@@ -142,7 +140,9 @@ class FinetuneJob(Job):
         device = pick_device()
         dtype, self.fields["dtype"] = resolve_dtype("auto" if cfg.bf16 else "fp32", device)
         t = time.perf_counter()
-        model = self._load_model(dtype, device)
+        from core.lm.loading import load_model
+
+        model, _ = load_model(self.model_path, dtype, device, self.tokenizer)
         self.fields["load_seconds"] = round(time.perf_counter() - t, 3)
 
         self._answer_test(ctx, model, RESULTS_BEFORE, "before")
@@ -188,18 +188,6 @@ class FinetuneJob(Job):
             if not self.fields["retention_ok"]:
                 ctx.log(f"retention below {threshold:.0%} (or undefined: the base scored 0): EM "
                         f"{self.fields['retention']['exact_match']}, F1 {self.fields['retention']['f1']}")
-
-    def _load_model(self, dtype, device):
-        from transformers import AutoModelForCausalLM
-
-        from core.lm.demo import quiet_transformers
-
-        try:
-            with quiet_transformers():
-                model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
-        except Exception as exc:
-            raise UsageError(f"could not load a causal LM from {self.model_path} ({str(exc).splitlines()[0][:200]})") from None
-        return model.to(device)
 
     def _train(self, ctx: RunContext, model, device):
         import contextlib
@@ -306,7 +294,7 @@ class FinetuneJob(Job):
     # ------------------------------------------------------------------ the files at the end
 
     def finish(self, ctx: RunContext, summary: dict) -> None:
-        from core.finetune.report import plot_losses
+        from core.train.chart import plot_losses
 
         summary.update(self.fields)
         for which in ("before", "after"):
@@ -320,7 +308,7 @@ class FinetuneJob(Job):
             summary["score"] = round(contest_score(summary["trainable_ratio"], summary["test_accuracy_after"]), 6)
         summary.setdefault("demo", self.config.demo)
         try:
-            plot_losses(ctx.run_dir / EVENTS, ctx.run_dir / "loss.png", f"LoRA fine-tuning — {ctx.run_dir.name}")
+            plot_losses(ctx.run_dir, f"LoRA fine-tuning — {ctx.run_dir.name}", "train loss (target tokens)", "val loss")
         except Exception as exc:  # a chart must never hide the run's outcome
             ctx.log(f"could not draw loss.png: {exc}")
 

@@ -1,49 +1,10 @@
-"""What a finished pretraining run hands in: loss.png and report.md, both built from events.jsonl."""
+"""What a finished pretraining run hands in: report.md (loss.png is core/train/chart.py's, from its events)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from core.hardware import markdown_table
-from core.runs import iter_jsonl
-
-
-def loss_series(events_path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    """([(step, train loss)], [(step, eval loss)]) from a run's event log."""
-    train, evals = [], []
-    for ev in iter_jsonl(events_path):
-        if ev.get("type") == "resume":  # a resumed run repeats the steps after its checkpoint
-            train = [p for p in train if p[0] <= ev["step"]]
-            evals = [p for p in evals if p[0] <= ev["step"]]
-        elif ev.get("type") == "loss":
-            train.append((ev["step"], ev["loss"]))
-        elif ev.get("type") == "eval":
-            evals.append((ev["step"], ev["eval_loss"]))
-    return train, evals
-
-
-def plot_loss(events_path: Path, out_png: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a GPU box over SSH
-    import matplotlib.pyplot as plt
-
-    train, evals = loss_series(events_path)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    if train:
-        ax.plot([s for s, _ in train], [v for _, v in train], label="training loss", color="#1f77b4")
-    if evals:
-        ax.scatter([s for s, _ in evals], [v for _, v in evals], label="eval loss (held-out)",
-                   color="#d62728", zorder=3)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if train or evals:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
 
 
 def _fmt(value, spec: str = ".4f") -> str:

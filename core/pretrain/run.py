@@ -16,7 +16,7 @@ from core.hardware import peak_bf16_flops, snapshot
 from core.lifecycle import Job, RunContext, run_job
 from core.pretrain.config import PretrainConfig
 from core.runlog import Phase, Plan, Sample
-from core.runs import EVENTS, REPORT
+from core.runs import REPORT
 from core.signals import StopRequest
 
 # What each token-cache outcome adds to `optimizations`: only a cache that was read or written counts.
@@ -261,13 +261,13 @@ class PretrainJob(Job):
 
     def finish(self, ctx: RunContext, summary: dict) -> None:
         """loss.png, timed as the report phase."""
-        from core.pretrain.report import plot_loss
+        from core.train.chart import plot_losses
 
         summary.setdefault("demo", self.config.demo)
         summary.setdefault("tokenizer", getattr(self, "tok_source", None))
         t = time.perf_counter()
         try:
-            plot_loss(ctx.run_dir / EVENTS, ctx.run_dir / "loss.png", f"GPT-2 pretraining — {ctx.run_dir.name}")
+            plot_losses(ctx.run_dir, f"GPT-2 pretraining — {ctx.run_dir.name}")
         except Exception as exc:  # a chart must never hide the run's real outcome
             ctx.log(f"could not draw loss.png: {exc}")
         self.phases["report"] = time.perf_counter() - t

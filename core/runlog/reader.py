@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from core.runlog.events import End, Event, Start, parse
+from core.runlog.events import End, EvalLoss, Event, Loss, Resume, Start, parse
 from core.runs import CONFIG, EVENTS, JOB_LOG, RESULTS, SUMMARY, iter_jsonl, read_json
 
 # One follower poll reads at most this much of a file, so replaying a long run arrives in bounded pieces.
@@ -133,6 +133,21 @@ class RunFolder:
     def last_event(self) -> Event | None:
         record = _last_line(self.path / EVENTS)
         return parse(record) if record else None
+
+    def loss_series(self) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """([(step, train loss)], [(step, held-out loss)]) of a training run; a resume repeats the steps after its
+        checkpoint, so the points past it from before the resume are dropped."""
+        train: list[tuple[int, float]] = []
+        evals: list[tuple[int, float]] = []
+        for event in self.events():
+            if isinstance(event, Resume) and event.step is not None:
+                train = [p for p in train if p[0] <= event.step]
+                evals = [p for p in evals if p[0] <= event.step]
+            elif isinstance(event, Loss):
+                train.append((event.step, event.loss))
+            elif isinstance(event, EvalLoss):
+                evals.append((event.step, event.eval_loss))
+        return train, evals
 
     def results(self, name: str = RESULTS) -> list[dict]:
         return [row for row in iter_jsonl(self.path / name) if isinstance(row, dict)]

@@ -42,9 +42,9 @@ def weights(run_dir):
 
 
 def losses(run_dir):
-    from core.pretrain.report import loss_series
+    from core.runlog import RunFolder
 
-    return loss_series(run_dir / "events.jsonl")
+    return RunFolder(run_dir).loss_series()
 
 
 def quiet(_msg: str) -> None:
