@@ -1,4 +1,4 @@
-"""Rebuild llmlab's offline demo data in assets/ (`python assets/make_demo_data.py`): stdlib only, fixed seeds, same bytes each run.
+"""Rebuild llmlab's offline demo data in core/demo_data/ (`python assets/make_demo_data.py`): stdlib only, fixed seeds, same bytes each run.
 
 * exams_demo.csv     - 108 multiple-choice rows in the MMMLU CSV shape (unnamed index column, Question,A,B,C,D,Answer,Subject),
                        6 subjects x 18 (3 English, 3 Chinese); arithmetic is computed, facts are simple and true. CSV traps on
@@ -22,7 +22,7 @@ from fractions import Fraction
 from operator import add, mod, mul, sub, truediv
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent
+OUT = Path(__file__).resolve().parent.parent / "core" / "demo_data"  # package data: installed with llmlab
 NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")  # a number as an answer extractor sees it; the last one is the answer
 OPS = {"+": add, "-": sub, "*": mul, "×": mul, "/": truediv, "÷": truediv, "%": mod}
 

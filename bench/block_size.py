@@ -45,7 +45,7 @@ from bench.common import (
 )
 
 JOBS = "bench.pretrain_jobs"
-DEMO_ZH = REPO_ROOT / "assets" / "demo_corpus_zh.txt"
+DEMO_ZH = REPO_ROOT / "core" / "demo_data" / "demo_corpus_zh.txt"
 SMOKE_DEFAULTS = {"rows": 400, "eval_rows": 50, "epochs": 1, "vocab_size": 600, "results_dir": str(RESULTS_DIR / "smoke")}
 
 

@@ -28,7 +28,7 @@ JOBS = "bench.finetune_jobs"
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="a local base model folder (default: the eval demo's tiny random Qwen2)")
-    ap.add_argument("--data", help="an exam CSV (default: assets/exams_demo.csv)")
+    ap.add_argument("--data", help="an exam CSV (default: core/demo_data/exams_demo.csv)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--shuffle-copies", type=int, default=2)
     ap.add_argument("--results-dir")

@@ -1,7 +1,7 @@
 """Data-parallel pretraining: tokens/s against the number of processes, same global batch, same steps.
 
     python bench/processes.py                          # CPU: 1 and 2 gloo processes, tiny model, Chinese demo rows
-    python bench/processes.py --model-size default --data assets/demo_corpus.txt --tokenizer DIR --counts 1,2,4,8
+    python bench/processes.py --model-size default --data core/demo_data/demo_corpus.txt --tokenizer DIR --counts 1,2,4,8
     python bench/processes.py --smoke                  # a few steps: checks the script
 
 Each count is one `llmlab pretrain --processes N` in a fresh process, exactly the command a
@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `core` import
 
 from bench.common import REPO_ROOT, RESULTS_DIR, WORK_DIR, device_facts, markdown_table, offline_env, save_results
 
-DEMO_ZH = REPO_ROOT / "assets" / "demo_corpus_zh.txt"
+DEMO_ZH = REPO_ROOT / "core" / "demo_data" / "demo_corpus_zh.txt"
 
 
 def llmlab(args: list[str], timeout: float) -> subprocess.CompletedProcess:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core import ASSETS_DIR
+from core import DEMO_DATA_DIR
 from core.errors import UsageError
 from core.options import option, positive_int_or
 
-DEMO_DATA = ASSETS_DIR / "mmmlu_demo_zh.csv"  # bundled MMMLU-shaped questions for --demo
+DEMO_DATA = DEMO_DATA_DIR / "mmmlu_demo_zh.csv"  # bundled MMMLU-shaped questions for --demo
 MODES = ("generate", "logprob")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 BACKENDS = ("generate", "continuous")
@@ -34,7 +34,7 @@ class EvalConfig:
     mode: str = option("generate", "generate: greedy reply, answer read from its start. logprob: most likely of "
                        "A/B/C/D as the next token.", choices=MODES, label="Mode")
     out: str | None = option(None, "New run folder.", shown="runs/<timestamp>-eval", metavar="PATH")
-    demo: bool = False  # tiny random Qwen2 + assets/mmmlu_demo_zh.csv, fully offline
+    demo: bool = False  # tiny random Qwen2 + core/demo_data/mmmlu_demo_zh.csv, fully offline
     stop_at_answer: bool = option(False, "End a row once its answer letter is settled (changes outputs and timings).")
     static_cache: bool = option(False, "Static KV cache (no dropping of finished rows).")
     compile: bool = option(False, "torch.compile the decode step (GPU only; implies --static-cache).")

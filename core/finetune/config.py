@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from core import ASSETS_DIR
+from core import DEMO_DATA_DIR
 from core.errors import UsageError
 from core.options import option
 from core.trackers import check as check_tracker
 from core.trackers import report_to_option
 
-DEMO_EXAMS = ASSETS_DIR / "exams_demo.csv"
+DEMO_EXAMS = DEMO_DATA_DIR / "exams_demo.csv"
 SPLIT_BY = ("question", "subject")
 
 

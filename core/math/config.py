@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from core import ASSETS_DIR
+from core import DEMO_DATA_DIR
 from core.errors import UsageError
 from core.options import option, positive_int_or
 from core.qa.math import PROMPT
 
-DEMO_MATH = ASSETS_DIR / "math_demo.jsonl"
+DEMO_MATH = DEMO_DATA_DIR / "math_demo.jsonl"
 
 
 @dataclass

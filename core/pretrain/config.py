@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from core import ASSETS_DIR
+from core import DEMO_DATA_DIR
 from core.errors import UsageError
 from core.optim import SCHEDULES
 from core.options import option
@@ -20,8 +20,8 @@ MODEL_PRESETS: dict[str, dict] = {
     "tiny": {"n_layer": 2, "n_head": 2, "n_embd": 64, "n_positions": 256},
 }
 
-DEMO_CORPUS = ASSETS_DIR / "demo_corpus.txt"
-DEMO_CORPUS_ZH = ASSETS_DIR / "demo_corpus_zh.txt"
+DEMO_CORPUS = DEMO_DATA_DIR / "demo_corpus.txt"
+DEMO_CORPUS_ZH = DEMO_DATA_DIR / "demo_corpus_zh.txt"
 DEMO_LANGUAGES = ("en", "zh")
 
 

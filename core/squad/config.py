@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from core import ASSETS_DIR
+from core import DEMO_DATA_DIR
 from core.errors import UsageError
 from core.options import option, positive_int_or
 from core.qa.squad import PROMPT
 
-DEMO_SQUAD = ASSETS_DIR / "squad_demo.json"
+DEMO_SQUAD = DEMO_DATA_DIR / "squad_demo.json"
 
 
 @dataclass

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from core import ASSETS_DIR
+from core import DEMO_DATA_DIR
 from core.errors import UsageError
 from core.options import option
 
-DEMO_ZH = ASSETS_DIR / "demo_corpus_zh.txt"
+DEMO_ZH = DEMO_DATA_DIR / "demo_corpus_zh.txt"
 
 
 @dataclass

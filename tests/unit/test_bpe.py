@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from core import DEMO_DATA_DIR
 from core.cli import main
 from core.runs import iter_jsonl, read_json
 
-ZH = "assets/demo_corpus_zh.txt"
+ZH = str(DEMO_DATA_DIR / "demo_corpus_zh.txt")
 # Strings a byte-level BPE must give back exactly, whatever it learned.
 HARD_STRINGS = [
     "我说你倒是快点啊",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from core import DEMO_DATA_DIR
 from core.cli import main
 from core.runs import iter_jsonl, read_json
 
-ZH = "assets/demo_corpus_zh.txt"
+ZH = str(DEMO_DATA_DIR / "demo_corpus_zh.txt")
 TINY_ZH = ["--data", ZH, "--rows", "600", "--eval-rows", "60", "--model-size", "tiny", "--block-size", "64",
            "--batch-size", "8", "--lr", "3e-3", "--log-every", "1"]
 

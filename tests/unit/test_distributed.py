@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from core import DEMO_DATA_DIR
 from core.cli import main
 from core.runs import iter_jsonl, read_json
 
-ZH = "assets/demo_corpus_zh.txt"
+ZH = str(DEMO_DATA_DIR / "demo_corpus_zh.txt")
 ROOT = Path(__file__).resolve().parents[2]
 
 

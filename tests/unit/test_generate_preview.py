@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from core import DEMO_DATA_DIR
 from core.cli import main
 
-ZH = "assets/demo_corpus_zh.txt"
+ZH = str(DEMO_DATA_DIR / "demo_corpus_zh.txt")
 
 
 def error_lines(err: str) -> list[str]:

@@ -7,10 +7,11 @@ import struct
 
 import pytest
 
+from core import DEMO_DATA_DIR
 from core.cli import main
 from core.runs import iter_jsonl, read_json
 
-ZH = "assets/demo_corpus_zh.txt"
+ZH = str(DEMO_DATA_DIR / "demo_corpus_zh.txt")
 
 
 def error_lines(err: str) -> list[str]:
