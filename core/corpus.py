@@ -41,7 +41,7 @@ def _looks_binary(path: Path) -> bool:
 def _read_local_rows(path: Path, limit: int) -> list[str]:
     """Up to `limit` rows of a local file: lines of a .txt, or the `text` column of a table."""
     if not path.exists():
-        raise UsageError(f"data file {path} does not exist; check the path or use --demo")
+        raise UsageError(f"data file {path} does not exist; check the path")
     if path.is_dir():
         raise UsageError(f"--data {path} is a folder; pass a .txt, .jsonl, .csv or .parquet file")
     if path.stat().st_size == 0:

@@ -21,35 +21,44 @@ from core.errors import UsageError
 PROVENANCE = "llmlab_export.json"
 
 
-def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False) -> Path:
-    """Merge `adapter` into `model` and save the result at `out` (which must not exist yet, or be empty)."""
+def export_merged(model: str | None, adapter: str, out: str | Path, demo: bool = False, log=None) -> Path:
+    """Merge `adapter` into `model` and save the result at `out` (which must not exist yet, or be empty).
+
+    Without `model` the base is the one the adapter's fine-tune run (or its adapter_config.json) recorded.
+    """
     import torch
 
     from core.hardware import snapshot
-    from core.lm.adapters import load_adapter
+    from core.lm.adapters import adapter_folder, load_adapter, recorded_base
     from core.lm.choice import choose_model
 
     out = Path(out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.is_file():
+        raise UsageError(f"--out {out} is a file; choose a new folder so nothing is overwritten")
+    if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out} already exists and is not empty; choose a new folder so nothing is overwritten")
-    choice = choose_model(model, [adapter], demo)
-    from transformers import AutoModelForCausalLM
-
-    from core.lm.demo import quiet_transformers
-
-    base_config = json.loads((choice.path / "config.json").read_text(encoding="utf-8"))
-    saved_dtype = base_config.get("torch_dtype") or base_config.get("dtype")
-    with quiet_transformers():
-        base = AutoModelForCausalLM.from_pretrained(choice.path, dtype=torch.float32)  # merge in full precision
-    merged = load_adapter(base, choice.adapters[0]).merge_and_unload()
-    if saved_dtype in ("bfloat16", "float16"):
-        merged = merged.to(getattr(torch, saved_dtype))  # stored as the base was
+    adapter_folder(adapter)  # a missing adapter says so before anything else
+    if model is None and not demo:
+        model = recorded_base(adapter)
+        if model is None:
+            raise UsageError(f"{adapter} does not say which base it was trained on; pass --model, that base")
+        demo = model == "demo"
+    choice = choose_model(model or "demo", [adapter], demo)
+    for note in choice.notes:
+        (log or print)(f"llmlab: {note}")
+    tmp = _claim_tmp(out)  # before the merge: an unwritable --out costs nothing
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {out.parent} ({exc.strerror}); choose a writable --out") from None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+        from transformers import AutoModelForCausalLM
+
+        from core.lm.demo import quiet_transformers
+
+        base_config = json.loads((choice.path / "config.json").read_text(encoding="utf-8"))
+        saved_dtype = base_config.get("torch_dtype") or base_config.get("dtype")
+        with quiet_transformers():
+            base = AutoModelForCausalLM.from_pretrained(choice.path, dtype=torch.float32)  # merge in full precision
+        merged = load_adapter(base, choice.adapters[0]).merge_and_unload()
+        if saved_dtype in ("bfloat16", "float16"):
+            merged = merged.to(getattr(torch, saved_dtype))  # stored as the base was
         with quiet_transformers():
             merged.save_pretrained(tmp, safe_serialization=True)
         choice.tokenizer.save_pretrained(tmp)
@@ -62,18 +71,28 @@ def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False)
             out.rmdir()  # empty, checked above
         tmp.replace(out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written export never looks complete
         raise
     return out
 
 
+def _claim_tmp(out: Path) -> Path:
+    """A temporary sibling of `out` to write the export into (renamed into place at the end), or one UsageError."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    except OSError as exc:
+        raise UsageError(f"cannot write to {out.parent} ({exc.strerror}); choose a writable --out") from None
+
+
 @click.command("export")
-@click.option("--model", default="Qwen/Qwen2.5-0.5B", show_default=True, help="The base model the adapter was trained on.")
+@click.option("--model", default=None, help="The base model the adapter was trained on.  [default: the base its fine-tune "
+                                            "run or adapter_config.json recorded]")
 @click.option("--adapter", required=True, metavar="DIR", help="The adapter: its folder or a fine-tune run folder.")
 @click.option("--out", required=True, metavar="DIR", help="The new model folder (must not exist yet).")
 @click.option("--demo", is_flag=True, help="The base is the tiny demo model (for an adapter from `llmlab finetune --demo`).")
 def export_command(model, adapter, out, demo) -> int:
     """Merge a LoRA adapter into its base model and save a plain Hugging Face model folder."""
-    path = export_merged(model, adapter, out, demo=demo)
+    path = export_merged(model, adapter, out, demo=demo, log=lambda line: click.echo(line, err=True))
     click.echo(f"merged model saved to {path} (loads with AutoModelForCausalLM.from_pretrained)")
     return 0

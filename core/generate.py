@@ -16,8 +16,11 @@ import click
 from core.errors import UsageError
 
 
-def model_of_run(run_dir: str | Path) -> tuple[str, list[str]]:
-    """(model folder, adapters) of a run folder that holds a model: model/ (pretraining), or base + adapter/ (fine-tune)."""
+def model_of_run(run_dir: str | Path, base: str | None = None) -> tuple[str, list[str], bool]:
+    """(model, adapters, demo) of a run folder that holds a model: model/ (pretraining), or base + adapter/ (fine-tune).
+
+    `base` replaces the base a fine-tune run recorded (its folder moved, or another copy of it).
+    """
     from core.runs import CONFIG, read_json
 
     path = Path(run_dir).expanduser()
@@ -25,9 +28,21 @@ def model_of_run(run_dir: str | Path) -> tuple[str, list[str]]:
     if config is None:
         raise UsageError(f"{path} is not a run folder (no readable config.json); pass --run RUN_DIR or --model DIR")
     if (path / "model" / "config.json").is_file():
-        return str(path / "model"), []
-    if (path / "adapter" / "adapter_config.json").is_file() and config.get("model_path"):
-        return config["model_path"], [str(path / "adapter")]
+        if base:
+            raise UsageError(f"{path} holds its own model (model/); --model replaces a fine-tune run's base only, so "
+                             f"drop --model")
+        return str(path / "model"), [], False
+    if (path / "adapter" / "adapter_config.json").is_file():
+        adapter = [str(path / "adapter")]
+        if base:
+            return base, adapter, False
+        if config.get("demo"):
+            return "demo", adapter, True
+        recorded = config.get("model_path")
+        if recorded and Path(recorded).exists():
+            return recorded, adapter, False
+        raise UsageError(f"the base model {path} was tuned on ({recorded or 'not recorded'}) is not there any more; "
+                         f"pass --model DIR with --run to point at it")
     raise UsageError(f"{path} is a {config.get('kind', 'run')} run folder without a model to talk to (no model/ and no "
                      f"adapter/); pass a finished pretraining or fine-tune run, or --model DIR")
 
@@ -51,18 +66,23 @@ class ModelChat:
             self.context = model_context(self.choice.path)
         return self.loaded
 
+    def encode(self, prompt: str, max_new_tokens: int):
+        """The prompt's token ids on the model's device; UsageError when it and the reply do not fit the context."""
+        loaded = self.load()
+        ids = loaded.tokenizer(prompt, return_tensors="pt")["input_ids"].to(next(loaded.model.parameters()).device)
+        if self.context and ids.shape[1] + max_new_tokens > self.context:
+            raise UsageError(f"the prompt is {ids.shape[1]} tokens and --max-new-tokens {max_new_tokens}: more than the "
+                             f"model's {self.context}-token context; shorten the prompt or lower --max-new-tokens")
+        return ids
+
     def reply(self, prompt: str, on_text: Callable[[str], None], max_new_tokens: int = 64, temperature: float = 0.0,
               top_p: float = 1.0, seed: int = 0) -> str:
         """Generate a continuation of `prompt`, handing each decoded piece to `on_text` as it comes; returns it all."""
         import torch
         from transformers import TextIteratorStreamer
 
-        loaded = self.load()
-        tok, model = loaded.tokenizer, loaded.model
-        ids = tok(prompt, return_tensors="pt")["input_ids"].to(next(model.parameters()).device)
-        if self.context and ids.shape[1] + max_new_tokens > self.context:
-            raise UsageError(f"the prompt is {ids.shape[1]} tokens and --max-new-tokens {max_new_tokens}: more than the "
-                             f"model's {self.context}-token context; shorten the prompt or lower --max-new-tokens")
+        ids = self.encode(prompt, max_new_tokens)
+        tok, model = self.loaded.tokenizer, self.loaded.model
         streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else \
             {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
@@ -93,7 +113,8 @@ class ModelChat:
 
 @click.command("generate")
 @click.option("--run", "run_dir", default=None, metavar="RUN_DIR", help="A finished pretraining or fine-tune run folder.")
-@click.option("--model", default=None, help="A model folder or hub id (instead of --run).")
+@click.option("--model", default=None, help="A model folder or hub id; with --run, the base of its adapter (when that "
+                                            "base moved).")
 @click.option("--adapter", multiple=True, metavar="DIR", help="A LoRA adapter on top of --model.")
 @click.option("--prompt", "prompts", multiple=True, required=True, help="The text to continue (repeatable).")
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
@@ -102,16 +123,23 @@ class ModelChat:
 @click.option("--seed", type=int, default=0, show_default=True)
 def generate_command(run_dir, model, adapter, prompts, max_new_tokens, temperature, top_p, seed) -> int:
     """Continue a prompt with a model, streaming its tokens as they come."""
-    if bool(run_dir) == bool(model):
-        raise UsageError("give --run RUN_DIR or --model DIR (one of them)")
+    if not run_dir and not model:
+        raise UsageError("give --run RUN_DIR (a finished pretraining or fine-tune run) or --model DIR")
+    if not all(p.strip() for p in prompts):
+        raise UsageError("--prompt is empty; give the text the model should continue")
     if max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
     if temperature < 0 or not 0 < top_p <= 1:
         raise UsageError("--temperature must be 0 or more and --top-p in (0, 1]")
+    demo = False
     if run_dir:
-        model, extra = model_of_run(run_dir)
+        model, extra, demo = model_of_run(run_dir, base=model)
         adapter = (*extra, *adapter)
-    chat = ModelChat(model, adapter)
+    chat = ModelChat(model, adapter, demo)
+    for note in chat.choice.notes:
+        click.echo(f"llmlab: {note}", err=True)
+    for prompt in prompts:  # every prompt checked first: nothing is printed for a command that then refuses
+        chat.encode(prompt, max_new_tokens)
     for prompt in prompts:
         sys.stdout.write(prompt)
         sys.stdout.flush()

@@ -126,6 +126,26 @@ def given(config_cls, values: dict) -> dict:
             if k in names and v is not None and v != ()}
 
 
+def check_template(text: str, fields: tuple[str, ...], flag: str = "--prompt") -> None:
+    """Refuse, before any folder exists, a prompt template with a field it is not given, a positional `{}`/`{0}`
+    or a stray brace: filling it would fail half way through a run."""
+    import string
+
+    from core.errors import UsageError
+
+    allowed = ", ".join("{" + f + "}" for f in fields)
+    try:
+        used = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as exc:  # a lone { or }
+        raise UsageError(f"{flag} is not a valid template ({exc}); write a literal brace twice ({{{{ or }}}}) and "
+                         f"fields as {allowed}") from None
+    for name in used:
+        base = name.split(".", 1)[0].split("[", 1)[0]
+        if base not in fields:
+            shown = "{" + name + "}" if name else "{}"
+            raise UsageError(f"{flag} uses {shown}, which this command does not fill; it may use {allowed}")
+
+
 def config_from_record(config_cls, record: dict, out: str | None = None):
     """A config rebuilt from a run's config.json (a resume): its own fields only, `out` set to the run folder."""
     names = {f.name for f in fields_of(config_cls)}

@@ -161,6 +161,8 @@ def claim_run_dir(kind: str, out: str | Path | None = None, root: Path | None = 
     """
     if out is not None:
         path = Path(out).expanduser()
+        if path.is_file():
+            raise UsageError(f"--out {path} is a file; choose a new folder so nothing is overwritten")
         if not _fresh(path):
             raise UsageError(f"--out {path} already exists and is not empty; choose a new folder so nothing is overwritten")
         try:

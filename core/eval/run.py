@@ -157,7 +157,7 @@ class EvalJob(QuestionJob):
             ctx.emit(Resume(reused=len(self.reused), remaining=len(questions) - len(self.reused), total=len(questions)))
         if config.demo:
             ctx.log(f"demo: {self.model_label}, data {self.data_path.name}")
-        for note in self.notes:
+        for note in self.notes + self.choice.notes:
             ctx.log(note)
         cut_rows = [q.index for q, cut in zip(questions, self.cuts) if cut]
         if cut_rows:

@@ -21,13 +21,14 @@ from pathlib import Path
 
 from core.errors import UsageError
 from core.mmmlu import LETTERS
+from core.textfile import read_text
 
 FINETUNE_COLUMNS = ("Question", "A", "B", "C", "D", "Answer")
 
 
 @dataclass(frozen=True)
 class ExamQuestion:
-    question_id: str          # stable per source question: a hash of subject, question and options
+    question_id: str          # the question's content: a hash of its text and its set of options (content_id)
     subject: str
     question: str
     options: dict             # {"A": text, ..., "D": text}
@@ -39,9 +40,18 @@ class ExamQuestion:
         return ExamQuestion(self.question_id, self.subject, self.question, options, LETTERS[order.index(self.gold)])
 
 
-def question_id(subject: str, question: str, options: dict) -> str:
-    raw = json.dumps([subject, question, [options[k] for k in LETTERS]], ensure_ascii=False)
+def content_id(question: str, options=()) -> str:
+    """A question's identity: its text and its set of options (spacing and option order do not matter), so the same
+    question repeated in another file, under another subject or with its options shuffled is one question, and
+    can never be in two splits."""
+    norm = lambda text: " ".join(str(text).split())  # noqa: E731
+    raw = json.dumps([norm(question), sorted(norm(o) for o in options)], ensure_ascii=False)
     return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:12]
+
+
+def identity(q) -> str:
+    """The content id of an exam question (its question_id) or of a math question (its text: its id is the file's)."""
+    return q.question_id if hasattr(q, "options") else content_id(q.question)
 
 
 def _question(subject: str, question: str, options: dict, answer: str, where: str) -> ExamQuestion:
@@ -50,7 +60,7 @@ def _question(subject: str, question: str, options: dict, answer: str, where: st
         raise UsageError(f"{where} has Answer {answer!r}; answers must be one of A, B, C, D")
     if not str(subject).strip():
         raise UsageError(f"{where} has an empty Subject; give every question a subject (or use a folder of per-subject CSVs)")
-    return ExamQuestion(question_id(subject, question, options), subject, question, options, gold)
+    return ExamQuestion(content_id(question, options.values()), subject, question, options, gold)
 
 
 def _from_frame(frame, path: Path, subject: str | None) -> list[ExamQuestion]:
@@ -70,7 +80,7 @@ _ALPACA_SUBJECT = re.compile(r"question about (.+?), the correct answer")
 
 def _is_math(path: Path) -> bool:
     """A JSONL whose first row has problem/solution (seed 003) or question/answer is math, not alpaca."""
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
+    for line in read_text(path, "data").splitlines():
         if line.strip():
             try:
                 row = json.loads(line)
@@ -81,7 +91,7 @@ def _is_math(path: Path) -> bool:
 
 
 def _from_alpaca(path: Path) -> list[ExamQuestion]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "data")
     try:
         rows = json.loads(text) if path.suffix.lower() == ".json" and text.lstrip().startswith("[") else \
             [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -157,10 +167,10 @@ class Splits:
 
 
 def _unique(questions: list[ExamQuestion]) -> dict[str, list[ExamQuestion]]:
-    """Questions grouped by id: a row repeated in the source is one question and stays in one split."""
+    """Questions grouped by content: a question repeated anywhere in the source is one question, in one split."""
     groups: dict[str, list[ExamQuestion]] = {}
     for q in questions:
-        groups.setdefault(q.question_id, []).append(q)
+        groups.setdefault(identity(q), []).append(q)
     return groups
 
 
@@ -197,7 +207,15 @@ def split_by_subject(questions: list[ExamQuestion], val_fraction: float, test_fr
                          f"({len(subjects)} subjects)")
     val_s, test_s = set(subjects[:n_val]), set(subjects[n_val:n_val + n_test])
     pick = lambda chosen: [q for q in questions if q.subject in chosen]  # noqa: E731
-    return Splits([q for q in questions if q.subject not in val_s | test_s], pick(val_s), pick(test_s), [])
+    test = pick(test_s)
+    held = {identity(q) for q in test}
+    val = [q for q in pick(val_s) if identity(q) not in held]  # a question also held out for test stays in test only
+    held |= {identity(q) for q in val}
+    train = [q for q in questions if q.subject not in val_s | test_s]
+    kept = [q for q in train if identity(q) not in held]
+    notes = [f"{len(train) - len(kept)} training rows repeat a question of a held-out subject; they are left out of "
+             f"training"] if len(kept) < len(train) else []
+    return Splits(kept, val, test, notes)
 
 
 def shuffle_copies(question: ExamQuestion, copies: int, rng: random.Random) -> list[ExamQuestion]:
@@ -207,8 +225,8 @@ def shuffle_copies(question: ExamQuestion, copies: int, rng: random.Random) -> l
 
 
 def leaked_ids(splits: Splits) -> set[str]:
-    """Question ids found in more than one split (must be empty)."""
-    ids = [{q.question_id for q in part} for part in (splits.train, splits.val, splits.test)]
+    """Questions (by content) found in more than one split (must be empty)."""
+    ids = [{identity(q) for q in part} for part in (splits.train, splits.val, splits.test)]
     return (ids[0] & ids[1]) | (ids[0] & ids[2]) | (ids[1] & ids[2])
 
 

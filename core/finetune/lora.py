@@ -8,6 +8,8 @@ divides by base + adapter, which gives a slightly smaller ratio.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.errors import UsageError
 
 # The attention projections per architecture family (seed 001 adapted q/k/v/o only).
@@ -47,6 +49,17 @@ def resolve_targets(model, spec: str):
         raise UsageError(f"--targets {spec!r}: no linear layer named {', '.join(unknown) or '(none given)'} in this "
                          f"{model_type or 'model'}; its linear layers are: {', '.join(available)} (or use auto, all-linear)")
     return names
+
+
+def check_targets(model_path: Path, spec: str) -> None:
+    """Resolve --targets against the model's layers before anything runs: a skeleton of the model is built on the
+    meta device (no weights read, no memory spent), so a name that does not exist is one line before any folder."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
+    resolve_targets(skeleton, spec)
 
 
 def add_lora(model, rank: int, alpha: int, dropout: float, targets: str, seed: int):

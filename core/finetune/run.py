@@ -70,6 +70,9 @@ class FinetuneJob(Job):
                              f"lower --val-per-subject / --test-per-subject or add data")
         self.choice = choose_model(cfg.model, demo=cfg.demo)
         self.model_path, self.tokenizer = self.choice.path, self.choice.tokenizer
+        from core.finetune.lora import check_targets
+
+        check_targets(self.model_path, cfg.targets)  # a typo in --targets costs nothing: checked before any test pass
         template = template_for(cfg.template, questions)
         self.template = template
         if template.kind == "math" and cfg.shuffle_copies > 1:

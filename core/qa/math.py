@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.errors import UsageError
 from core.scoring.numbers import answer_of_solution, last_number, same_number
+from core.textfile import read_text
 
 PROMPT = "Question: {problem}\nAnswer:"
 
@@ -29,10 +30,9 @@ class MathQuestion:
 def load_math(path: str | Path) -> list[MathQuestion]:
     """Every question of a math JSONL, or one UsageError naming the bad line."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UsageError(f"math data {path} does not exist; pass a .jsonl with problem/solution (or question/answer) rows")
+    text = read_text(path, "math data", "pass a .jsonl with problem/solution (or question/answer) rows")
     out, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -12,6 +12,7 @@ the demo warning, the status, a figures table that ends with the total time, and
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 from core.lifecycle import Job
@@ -93,6 +94,19 @@ class QuestionJob(Job):
 
     def end_fields(self, summary: dict) -> dict:
         return {"accuracy": summary.get("accuracy"), "n": summary.get("n")}
+
+    def figures_line(self, summary: dict) -> str | None:
+        """The run's figures in one line for the terminal (None: nothing to say)."""
+        return None
+
+    def closing_line(self, summary: dict, run_dir: Path) -> str | None:
+        """The figures, and when the run did not answer everything, that it stopped and how far it got."""
+        line = self.figures_line(summary)
+        if line is None:
+            return None
+        if summary.get("status") != "completed":
+            line = f"{summary.get('status')} after {summary.get('n', 0)} of {summary.get('total', self.total)} questions: {line}"
+        return f"{line}; report: {run_dir / 'report.md'}"
 
     def finish(self, ctx, summary: dict) -> None:
         summary.setdefault("total", self.total)

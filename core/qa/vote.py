@@ -45,6 +45,9 @@ def read_answers(path: str | Path) -> RunAnswers:
     config, summary = read_json(path / CONFIG), read_json(path / SUMMARY)
     if config is None or not (path / RESULTS).is_file():
         raise UsageError(f"{path} is not a run with results (config.json and results.jsonl); pass eval run folders")
+    if config.get("kind") == "vote":  # its voters would count twice: once in it, once on their own
+        voters = " ".join(str(r) for r in config.get("runs") or []) or "RUN RUN"
+        raise UsageError(f"{path} is itself a vote; vote over the runs it voted over instead ({voters})")
     rows = {question_key(r): r for r in iter_jsonl(path / RESULTS)}
     if not rows:
         raise UsageError(f"{path} has no answered questions in results.jsonl")
@@ -61,6 +64,12 @@ class VoteJob(QuestionJob):
 
     def prepare(self) -> None:
         self.config.validate()
+        seen: dict[Path, str] = {}
+        for given in self.config.runs:  # the same run twice would cast every one of its answers twice
+            path = Path(given).expanduser().resolve()
+            if path in seen:
+                raise UsageError(f"{given} is the same run as {seen[path]}; give each run once")
+            seen[path] = given
         self.inputs = [read_answers(p) for p in self.config.runs]
         first = self.inputs[0]
         for other in self.inputs[1:]:
@@ -107,11 +116,11 @@ class VoteJob(QuestionJob):
                       "letter of the more accurate run (equal accuracy: the run given first).", ""]
         return "\n".join(lines)
 
-    def closing_line(self, summary: dict, run_dir: Path) -> str | None:
-        if "accuracy" not in summary:
+    def figures_line(self, summary: dict) -> str | None:
+        if summary.get("accuracy") is None:
             return None
         best = max(r["accuracy"] for r in summary["runs"])
-        return f"vote accuracy {summary['accuracy']:.1%} (best single run {best:.1%}); report: {run_dir / 'report.md'}"
+        return f"vote accuracy {summary['accuracy']:.1%} (best single run {best:.1%})"
 
 
 def run_vote(runs: list, out: str | None = None, log=print) -> dict:

@@ -115,13 +115,14 @@ def _json_type(value) -> str:
 
 
 def _read_text(path: Path, what: str, hint: str) -> str:
-    if not path.is_file():
-        raise ValueError(f"{what} {path} does not exist; {hint}")
+    """The file's text (core.textfile's checks: missing, binary, UTF-16, not UTF-8), problems as this module's ValueError."""
+    from core.errors import UsageError
+    from core.textfile import read_text
+
     try:
-        # utf-8-sig: a byte-order mark written by some Windows editors is not part of the JSON.
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 JSON") from None
+        return read_text(path, what, hint)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _json_lines(path: Path, text: str) -> Iterator[tuple[str, object]]:
@@ -202,6 +203,8 @@ def _example(where: str, record, title, context) -> dict:
     for name, value in (("title", title), ("context", context)):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{where}: '{name}' is {_json_type(value)}, not a string")
+    if not context or not context.strip():  # answering without the passage would score a model on nothing
+        raise ValueError(f"{where}: question {qid} has no passage ('context'); SQuAD questions are answered from one")
     texts, starts = _answers(record.get("answers"), where)
     return {"id": str(qid), "title": title or "", "context": context or "", "question": question,
             "answers": texts, "answer_starts": starts}
@@ -243,7 +246,7 @@ def _json_examples(path: Path) -> Iterator[tuple[str, dict]]:
         # `datasets`' to_json() writes by default.
         if exc.msg == "Extra data":
             return _flat(_json_lines(path, text))
-        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {_FORMS}") from None
+        raise ValueError(f"{path} is not valid JSON ({exc}); {_FORMS}") from None
     if isinstance(data, list):
         return _flat((f"{path} row {number}", row) for number, row in enumerate(data, 1))
     if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -285,8 +288,8 @@ def load_predictions(path: str | Path) -> dict[str, str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                         'expected an object such as {"<question id>": "<answer text>"}') from None
+        raise ValueError(f"{path} is not valid JSON ({exc}); expected an object such as "
+                         '{"<question id>": "<answer text>"}') from None
     if not isinstance(data, dict):
         raise ValueError(f'{path} holds {_json_type(data)}; predictions must be one JSON object {{"<question id>": '
                          '"<answer text>"}')

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 
 from core import DEMO_DATA_DIR
 from core.errors import UsageError
-from core.options import option, positive_int_or
+from core.lm.choice import DEFAULT_MODEL
+from core.options import check_template, option, positive_int_or
 from core.qa.squad import PROMPT
 
 DEMO_SQUAD = DEMO_DATA_DIR / "squad_demo.json"
@@ -16,7 +17,8 @@ DEMO_SQUAD = DEMO_DATA_DIR / "squad_demo.json"
 class SquadConfig:
     data: str = option("", "SQuAD v1.1: the official nested JSON, or flat rows (id, title, context, question, answers) "
                        "as JSON, JSONL or Parquet (required unless --demo).", shown="none")
-    model: str = option("Qwen/Qwen2.5-0.5B", "Hub id or local model folder that answers (not with --predictions).")
+    model: str | None = option(None, "Hub id or local model folder that answers (not with --predictions).",
+                               shown=DEFAULT_MODEL)
     adapter: list = option(factory=list, help="A LoRA adapter (folder or fine-tune run folder) on top of --model.",
                            multiple=True, metavar="DIR")
     predictions: str | None = option(None, "Score this official {id: answer} JSON file instead of generating.", metavar="FILE")
@@ -42,10 +44,12 @@ class SquadConfig:
             raise UsageError(f"--limit must be at least 1 (got {self.limit})")
         if self.baseline and not self.adapter:
             raise UsageError("--baseline compares base and base + adapter: give --adapter too")
-        if self.predictions and (self.adapter or self.baseline):
-            raise UsageError("--predictions scores saved answers; drop --adapter and --baseline")
+        if self.predictions and (self.adapter or self.baseline or self.model):
+            raise UsageError("--predictions scores saved answers, so no model answers; drop --model, --adapter and "
+                             "--baseline")
         if len(self.adapter) > 1:
             raise UsageError("give one --adapter per SQuAD run")
+        check_template(self.prompt, ("context", "question", "title"))
         for key in ("{context}", "{question}"):
             if key not in self.prompt:
                 raise UsageError(f"--prompt must contain {key}")
@@ -57,7 +61,7 @@ class SquadConfig:
 
 
 def demo_config(**overrides) -> SquadConfig:
-    cfg = SquadConfig(data=str(DEMO_SQUAD), model="demo", demo=True, threads=1)
+    cfg = SquadConfig(data=str(DEMO_SQUAD), demo=True, threads=1)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg

@@ -47,9 +47,9 @@ class SquadJob(QuestionJob):
                 raise UsageError(f"{cfg.predictions} lacks answers for {len(missing)} of {len(ids)} questions: {shown}")
             self.choice = None
         else:
-            from core.lm.choice import choose_model
+            from core.lm.choice import DEFAULT_MODEL, choose_model
 
-            self.choice = choose_model(cfg.model, cfg.adapter, cfg.demo)
+            self.choice = choose_model(cfg.model or DEFAULT_MODEL, cfg.adapter, cfg.demo)
 
     def run(self, ctx: RunContext) -> dict:
         from core.scoring.squad import score_predictions
@@ -65,6 +65,8 @@ class SquadJob(QuestionJob):
         from core.lm.choice import load_for_generation
         from core.qa.squad import retention
 
+        for note in self.choice.notes:
+            ctx.log(note)
         loaded = load_for_generation(self.choice, cfg.dtype, cfg.threads or (1 if cfg.demo else None))
         fields = {"mode": "generate", "model": self.choice.label, "adapter": [str(a) for a in self.choice.adapters] or None,
                   "load_seconds": round(loaded.seconds, 3), "dtype": loaded.dtype, "device": loaded.device}
@@ -113,13 +115,13 @@ class SquadJob(QuestionJob):
     def end_fields(self, summary: dict) -> dict:
         return {key: summary.get(key) for key in ("exact_match", "f1")}
 
-    def closing_line(self, summary: dict, run_dir: Path) -> str | None:
+    def figures_line(self, summary: dict) -> str | None:
         if "exact_match" not in summary:
             return None
         text = f"exact_match {summary['exact_match']:.2f}, f1 {summary['f1']:.2f} ({summary['n']} questions)"
         if summary.get("retention"):
             text += f"; retention EM {summary['retention']['exact_match']}, F1 {summary['retention']['f1']}"
-        return f"{text}; report: {run_dir / 'report.md'}"
+        return text
 
 
 def run_squad(cfg: SquadConfig, log=print, progress=None, should_stop=None) -> dict:

@@ -18,7 +18,7 @@ from core.mmmlu import LETTERS, extract_answer
 
 def q(subject="s", text="What?", gold="B", options=("w", "x", "y", "z")) -> fdata.ExamQuestion:
     opts = dict(zip(LETTERS, options))
-    return fdata.ExamQuestion(fdata.question_id(subject, text, opts), subject, text, opts, gold)
+    return fdata.ExamQuestion(fdata.content_id(text, opts.values()), subject, text, opts, gold)
 
 
 def test_the_answer_follows_its_text_through_every_permutation():
@@ -70,6 +70,29 @@ def test_per_subject_quotas_and_no_question_id_crosses_splits(tmp_path):
     assert sum(repeated in part for part in ids) == 1
     again = fdata.split_per_subject(questions, 5, 4, seed=7)  # seeded: the same split every time
     assert [x.question_id for x in again.test] == [x.question_id for x in splits.test]
+
+
+def test_a_question_repeated_in_another_subject_file_never_crosses_splits(tmp_path):
+    """Issue 21, defect 13: one CSV of a per-subject folder repeats rows of another (same text, options and gold).
+    Keyed by file and row, the copies landed in train and test and the leak check said 0."""
+    folder = tmp_path / "cmmlu"
+    folder.mkdir()
+    header = ",Question,A,B,C,D,Answer\n"
+    rows = [f"{i},question {i} about plants,root,stem,leaf,flower,{'ABCD'[i % 4]}\n" for i in range(12)]
+    (folder / "botany.csv").write_text(header + "".join(rows), encoding="utf-8")
+    (folder / "farming.csv").write_text(header + "".join(rows[:6]) + "".join(
+        f"{i},farm question {i},wheat,rice,corn,oats,A\n" for i in range(12, 20)), encoding="utf-8")
+    questions, _ = fdata.load_questions(folder)
+    for seed in range(5):
+        for splits in (fdata.split_per_subject(questions, 3, 3, seed=seed),
+                       fdata.split_by_subject(questions + [q(subject=f"extra{i}", text=f"extra {i}") for i in range(3)],
+                                              0.25, 0.25, seed=seed)):
+            assert fdata.leaked_ids(splits) == set()
+            texts = [{(x.question, tuple(sorted(x.options.values()))) for x in part}
+                     for part in (splits.train, splits.val, splits.test)]
+            assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    # the identity is the content: shuffled options are the same question, another text is not
+    assert fdata.content_id("Q?", ["a", "b"]) == fdata.content_id(" Q? ", ["b", "a"]) != fdata.content_id("Q!", ["a", "b"])
 
 
 def test_a_quota_larger_than_a_subject_says_so_and_uses_what_is_there(tmp_path):

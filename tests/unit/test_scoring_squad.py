@@ -229,9 +229,36 @@ def test_load_flat_parquet(tmp_path):
 
 def test_load_accepts_a_byte_order_mark_and_integer_ids(tmp_path):
     path = tmp_path / "bom.json"
-    rows = [{"id": 7, "question": "Q?", "answers": {"text": ["a b"], "answer_start": [0]}}]
+    rows = [{"id": 7, "context": "a b c", "question": "Q?", "answers": {"text": ["a b"], "answer_start": [0]}}]
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(rows).encode())
-    assert load_squad(path) == [{"id": "7", "title": "", "context": "", "question": "Q?", "answers": ["a b"], "answer_starts": [0]}]
+    assert load_squad(path) == [{"id": "7", "title": "", "context": "a b c", "question": "Q?", "answers": ["a b"],
+                                 "answer_starts": [0]}]
+
+
+def test_a_flat_row_without_its_passage_is_refused_not_answered_from_nothing(tmp_path):
+    """Issue 21, defect 7: a flat row with no `context` used to be answered with an empty passage."""
+    for row in ({"id": "1", "question": "Q?", "answers": {"text": ["a"], "answer_start": [0]}},
+                {"id": "1", "context": " ", "question": "Q?", "answers": {"text": ["a"], "answer_start": [0]}}):
+        path = tmp_path / "flat.jsonl"
+        path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+        assert "has no passage ('context')" in _error(load_squad, path)
+
+
+def test_a_json_error_message_names_its_place_once(tmp_path):
+    """Issue 21, defect 19: 'Unterminated string starting at' was followed by ' at line ...' ("at at")."""
+    path = tmp_path / "torn.json"
+    path.write_text('{"data": [{"title": "oops', encoding="utf-8")
+    message = _error(load_squad, path)
+    assert "is not valid JSON (Unterminated string" in message and "at at" not in message and "line 1 column" in message
+
+
+def test_squad_files_that_are_not_utf8_text_are_one_clear_line(tmp_path):
+    for name, raw, phrase in (("latin1.json", '[{"id": "é"}]'.encode("latin-1"), "is not UTF-8 text"),
+                              ("binary.json", bytes(range(256)), "looks like a binary file"),
+                              ("utf16.json", "[]".encode("utf-16"), "is UTF-16 text")):
+        path = tmp_path / name
+        path.write_bytes(raw)
+        assert phrase in _error(load_squad, path)
 
 
 def _nested_with(qa):

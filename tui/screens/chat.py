@@ -55,8 +55,8 @@ class ChatScreen(Screen[None]):
             return cls(run_dir.name, partial(chat_factory, run_dir))
         from core.generate import ModelChat, model_of_run
 
-        model, adapters = model_of_run(run_dir)  # cheap file checks; the model loads in the worker
-        return cls(run_dir.name, partial(ModelChat, model, adapters))
+        model, adapters, demo = model_of_run(run_dir)  # cheap file checks; the model loads in the worker
+        return cls(run_dir.name, partial(ModelChat, model, adapters, demo))
 
     def compose(self) -> ComposeResult:
         yield Static(Text.assemble(("Chat ", "bold"), (self.run_name, ""), ("  greedy, up to "
