@@ -18,7 +18,7 @@ import click
 from core.errors import UsageError
 from core.kinds import Kind, load
 from core.launch import distributed_options
-from core.options import click_options, config_from_record, given
+from core.options import check_finite, click_options, config_from_record, given
 
 
 def exit_code(summary: dict) -> int:
@@ -64,6 +64,7 @@ def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict
         config = resume_config(kind, resume_dir)
     else:
         config = make_config(kind, chosen, demo)
+    check_finite(config)
     config.validate()  # before torch is imported, so a typo costs nothing
 
     from core.display import TerminalDisplay

@@ -56,7 +56,7 @@ def _read_local_rows(path: Path, limit: int) -> list[str]:
     try:
         if suffix == ".txt":
             rows: list[str] = []
-            with open(path, encoding="utf-8") as fh:
+            with open(path, encoding="utf-8-sig") as fh:
                 for line in fh:
                     line = line.rstrip("\r\n")
                     if line.strip():  # blank lines separate nothing in a one-row-per-line file
@@ -81,9 +81,9 @@ def _read_local_rows(path: Path, limit: int) -> list[str]:
         import pandas as pd
 
         if suffix == ".csv":
-            frame = pd.read_csv(path, nrows=limit, dtype=str, keep_default_na=False, encoding="utf-8")
+            frame = pd.read_csv(path, nrows=limit, dtype=str, keep_default_na=False, encoding="utf-8-sig")
         else:
-            frame = pd.read_json(path, lines=True, nrows=limit, dtype=False)
+            frame = pd.read_json(path, lines=True, nrows=limit, dtype=False, encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise UsageError(f"{path.name} is not UTF-8 text; convert it (e.g. iconv -f GBK -t UTF-8) and retry") from None
     except UsageError:

@@ -6,6 +6,7 @@ The model is a pretraining run's model/, a fine-tune run's base + adapter, or an
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from pathlib import Path
@@ -43,7 +44,10 @@ def model_of_run(run_dir: str | Path, base: str | None = None) -> tuple[str, lis
             return recorded, adapter, False
         raise UsageError(f"the base model {path} was tuned on ({recorded or 'not recorded'}) is not there any more; "
                          f"pass --model DIR with --run to point at it")
-    raise UsageError(f"{path} is a {config.get('kind', 'run')} run folder without a model to talk to (no model/ and no "
+    from core.kinds import get as get_kind
+
+    kind = get_kind(config.get("kind"))
+    raise UsageError(f"{path} is {kind.noun if kind else 'a run'} folder without a model to talk to (no model/ and no "
                      f"adapter/); pass a finished pretraining or fine-tune run, or --model DIR")
 
 
@@ -129,8 +133,8 @@ def generate_command(run_dir, model, adapter, prompts, max_new_tokens, temperatu
         raise UsageError("--prompt is empty; give the text the model should continue")
     if max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise UsageError("--temperature must be 0 or more and --top-p in (0, 1]")
+    if not (math.isfinite(temperature) and temperature >= 0) or not 0 < top_p <= 1:  # nan fails both comparisons
+        raise UsageError(f"--temperature must be a number of 0 or more and --top-p in (0, 1] (got {temperature}, {top_p})")
     demo = False
     if run_dir:
         model, extra, demo = model_of_run(run_dir, base=model)

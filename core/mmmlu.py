@@ -121,7 +121,7 @@ def load_csv(path: str | Path, columns: tuple[str, ...] = COLUMNS):
     except UnicodeDecodeError as exc:
         raise _not_utf8_error(path, exc) from None
     try:
-        frame = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False, na_filter=False)
+        frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_filter=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"{path} is not a readable CSV ({first}); expected columns ,{','.join(columns)}") from None

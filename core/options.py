@@ -146,6 +146,28 @@ def check_template(text: str, fields: tuple[str, ...], flag: str = "--prompt") -
             raise UsageError(f"{flag} uses {shown}, which this command does not fill; it may use {allowed}")
 
 
+def refuse_with_demo(overrides: dict, names: tuple[str, ...] = ("model",)) -> None:
+    """--demo brings its own model (and eval its own data): the same option given too would be silently ignored."""
+    from core.errors import UsageError
+
+    for name in names:
+        if name in overrides:
+            raise UsageError(f"--demo brings its own model; drop --{name.replace('_', '-')}, or drop --demo")
+
+
+def check_finite(config) -> None:
+    """Refuse nan and inf in any number option, for every kind at once: `--lr inf` passes `lr > 0` and would train
+    on infinities, `--tolerance nan` would judge every answer wrong."""
+    import math
+
+    from core.errors import UsageError
+
+    for f in fields_of(type(config)):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{flag_name(f)} must be a finite number (got {value})")
+
+
 def config_from_record(config_cls, record: dict, out: str | None = None):
     """A config rebuilt from a run's config.json (a resume): its own fields only, `out` set to the run folder."""
     names = {f.name for f in fields_of(config_cls)}

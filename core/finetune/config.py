@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from core import DEMO_DATA_DIR
 from core.errors import UsageError
-from core.options import option
+from core.options import option, refuse_with_demo
 from core.trackers import check as check_tracker
 from core.trackers import report_to_option
 
@@ -105,6 +105,7 @@ class FinetuneConfig:
 
 def demo_config(**overrides) -> FinetuneConfig:
     """The offline demo: the bundled exam CSV and the eval demo's tiny model; about a minute on 2 cores."""
+    refuse_with_demo(overrides)
     cfg = FinetuneConfig(model="demo", data=str(DEMO_EXAMS), rank=8, alpha=16, lr=3e-3, epochs=6, batch_size=8,
                          max_length=192, shuffle_copies=2, val_per_subject=3, test_per_subject=3, test_max_new_tokens=12,
                          demo=True)

@@ -68,10 +68,14 @@ def check_adapter_fits(model_path: Path, adapter_dir: Path) -> None:
 
     from safetensors import safe_open
 
+    from core.textfile import read_text
+
     try:
-        config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        config = json.loads(read_text(adapter_dir / "adapter_config.json", "adapter config"))
     except ValueError as exc:
         raise UsageError(f"{adapter_dir}/adapter_config.json is not JSON ({exc}); save the adapter again") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{adapter_dir}/adapter_config.json is not a JSON object; save the adapter again")
     if config.get("peft_type") != "LORA":
         raise UsageError(f"{adapter_dir} is a {config.get('peft_type')} adapter; llmlab loads LoRA adapters")
     weights = adapter_dir / "adapter_model.safetensors"
@@ -136,10 +140,19 @@ def recorded_base(spec: str | Path) -> str | None:
 
 
 def _fingerprint(folder: Path) -> tuple:
-    """What makes two model folders the same model without reading weights: its config and its weight files' sizes
-    (the demo model rebuilt in another cache folder is the same model)."""
+    """What makes two model folders the same model without loading it: its config, and per weight file its size and
+    a hash of a MiB from its middle (the demo model rebuilt in another cache folder is the same model; two random
+    models of one shape are not)."""
+    import hashlib
+
     config = (folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b""
-    return config, tuple(sorted((f.name, f.stat().st_size) for f in folder.glob("*.safetensors")))
+    files = []
+    for file in sorted(folder.glob("*.safetensors")):
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            fh.seek(size // 2)
+            files.append((file.name, size, hashlib.sha256(fh.read(2**20)).hexdigest()))
+    return config, tuple(files)
 
 
 def check_base(adapter: Path, base: Path, base_spec: str, demo: bool) -> str | None:

@@ -26,6 +26,8 @@ def resolve_model(spec: str) -> Path:
     """A local folder holding the model: `spec` itself, the model/ an llmlab run saved, or the Hub repo `spec` from
     the cache or a download."""
     path = Path(spec).expanduser()
+    if path.is_file():
+        raise UsageError(f"model {path} is a file; pass the folder that holds the model (its config.json and weights)")
     if path.is_dir():
         run = _run_model(path)
         if run is not None:
@@ -55,7 +57,7 @@ def _run_model(path: Path) -> Path | None:
         raise UsageError(f"{path} is {run.noun} folder whose model/ has no weights yet; pass a finished run (or resume "
                          f"this one first)")
     raise UsageError(f"{path} is {run.noun} folder without a model of its own (no model/); pass a model folder, a "
-                     f"pretraining run folder or a Hub id (a fine-tune run's adapter goes with --adapter)")
+                     f"pretraining run folder or a Hub id")
 
 
 def mmmlu_filename(locale: str) -> str:

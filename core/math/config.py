@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from core import DEMO_DATA_DIR
 from core.errors import UsageError
 from core.lm.choice import DEFAULT_MODEL
-from core.options import check_template, option, positive_int_or
+from core.options import check_template, option, positive_int_or, refuse_with_demo
 from core.qa.math import PROMPT
 
 DEMO_MATH = DEMO_DATA_DIR / "math_demo.jsonl"
@@ -56,6 +56,7 @@ class MathConfig:
 
 
 def demo_config(**overrides) -> MathConfig:
+    refuse_with_demo(overrides)
     cfg = MathConfig(data=str(DEMO_MATH), demo=True, threads=1, max_new_tokens=24)
     for key, value in overrides.items():
         setattr(cfg, key, value)

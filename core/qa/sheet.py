@@ -102,11 +102,10 @@ class QuestionJob(Job):
     def closing_line(self, summary: dict, run_dir: Path) -> str | None:
         """The figures, and when the run did not answer everything, that it stopped and how far it got."""
         line = self.figures_line(summary)
-        if line is None:
-            return None
-        if summary.get("status") != "completed":
-            line = f"{summary.get('status')} after {summary.get('n', 0)} of {summary.get('total', self.total)} questions: {line}"
-        return f"{line}; report: {run_dir / 'report.md'}"
+        if summary.get("status") not in ("completed", "failed"):
+            done = f"{summary.get('status')} after {summary.get('n', 0)} of {summary.get('total', self.total)} questions"
+            line = f"{done}: {line}" if line else done
+        return f"{line}; report: {run_dir / 'report.md'}" if line else None
 
     def finish(self, ctx, summary: dict) -> None:
         summary.setdefault("total", self.total)

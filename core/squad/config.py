@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from core import DEMO_DATA_DIR
 from core.errors import UsageError
 from core.lm.choice import DEFAULT_MODEL
-from core.options import check_template, option, positive_int_or
+from core.options import check_template, option, positive_int_or, refuse_with_demo
 from core.qa.squad import PROMPT
 
 DEMO_SQUAD = DEMO_DATA_DIR / "squad_demo.json"
@@ -61,6 +61,7 @@ class SquadConfig:
 
 
 def demo_config(**overrides) -> SquadConfig:
+    refuse_with_demo(overrides)
     cfg = SquadConfig(data=str(DEMO_SQUAD), demo=True, threads=1)
     for key, value in overrides.items():
         setattr(cfg, key, value)
