@@ -255,6 +255,19 @@ def peak_memory_mib() -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory (VmHWM), what a CPU run's memory figure is: it includes the model, the data
+    and everything imported, so only differences between runs of the same job mean something. Not ru_maxrss: that
+    carries the parent's size over fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # reported in kB
+    except OSError:
+        pass
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Results and tables
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import cuda_sync, peak_memory_mib, process_start, read_job, write_result
+from bench.common import cuda_sync, peak_memory_mib, peak_rss_mib, process_start, read_job, write_result
 
 HELDOUT_BATCH = 64
 
@@ -131,7 +131,8 @@ def run_llmlab(job: dict) -> dict:
         "engine": "llmlab", "status": summary["status"], "total_seconds": round(total, 3),
         "process_seconds": round(process_seconds, 3), "train_seconds": summary["train_seconds"],
         "tokens_trained": tokens, "steps": summary["steps"], "total_steps": summary["steps"],
-        "n_params": summary["n_params"], "peak_memory_mib": peak, "final_loss": summary["final_loss"],
+        "n_params": summary["n_params"], "peak_memory_mib": peak, "peak_rss_mib": peak_rss_mib(),
+        "final_loss": summary["final_loss"],
         "own_eval_loss": summary["eval_loss"], "token_cache_hit": summary["token_cache_hit"],
         "phases": summary["phases"], "optimizations": summary["optimizations"],
         "batch_size": summary["batch_size"], "block_size": summary["block_size"],

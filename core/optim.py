@@ -1,4 +1,4 @@
-"""Optimizer set-up shared by the kinds that train: parameter groups, AdamW and the LR schedule.
+"""Optimizer set-up shared by the kinds that train: parameter groups, AdamW, Muon with AdamW, and the LR schedule.
 
 The schedules are transformers' own: linear warm-up to the peak, then cosine decay to a floor,
 linear decay, constant, or warm-up-stable-decay (WSD: flat at the peak, then a cosine decay over
@@ -57,3 +57,74 @@ def adamw(model, lr: float, weight_decay: float, fused: bool = True, betas=(0.9,
         except RuntimeError:  # no fused kernel for this device
             pass
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas), False
+
+
+OPTIMIZERS = ("adamw", "muon")
+
+
+def muon_groups(model) -> tuple[list, list]:
+    """(the hidden 2-D matrices Muon updates, everything else, for AdamW).
+
+    Muon orthogonalizes a matrix's update, which suits the attention and MLP weights of the blocks; the
+    token and position embeddings (and the output layer tied to them), the LayerNorm gains and the
+    biases are not such matrices and stay with AdamW, as in Keller Jordan's and modded-nanogpt's recipes.
+    """
+    import torch
+
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if output is not None:
+        embeddings.add(id(output.weight))
+    matrices, rest = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (matrices if p.dim() == 2 and id(p) not in embeddings else rest).append(p)
+    return matrices, rest
+
+
+def muon_with_adamw(model, lr: float, weight_decay: float, betas=(0.9, 0.95)):
+    """torch's Muon on the hidden matrices and AdamW on the rest, driven as one torch Optimizer.
+
+    Written by hand because torch has both optimizers but no way to run them as one: the LR
+    schedule, the gradient clip and the checkpoint each want a single Optimizer. Its param groups
+    are the two inner optimizers' own group dicts, so the scheduler's lr reaches both; `step`,
+    `state_dict` and `load_state_dict` act on both. `adjust_lr_fn="match_rms_adamw"` scales Muon's
+    update to AdamW's RMS (0.2·sqrt(max(rows, cols)), the same whichever way a matrix is stored:
+    GPT-2's Conv1D keeps its weights as in × out), so one --lr serves both halves.
+    """
+    import torch
+
+    class MuonWithAdamW(torch.optim.Optimizer):
+        def __init__(self) -> None:
+            matrices, rest = muon_groups(model)
+            self.muon = torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+            self.adamw = torch.optim.AdamW(
+                [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},
+                 {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}], lr=lr, betas=betas)
+            super().__init__(matrices + rest, {"lr": lr})
+            self.param_groups = self.muon.param_groups + self.adamw.param_groups
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            self.muon.step()
+            self.adamw.step()
+
+        def state_dict(self) -> dict:
+            return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+        def load_state_dict(self, state_dict: dict) -> None:
+            self.muon.load_state_dict(state_dict["muon"])
+            self.adamw.load_state_dict(state_dict["adamw"])
+            # loading rebuilds each inner group dict: the scheduler must see (and set lr on) the new ones
+            self.param_groups = self.muon.param_groups + self.adamw.param_groups
+
+    return MuonWithAdamW()
+
+
+def make_optimizer(model, name: str, lr: float, weight_decay: float, fused: bool = True, betas=(0.9, 0.95)):
+    """(the optimizer `name` names, whether it skips a non-finite step on the device itself)."""
+    if name == "muon":
+        return muon_with_adamw(model, lr, weight_decay, betas), False  # no device-side skip: the loop checks `finite`
+    if name == "adamw":
+        return adamw(model, lr, weight_decay, fused=fused, betas=betas)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")

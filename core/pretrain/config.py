@@ -9,15 +9,17 @@ from dataclasses import asdict, dataclass
 
 from core import DEMO_DATA_DIR
 from core.errors import UsageError
-from core.optim import SCHEDULES
+from core.optim import OPTIMIZERS, SCHEDULES
 from core.options import option
 from core.trackers import check as check_tracker
 from core.trackers import report_to_option
 
-# `tiny` is a few-layer GPT-2 for CPUs and tests; `default` is transformers.GPT2Config() unchanged.
+# `tiny` is a few-layer GPT-2 for CPUs and tests, `mid` a wider one whose blocks outweigh more of the
+# output layer (the optimizer benches run both); `default` is transformers.GPT2Config() unchanged.
 MODEL_PRESETS: dict[str, dict] = {
     "default": {},
     "tiny": {"n_layer": 2, "n_head": 2, "n_embd": 64, "n_positions": 256},
+    "mid": {"n_layer": 4, "n_head": 4, "n_embd": 256, "n_positions": 256},
 }
 
 DEMO_CORPUS = DEMO_DATA_DIR / "demo_corpus.txt"
@@ -48,6 +50,9 @@ class PretrainConfig:
     warmup: float = option(0.05, "Linear warm-up: a share of the steps (below 1) or a number of steps (1 or more).")
     schedule: str = option("cosine", "After the warm-up: cosine or linear decay to 10% of --lr, constant, or wsd "
                            "(stable at the peak, cosine decay over the last 20% of the steps).", choices=SCHEDULES)
+    optimizer: str = option("adamw", "adamw, or muon: torch's Muon on the blocks' attention and MLP matrices, AdamW on "
+                            "the embeddings (tied to the output layer), LayerNorms and biases (bench/optimizers.md).",
+                            choices=OPTIMIZERS)
     weight_decay: float = option(0.1, "AdamW weight decay, on matrices only (not biases or LayerNorm gains); seed 004 "
                                  "found 0.1 mattered.")
     dropout: float = option(0.1, "Dropout of GPT-2's residual, embedding and attention layers (GPT2Config's 0.1); "
@@ -96,6 +101,8 @@ class PretrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
         if not self.lr > 0:
             raise UsageError(f"--lr must be a positive number (got {self.lr})")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"--optimizer {self.optimizer} is not one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"--schedule {self.schedule} is not one of {', '.join(SCHEDULES)}")
         if not self.warmup >= 0:

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from core.distributed import all_sum, world
-from core.optim import adamw, make_scheduler
+from core.optim import make_optimizer, make_scheduler
 from core.pretrain.config import PretrainConfig
 from core.pretrain.model import CAUSAL_ATTENTION, use_causal_attention
 from core.train.loop import optimizer_step
@@ -180,6 +180,8 @@ class Session:
         elif attn:
             opts.append(f"{attn} attention")
         opts.append(f"data resident on {self.device.type}")
+        if self.cfg.optimizer == "muon":
+            opts.append("Muon (torch.optim.Muon) on the blocks' matrices, AdamW on embeddings, norms and biases")
         if self.fused:
             opts.append("fused AdamW")
         if self.forward not in (self.model, self.ddp):
@@ -253,7 +255,7 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
         labels = torch.cat([labels, torch.full_like(labels[:1], -100)])
     eval_inputs, eval_labels = (t.to(device) for t in eval_blocks)
 
-    optimizer, fused = adamw(model, cfg.lr, cfg.weight_decay, fused=cfg.fused_adamw)
+    optimizer, fused = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, fused=cfg.fused_adamw)
     steps_per_epoch = count_steps_per_epoch(n_blocks, cfg.batch_size)
     scheduler = make_scheduler(optimizer, total_steps=steps_per_epoch * cfg.epochs, warmup=cfg.warmup,
                                min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule)

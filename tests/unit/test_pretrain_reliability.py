@@ -58,8 +58,9 @@ def assert_same_weights(a, b, atol=1e-5):
         torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=1e-4, msg=k)
 
 
-def test_stopped_then_resumed_run_matches_an_uninterrupted_one(corpus, tmp_path):
-    full = run_pretrain(small_cfg(corpus, tmp_path / "full"), log=quiet)
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_stopped_then_resumed_run_matches_an_uninterrupted_one(corpus, tmp_path, optimizer):
+    full = run_pretrain(small_cfg(corpus, tmp_path / "full", optimizer=optimizer), log=quiet)
     assert full["status"] == "completed"
 
     stop = StopRequest()
@@ -68,11 +69,13 @@ def test_stopped_then_resumed_run_matches_an_uninterrupted_one(corpus, tmp_path)
         if step == 9:
             stop.signal = signal.SIGINT
 
-    part = run_pretrain(small_cfg(corpus, tmp_path / "part"), on_step=stop_at_step_9, stop=stop, log=quiet)
+    part = run_pretrain(small_cfg(corpus, tmp_path / "part", optimizer=optimizer), on_step=stop_at_step_9, stop=stop,
+                        log=quiet)
     assert part["status"] == "stopped" and part["steps"] == 9
     assert [p.name for p in list_checkpoints(tmp_path / "part")] == ["step-000009"]
 
     cfg, checkpoint = resume_config(tmp_path / "part")
+    assert cfg.optimizer == optimizer
     resumed = run_pretrain(cfg, resume_from=checkpoint, log=quiet)
     assert resumed["status"] == "completed" and resumed["steps"] == full["steps"]
     assert_same_weights(tmp_path / "full", tmp_path / "part")

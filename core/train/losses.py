@@ -1,0 +1,91 @@
+"""Cross-entropy through the output layer, chunk by chunk, without ever building the full-vocabulary logits.
+
+Why by hand: GPT-2's output layer is 50,257 wide. A step of 8 × 128 tokens writes 1024 × 50,257 fp32
+logits (206 MB), reads them back for the softmax, writes their gradient (206 MB again), and in the
+tiny preset that layer holds 3.2 M of the model's 3.3 M parameters, so it is most of the step's
+memory traffic. transformers has no fused loss for GPT-2 (Liger-Kernel does not support it and
+needs Triton; see the speed notes). `linear_cross_entropy` takes the last hidden states and the
+output weight, and for each chunk of positions computes the logits, the loss and, at once, the
+gradients with respect to the hidden states and the weight (softmax minus one-hot, scaled): the
+backward pass then only hands those back. The work is the same matrix products a plain loss and
+its backward do; only one chunk's logits exist at a time. Exact: the tests compare value and
+gradients with `F.cross_entropy` on full logits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE = -100
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """sum over positions of weight_i · CE(hidden_i @ W.T, target_i), its gradients computed chunk by chunk in forward."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, token_weights: torch.Tensor,
+                chunk: int, weight_grad: bool) -> torch.Tensor:
+        acc = torch.promote_types(hidden.dtype, torch.float32)  # softmax and sums in fp32 at least (bf16 would drift)
+        grad_hidden = torch.empty_like(hidden)
+        # a frozen output layer (LoRA) needs no gradient: skip that product entirely
+        grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if weight_grad else None
+        total = torch.zeros((), dtype=acc, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk):
+            h = hidden[start:start + chunk]
+            w = token_weights[start:start + chunk].to(acc)
+            t = targets[start:start + chunk].clamp(min=0)  # ignored positions have weight 0: any index will do
+            logits = (h @ weight.t()).to(acc)  # one chunk of logits
+            lse = torch.logsumexp(logits, dim=-1)
+            total += ((lse - logits.gather(1, t[:, None]).squeeze(1)) * w).sum()
+            # d loss / d logits = weight_i · (softmax - one-hot), built in the logits' own memory
+            grad = logits.sub_(lse[:, None]).exp_()
+            grad[torch.arange(grad.shape[0], device=grad.device), t] -= 1
+            grad.mul_(w[:, None])
+            grad = grad.to(h.dtype)
+            grad_hidden[start:start + chunk] = grad @ weight.to(h.dtype)
+            if weight_grad:
+                grad_weight += (grad.t() @ h).to(acc)
+        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype) if weight_grad else None)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return (grad_hidden * grad_output, None if grad_weight is None else grad_weight * grad_output,
+                None, None, None, None)
+
+
+def _loss_only(hidden, weight, targets, token_weights, chunk: int) -> torch.Tensor:
+    """The same sum without gradients (held-out checks): one chunk of logits at a time, nothing kept."""
+    acc = torch.promote_types(hidden.dtype, torch.float32)
+    total = torch.zeros((), dtype=acc, device=hidden.device)
+    for start in range(0, hidden.shape[0], chunk):
+        logits = (hidden[start:start + chunk] @ weight.t()).to(acc)
+        per_token = torch.nn.functional.cross_entropy(logits, targets[start:start + chunk].clamp(min=0), reduction="none")
+        total += (per_token * token_weights[start:start + chunk].to(acc)).sum()
+    return total
+
+
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                         token_weights: torch.Tensor | None = None, chunk: int = 256) -> torch.Tensor:
+    """Σ token_weight · cross-entropy of `hidden @ weight.T` against `targets`, never holding more than `chunk` rows of logits.
+
+    hidden: (N, C); weight: (V, C), the output layer's; targets: (N,) with IGNORE where there is no target.
+    Without `token_weights` it is the mean over the positions that have a target (what `model(labels=...)` gives).
+    """
+    valid = targets != IGNORE
+    if token_weights is None:
+        token_weights = valid.float() / valid.sum().clamp(min=1)
+    else:
+        token_weights = torch.where(valid, token_weights, 0.0)
+    if not torch.is_grad_enabled() or not (hidden.requires_grad or weight.requires_grad):
+        return _loss_only(hidden, weight, targets, token_weights, chunk)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, token_weights, chunk, weight.requires_grad)
+
+
+def shifted(labels: torch.Tensor) -> torch.Tensor:
+    """Next-token targets for each position of (B, T) labels: labels moved left by one, the last position ignored."""
+    return torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
+
+
+__all__ = ["linear_cross_entropy", "shifted", "IGNORE"]
