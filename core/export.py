@@ -4,6 +4,11 @@ The folder holds safetensors weights, the tokenizer and the generation config, l
 AutoModelForCausalLM alone (no peft) and gives the logits base + adapter gives. It is written to a
 temporary sibling and renamed into place, so a half-written export never looks complete. Not a job
 kind with a run folder: its output is a model folder, whose config.json is the model's own.
+
+An adapter trained over a bitsandbytes base (`finetune --quantize`) is merged into a full-precision
+load of the same base, as peft advises (merging into 4-bit weights changes generations); `--quantize`
+then saves the merged model quantized (bitsandbytes serializes it; loading it needs bitsandbytes).
+An adapter on a GPTQ/AWQ base cannot be merged into its packed weights and is refused in one line.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from core.errors import UsageError
 PROVENANCE = "llmlab_export.json"
 
 
-def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False) -> Path:
-    """Merge `adapter` into `model` and save the result at `out` (which must not exist yet, or be empty)."""
+def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False, quantize: str = "none") -> Path:
+    """Merge `adapter` into `model` and save the result at `out` (which must not exist yet, or be empty); with
+    `quantize` (nf4, int8) the merged model is saved quantized by bitsandbytes."""
     import torch
 
     from core.hardware import snapshot
@@ -32,6 +38,14 @@ def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False)
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {out} already exists and is not empty; choose a new folder so nothing is overwritten")
+    from core.lm.loading import resolve_model
+    from core.lm.quantize import check_available, saved_quantization
+
+    check_available(quantize)
+    saved = None if demo else saved_quantization(resolve_model(model))
+    if saved is not None:
+        raise UsageError(f"{model} is a {saved.upper()} checkpoint: an adapter cannot be merged into its packed weights. "
+                         f"The adapter itself works as it is: llmlab eval --model {model} --adapter {adapter}")
     choice = choose_model(model, [adapter], demo)
     from transformers import AutoModelForCausalLM
 
@@ -52,9 +66,15 @@ def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False)
     try:
         with quiet_transformers():
             merged.save_pretrained(tmp, safe_serialization=True)
+            if quantize != "none":
+                merged = _quantized(tmp, quantize)
+                for file in tmp.glob("*.safetensors*"):
+                    file.unlink()
+                merged.save_pretrained(tmp, safe_serialization=True)
         choice.tokenizer.save_pretrained(tmp)
         (tmp / PROVENANCE).write_text(json.dumps({
             "base_model": str(choice.path), "adapter": str(choice.adapters[0]), "merged": True,
+            "merged_in": "float32", "saved_quantization": quantize,
             "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": {k: snapshot()[k] for k in ("torch", "transformers")},
         }, indent=2), encoding="utf-8")
@@ -67,13 +87,25 @@ def export_merged(model: str, adapter: str, out: str | Path, demo: bool = False)
     return out
 
 
+def _quantized(folder: Path, quantize: str):
+    """The merged model saved in `folder`, loaded again through bitsandbytes (on the CPU, where it is saved from)."""
+    from transformers import AutoModelForCausalLM
+
+    from core.lm.quantize import bnb_config
+
+    return AutoModelForCausalLM.from_pretrained(folder, quantization_config=bnb_config(quantize, "cpu"), device_map={"": "cpu"})
+
+
 @click.command("export")
 @click.option("--model", default="Qwen/Qwen2.5-0.5B", show_default=True, help="The base model the adapter was trained on.")
 @click.option("--adapter", required=True, metavar="DIR", help="The adapter: its folder or a fine-tune run folder.")
 @click.option("--out", required=True, metavar="DIR", help="The new model folder (must not exist yet).")
 @click.option("--demo", is_flag=True, help="The base is the tiny demo model (for an adapter from `llmlab finetune --demo`).")
-def export_command(model, adapter, out, demo) -> int:
+@click.option("--quantize", type=click.Choice(("none", "nf4", "int8")), default="none", show_default=True,
+              help="Save the merged model quantized by bitsandbytes. The merge itself is always into a full-precision "
+                   "load of the base, whatever the adapter was trained over.")
+def export_command(model, adapter, out, demo, quantize) -> int:
     """Merge a LoRA adapter into its base model and save a plain Hugging Face model folder."""
-    path = export_merged(model, adapter, out, demo=demo)
+    path = export_merged(model, adapter, out, demo=demo, quantize=quantize)
     click.echo(f"merged model saved to {path} (loads with AutoModelForCausalLM.from_pretrained)")
     return 0

@@ -68,19 +68,20 @@ class FinetuneJob(Job):
         if not self.splits.train:
             raise UsageError(f"no training questions left after the splits ({self.splits.sizes()}); "
                              f"lower --val-per-subject / --test-per-subject or add data")
-        self.choice = choose_model(cfg.model, demo=cfg.demo)
+        self.choice = choose_model(cfg.model, demo=cfg.demo, quantize=cfg.quantize)
         self.model_path, self.tokenizer = self.choice.path, self.choice.tokenizer
         template = template_for(cfg.template, questions)
         self.template = template
+        if template.chat:
+            from core.lm.chat import check_chat_template
+
+            check_chat_template(self.tokenizer, str(self.model_path), "--template chat")
         if template.kind == "math" and cfg.shuffle_copies > 1:
             raise UsageError("--shuffle-copies shuffles the options of A-D exams; math questions have none: drop it")
         rng = random.Random(cfg.seed)
         train_q = [copy for q in self.splits.train for copy in fdata.shuffle_copies(q, cfg.shuffle_copies, rng)]
-        self.rows = {
-            "train": [fdata.example_row(q, template.prompt(q), template.target(q)) for q in train_q],
-            "val": [fdata.example_row(q, template.prompt(q), template.target(q)) for q in self.splits.val],
-            "test": [fdata.example_row(q, template.prompt(q), template.target(q)) for q in self.splits.test],
-        }
+        self.rows = {"train": self._example_rows(train_q), "val": self._example_rows(self.splits.val),
+                     "test": self._example_rows(self.splits.test)}
         if self.resume:
             self._check_same_splits(Path(cfg.out))
         from core.finetune.train import encode
@@ -93,9 +94,23 @@ class FinetuneJob(Job):
                 self.retain = load_squad(cfg.retain_check)[: cfg.retain_limit]
             except ValueError as exc:
                 raise UsageError(f"--retain-check: {exc}") from None
-        self.train_examples, cut_train = encode(self.tokenizer, self.rows["train"], cfg.max_length)
-        self.val_examples, cut_val = encode(self.tokenizer, self.rows["val"], cfg.max_length)
+        self.train_examples, cut_train = encode(self.tokenizer, self.rows["train"], cfg.max_length, template.chat)
+        self.val_examples, cut_val = encode(self.tokenizer, self.rows["val"], cfg.max_length, template.chat)
         self.cut = cut_train + cut_val
+
+    def _example_rows(self, questions: list) -> list[dict]:
+        """data/<split>.jsonl rows: `prompt` is what the model sees (the rendered user turn with --template chat,
+        whose task prompt is kept as `user`)."""
+        from core.lm.chat import user_turn
+
+        rows = []
+        for q in questions:
+            text = self.template.prompt(q)
+            row = fdata.example_row(q, text, self.template.target(q))
+            if self.template.chat:
+                row.update(prompt=user_turn(self.tokenizer, text), user=text)
+            rows.append(row)
+        return rows
 
     def _check_same_splits(self, run_dir: Path) -> None:
         for name, rows in self.rows.items():
@@ -142,20 +157,22 @@ class FinetuneJob(Job):
         t = time.perf_counter()
         from core.lm.loading import load_model
 
-        model, _ = load_model(self.model_path, dtype, device, self.tokenizer)
+        model, _ = load_model(self.model_path, dtype, device, self.tokenizer, quantize=cfg.quantize)
         self.fields["load_seconds"] = round(time.perf_counter() - t, 3)
+        self.fields["quantization"] = self.choice.quantization
+        self.fields["first_prompt"] = self.rows["test"][0]["prompt"] if self.rows["test"] else None
 
         self._answer_test(ctx, model, RESULTS_BEFORE, "before")
         self._retention(ctx, model, "before")
-        from core.finetune.lora import add_lora
+        from core.finetune.lora import add_lora, prepare_base
 
+        model = prepare_base(model, self.choice.quantization != "none", cfg.checkpointing)
         model, counts = add_lora(model, cfg.rank, cfg.alpha, cfg.dropout, cfg.targets, cfg.seed)
         self.fields.update(counts)
         ctx.emit(Lora(**counts))
         ctx.log(f"LoRA r={cfg.rank} alpha={cfg.alpha} on {counts['target_modules']}: {counts['trainable_params']:,} "
-                f"trainable of {counts['total_params']:,} ({counts['trainable_ratio']:.5%})")
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                f"trainable of {counts['total_params']:,} ({counts['trainable_ratio']:.5%})"
+                + (f"; base quantized {self.choice.quantization}" if self.choice.quantization != "none" else ""))
         result = self._train(ctx, model, device)
         if result.error:  # the loss went non-finite too often: no tuned model worth testing
             return {"error": result.error}
@@ -214,7 +231,9 @@ class FinetuneJob(Job):
                 shutil.rmtree(final)
             tmp.replace(final)
 
-        bf16 = device == "cuda" and next(model.parameters()).dtype == torch.bfloat16
+        quantized = self.choice.quantization != "none"  # kbit preparation keeps the rest in fp32: autocast to bf16
+        bf16 = device == "cuda" and (next(model.parameters()).dtype == torch.bfloat16 or
+                                     quantized and cfg.bf16 and torch.cuda.is_bf16_supported())
         autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
         steps_per_epoch = -(-len(self.train_examples) // cfg.batch_size)
         ctx.emit(Plan(total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
@@ -234,7 +253,8 @@ class FinetuneJob(Job):
             on_best()  # no val split: the final adapter is the one kept
         ctx.optimizations = [o for o, on in (
             ("bf16 autocast, frozen base weights in bf16", bf16), ("fused AdamW over the adapter's parameters", fused),
-            ("gradient checkpointing", cfg.gradient_checkpointing),
+            ("gradient checkpointing", cfg.checkpointing),
+            (f"base quantized ({self.choice.quantization}), LoRA over it (peft's prepare_model_for_kbit_training)", quantized),
             (f"micro-batches of {result.micro_batch_size} after {result.oom_retries} out-of-memory retries", result.oom_retries),
         ) if on] + ["output layer applied to the target tokens only (no prompt logits)",
                     "before/after test answers through the eval engine (batched, finished rows dropped)"]

@@ -29,6 +29,7 @@ class Template:
     target: Callable[[ExamQuestion], str]
     answer: Callable[[str], str | None]   # what a reply answers (a letter, a number as text), or None
     kind: str = "exam"                    # the questions it takes: "exam" (A-D) or "math"
+    chat: bool = False                    # prompt and target are the user and assistant turns of the chat template
 
     def judge(self, reply: str, gold: str) -> tuple[str | None, bool]:
         """(the reply's answer, whether it is right)."""
@@ -79,11 +80,19 @@ TEMPLATES = {
 
 
 def template_for(name: str, questions: list):
-    """The template `name` (auto: math for math questions, else mmmlu), checked against the questions' kind."""
+    """The template `name` (auto: math for math questions, else mmmlu), checked against the questions' kind.
+
+    chat: auto's prompt and target, rendered as a user turn and the assistant's answer by the tokenizer's own chat
+    template (core/lm/chat.py) when the examples are encoded.
+    """
+    from dataclasses import replace
+
     from core.errors import UsageError
     from core.qa.math import MathQuestion
 
     math = bool(questions) and isinstance(questions[0], MathQuestion)
+    if name == "chat":
+        return replace(TEMPLATES["math" if math else "mmmlu"], name="chat", chat=True)
     template = TEMPLATES["math" if math else "mmmlu"] if name == "auto" else TEMPLATES[name]
     if (template.kind == "math") != math:
         raise UsageError(f"--template {name} is for {'math' if template.kind == 'math' else 'A-D exam'} questions, but the "
