@@ -267,7 +267,7 @@ class EvalJob(QuestionJob):
                 extra["prompt_cut"] = cut  # characters cut from the start of the question to fit the context
             row = {"qid": self.qids[i], "index": q.index, "subject": q.subject, "question": q.question, "prompt": prompt,
                    "gold": q.gold, "pred": pred, "correct": pred == q.gold, "output": output, "new_tokens": new_tokens,
-                   **extra, "key": key}
+                   "options": q.choices, **extra, "key": key}
             state.tokens_this_run += new_tokens
             state.scored_tokens += lengths[j]
             seconds = time.perf_counter() - gen_start

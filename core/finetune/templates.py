@@ -42,14 +42,14 @@ class Template:
 
 
 def _mmmlu_prompt(q: ExamQuestion) -> str:
-    return build_prompt({"Question": q.question, **q.options})
+    return build_prompt({"Question": q.stem, **q.options})
 
 
 def _alpaca_prompt(q: ExamQuestion) -> str:
     subject = q.subject.replace("_", " ")
     instruction = (f"Here is a question about {subject}, the correct answer is one of the options A/B/C/D. "
                    f"Please select the correct option and answer the question with 'The right option is'.")
-    body = f"Question: {q.question} \n" + "\n".join(f"{k}.{v}" for k, v in q.options.items())
+    body = f"Question: {q.stem} \n" + "\n".join(f"{k}.{v}" for k, v in q.options.items())
     return ALPACA_LAYOUT.format(instruction=instruction, input=body)
 
 
