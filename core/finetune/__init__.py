@@ -23,5 +23,5 @@ KIND = Kind(
     help="LoRA-tune a model on an A-D exam with leak-free splits and before/after accuracy.",
     figures=("test_accuracy_before", "test_accuracy_after", "trainable_params", "trainable_ratio", "best_val_loss",
              "best_epoch", "train_loss", "steps", "train_seconds", "total_seconds"),
-    headline=headline, resumable=True, results=True,
+    headline=headline, resumable=True, plan="core.finetune.plan:memory_plan", results=True,
 )

@@ -27,8 +27,10 @@ GIB = 2**30
 # q, k, v, attention output and o_proj input (7 widths of the hidden size, the k/v widths counted
 # separately), and the MLP's gate, up, activation and product (4 widths of its intermediate size).
 ACT_HIDDEN, ACT_INTERMEDIATE = 7, 4
-# Logits kept per predicted token: the fp32 logits, their log-softmax and its gradient.
-LOGIT_COPIES = 3
+# fp32 logit rows alive at once per predicted token, as measured on the CPU (tests/unit/test_memory_plan.py):
+# fine-tuning's target_loss keeps the logits and their log-softmax and then holds both gradients (4);
+# transformers' own causal-LM loss, which pretraining uses, peaks at 3.
+LOGIT_COPIES = {"target_loss": 4, "hf_loss": 3}
 # Target tokens per fine-tuning example whose logits are computed (the answer and EOS; the prompt has none).
 TARGET_TOKENS = 32
 # Prompt tokens assumed per eval question when the plan cannot see the data.
@@ -167,14 +169,15 @@ def lora_params(shape: Shape, targets, rank: int) -> int:
     return total
 
 
-def activation_bytes(shape: Shape, batch: int, length: int, width: int, checkpointing: bool, logit_tokens: int) -> int:
+def activation_bytes(shape: Shape, batch: int, length: int, width: int, checkpointing: bool, logit_tokens: int,
+                     loss: str = "target_loss") -> int:
     """What one training step's forward keeps for the backward: every layer's activations, or with gradient
     checkpointing each layer's input plus one layer recomputed; and the fp32 logits of the predicted tokens."""
     tokens = batch * length
     kv = 2 * shape.kv_heads * shape.head_dim
     per_layer = tokens * (ACT_HIDDEN * shape.hidden + kv + ACT_INTERMEDIATE * shape.intermediate) * width
     layers = (shape.layers * tokens * shape.hidden * width + per_layer) if checkpointing else shape.layers * per_layer
-    return int(layers + batch * logit_tokens * shape.vocab * 4 * LOGIT_COPIES)
+    return int(layers + batch * logit_tokens * shape.vocab * 4 * LOGIT_COPIES[loss])
 
 
 def kv_cache_bytes(shape: Shape, batch: int, length: int, width: int) -> int:
@@ -231,7 +234,8 @@ class Plan:
         return asdict(self)
 
     def text(self) -> str:
-        lines = [f"memory plan for {self.kind}: {self.model} ({self.model_type}), from config.json only, nothing loaded",
+        basis = "its preset" if self.kind == "pretrain" else "config.json only"
+        lines = [f"memory plan for {self.kind}: {self.model} ({self.model_type}), from {basis}, nothing loaded",
                  f"  parameters          {self.params:,} ({self.params / 1e9:.2f} B)"]
         if self.trainable_params:
             lines.append(f"  trainable           {self.trainable_params:,} ({self.trainable_params / self.params:.4%})")
