@@ -59,3 +59,28 @@ async def test_compare_table_shows_both_runs_columns_even_with_long_values(make_
         table.set_rows([("data", "/a/very/long/local/path/" * 6, "bookcorpus/bookcorpus")])
         await pilot.pause()
         assert table.virtual_size.width <= table.size.width
+
+
+@run_async
+async def test_plan_line_follows_the_form(make_app):
+    """Check that the memory-plan line under a form is computed from the form's command line, again as a field changes."""
+    from app_fakes import tab_key
+    from textual.widgets import Input, Static
+
+    asked: list[tuple[str, list[str]]] = []
+
+    def planner(kind, options):
+        asked.append((kind, list(options)))
+        rank = options[options.index("--rank") + 1] if "--rank" in options else "-"
+        return f"plan: {kind} rank {rank}"
+
+    app = make_app(planner=planner)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(tab_key("finetune"))
+        tab = app.query_one("#finetune-tab")
+        await wait_until(pilot, lambda: "rank 16" in str(tab.query_one("#plan", Static).content))
+        tab.query_one("#field-rank", Input).value = "4"
+        await wait_until(pilot, lambda: "rank 4" in str(tab.query_one("#plan", Static).content))
+        assert asked[-1][0] == "finetune" and "--model" in asked[-1][1]
+        tab.query_one("#field-rank", Input).value = "x"  # not a number: the form says so, nothing is planned
+        await wait_until(pilot, lambda: "whole number" in str(tab.query_one("#plan", Static).content))
