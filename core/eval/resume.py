@@ -60,8 +60,9 @@ def settings_of(config: EvalConfig, model_path: Path, data_path: Path, dtype: st
         settings["quantize"] = config.quantize
     if config.chat:
         settings["chat"] = True
-    if config.mode == "logprob" and config.letters != "bare":
-        settings["letters"] = config.letters
+    if config.mode == "logprob":  # runs before --letters scored bare letters; theirs resume only with --letters bare
+        if config.letters != "bare":
+            settings["letters"] = config.letters
     if adapters:  # the adapter's weights, by content: retraining into the same folder is another model
         settings["adapters"] = [_file_sha256(Path(a) / "adapter_model.safetensors") for a in adapters]
     if config.mode == "generate":
