@@ -112,8 +112,15 @@ def quantization_label(quantize: str, saved: str | None) -> str:
 
 
 def base_parameter_count(model) -> int:
-    """The base model's own parameter count, whatever its storage: transformers counts a 4-bit weight's packed
-    bytes back into parameters (`num_parameters`), which a plain sum of numel would halve."""
+    """The base model's own parameter count, whatever its storage: transformers counts a bitsandbytes 4-bit weight's
+    packed bytes back into parameters (`num_parameters`); a GPTQ/AWQ model's packed integer weights are buffers, so
+    its count comes from its config, built on the meta device (core/lm/plan.py)."""
+    saved = getattr(model.config, "quantization_config", None)
+    method = saved.get("quant_method") if isinstance(saved, dict) else getattr(saved, "quant_method", None)
+    if str(getattr(method, "value", method) or "").lower() in ("gptq", "awq"):
+        from core.lm.plan import shape_of
+
+        return shape_of(model.config.to_dict(), "the loaded model").params
     if getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None) is not None:
         return int(model.num_parameters())
     return sum(p.numel() for p in model.parameters())
