@@ -107,8 +107,8 @@ async def test_c_on_a_fine_tuning_ensemble_compares_its_adapters_and_their_vote(
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press(RUNS_KEY)
-        await wait_until(pilot, lambda: app.query_one("#runs-table").row_count == 1)
+        await wait_until(pilot, lambda: app.query_one("#runs-table").row_count == 1, timeout=30)
         await pilot.press("c")
-        await wait_until(pilot, lambda: app.screen.query(KeyValueTable))
+        await wait_until(pilot, lambda: app.screen.query(KeyValueTable), timeout=30)
         shown = [r.path for r in app.screen.runs]
         assert shown == [run / "members" / "member-1", run / "members" / "member-2", run]

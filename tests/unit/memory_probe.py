@@ -24,6 +24,12 @@ def rss() -> int:
 
 
 def peak() -> int:
+    """This process's own peak RSS (VmHWM, reset by exec). Not ru_maxrss: Linux carries that over from a forking
+    parent, so a probe started by a large test worker would report the worker's size."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -45,6 +45,7 @@ class JobTab(Vertical, can_focus=True):
         self.start_pending = False
         self._was_active = False
         self._bar_width = -1
+        self._plan_timer = None  # the pending recompute of the plan line (fields changed less than 0.5 s ago)
 
     # ----------------------------------------------------------------- building
 
@@ -81,7 +82,6 @@ class JobTab(Vertical, can_focus=True):
         self.set_interval(0.5, self.flush)
         self.query_one("#outcome").display = False
         self.render_status()
-        self._plan_timer = None
         self.schedule_plan()
 
     # ----------------------------------------------------------------- the memory plan under the form

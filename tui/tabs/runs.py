@@ -103,7 +103,11 @@ class RunsTab(Vertical):
 
     def action_compare(self) -> None:
         if len(self.marked) < 2:
-            self.notify("Mark two or more runs with m first.", severity="warning")
+            members = ensemble_runs(self.selected())
+            if members:  # a fine-tuning ensemble: its adapters' answers and their vote, side by side
+                self.post_message(ComparisonRequested(members))
+                return
+            self.notify("Mark two or more runs with m first, or select a fine-tuning ensemble.", severity="warning")
             return
         self.post_message(ComparisonRequested([self.runs[key] for key in self.marked]))
 
