@@ -24,7 +24,8 @@ workers=$("$VENV/bin/python" -c "import os; print(min(4, os.cpu_count() or 1))")
 set +e
 "$VENV/bin/python" -m pytest -n "$workers" -q -p no:cacheprovider \
   tests/unit/test_eval_engine.py tests/unit/test_eval_streaming.py tests/unit/test_pretrain_speed_paths.py \
-  tests/unit/test_finetune_run.py "tests/unit/test_distributed.py::test_two_processes_train_step_for_step_like_one_and_write_one_run_folder" "$@"
+  tests/unit/test_finetune_run.py tests/unit/test_quantized.py tests/unit/test_chat_template.py \
+  "tests/unit/test_distributed.py::test_two_processes_train_step_for_step_like_one_and_write_one_run_folder" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

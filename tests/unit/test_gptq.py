@@ -27,9 +27,15 @@ def gptq_model(tmp_path_factory):
     tokenizer = gpt2_tokenizer()
     build_tiny_qwen2(tokenizer, seed=2).save_pretrained(root / "plain")
     tokenizer.save_pretrained(root / "plain")
-    model = GPTQModel.load(str(root / "plain"), QuantizeConfig(bits=4, group_size=32), device="cpu")
-    model.quantize([f"Question {i}: which option is right? The answer is {'ABCD'[i % 4]}." for i in range(16)], batch_size=4)
-    model.save(str(root / "gptq"))
+    here = os.getcwd()
+    os.chdir(root)  # GPT-QModel writes a logs/ folder into the working directory while it quantizes
+    try:
+        model = GPTQModel.load(str(root / "plain"), QuantizeConfig(bits=4, group_size=32), device="cpu")
+        model.quantize([f"Question {i}: which option is right? The answer is {'ABCD'[i % 4]}." for i in range(16)],
+                       batch_size=4)
+        model.save(str(root / "gptq"))
+    finally:
+        os.chdir(here)
     tokenizer.save_pretrained(root / "gptq")
     return root / "gptq"
 
