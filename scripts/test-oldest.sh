@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The engine tests whose paths depend on library versions (eval batched == batch-1 and streaming; the
-# pretraining loop's speed paths; LoRA fine-tuning end to end; two processes training like one)
+# pretraining loop's speed paths; LoRA fine-tuning end to end, over a 4-bit and an 8-bit base and through a chat
+# template; two processes training like one)
 # in a second venv with the oldest versions llmlab supports: scripts/oldest-constraints.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
