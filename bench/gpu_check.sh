@@ -8,7 +8,11 @@
 #
 # On the GPU box it runs, in this order, each step bounded so the whole stays under ~8 minutes:
 #   1. the gpu-marked tests (no host sync in a training step; fp32 batched == batch-1 on CUDA);
-#   2. `llmlab pretrain --demo` and `llmlab eval --demo` through the real CLI on the box's versions;
+#   2. `llmlab pretrain --demo`, `llmlab eval --demo` and `llmlab finetune --demo --quantize nf4` through the real CLI
+#      on the box's versions;
+#   2b. bench/qlora_check.py: LoRA over an NF4 base shaped like Qwen2.5-0.5B (random weights), tokens/s and
+#      torch.cuda.max_memory_allocated against `llmlab finetune --plan`'s estimate (bitsandbytes, which the box
+#      lacks, travels in bench/.carry as a zip of its wheel without the ROCm and pre-12.6 CUDA libraries);
 #   3. bench/run_all.py --gpu-check: the seed pretraining (GPT2Config(), 10,000 synthetic rows, 3 epochs) for
 #      llmlab (cold and warm token cache) and an uncapped HF Trainer baseline, both held-out losses; eval of
 #      100 questions x 512 new tokens on Qwen2.5-0.5B's shape (random weights, the real Qwen tokenizer) for
@@ -34,6 +38,13 @@ if [ "${1:-}" = "--prepare" ]; then
     case "$(basename "$wheel")" in dashscope-*) continue ;; esac
     unzip -q -o "$wheel" -d bench/.carry/site   # pure-Python wheels: importable from the folder as they are
   done
+  # bitsandbytes for --quantize: its wheel (43 MB) is py3-none, but it carries a library for every CUDA and ROCm
+  # release; the box's torch 2.11 needs CUDA 12.6 or newer, so only those (and the CPU one) travel, zipped (~20 MB).
+  "$PY" -m pip download -q --no-deps -d "$tmp" "bitsandbytes>=0.50"
+  mkdir -p "$tmp/bnb" && unzip -q -o "$tmp"/bitsandbytes-*.whl -d "$tmp/bnb"
+  rm -f "$tmp"/bnb/bitsandbytes/libbitsandbytes_rocm*.so "$tmp"/bnb/bitsandbytes/libbitsandbytes_cuda11*.so \
+        "$tmp"/bnb/bitsandbytes/libbitsandbytes_cuda12[0-5].so
+  (cd "$tmp/bnb" && zip -q -r -9 "$OLDPWD/bench/.carry/bitsandbytes.zip" .)
   rm -rf "$tmp"
   du -sh bench/assets/gpt2-bpe bench/assets/qwen-tokenizer bench/.carry
   echo "gpu_check: prepared; carry bench/assets/gpt2-bpe, bench/assets/qwen-tokenizer and bench/.carry"
@@ -48,6 +59,7 @@ for need in bench/assets/gpt2-bpe/encoder.json bench/assets/qwen-tokenizer/token
 done
 out=${OUT:-bench/results/gpu-check-local}/gpu-check
 mkdir -p "$out/results"
+[ -f bench/.carry/bitsandbytes.zip ] && unzip -q -o bench/.carry/bitsandbytes.zip -d bench/.carry/site
 export PYTHONPATH="$PWD/bench/.carry/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export LLMLAB_RUNS_DIR="$out/runs" LLMLAB_CACHE_DIR="$PWD/bench/.cache/llmlab"
@@ -66,9 +78,17 @@ echo "exit $?" >> "$out/gpu-tests.txt"; tail -3 "$out/gpu-tests.txt"
 step "llmlab pretrain --demo / eval --demo through the CLI"
 timeout 90 "$PY" -m core pretrain --demo > "$out/cli-pretrain-demo.txt" 2>&1; echo "exit $?" >> "$out/cli-pretrain-demo.txt"
 timeout 60 "$PY" -m core eval --demo > "$out/cli-eval-demo.txt" 2>&1; echo "exit $?" >> "$out/cli-eval-demo.txt"
-tail -n 2 "$out/cli-pretrain-demo.txt" "$out/cli-eval-demo.txt"
+timeout 90 "$PY" -m core finetune --demo --quantize nf4 > "$out/cli-finetune-nf4.txt" 2>&1
+echo "exit $?" >> "$out/cli-finetune-nf4.txt"
+tail -n 2 "$out/cli-pretrain-demo.txt" "$out/cli-eval-demo.txt" "$out/cli-finetune-nf4.txt"
 
-left=$(( 470 - ($(date +%s) - start) ))
+step "QLoRA: NF4 base shaped like Qwen2.5-0.5B, against the plan"
+qlora_size=""
+[ "${1:-}" = "--cpu-smoke" ] && qlora_size="--smoke --batch 2 --length 64 --steps 3"
+timeout 150 "$PY" bench/qlora_check.py --out "$out/results" $qlora_size > "$out/qlora.txt" 2>&1
+echo "exit $?" >> "$out/qlora.txt"; tail -n 2 "$out/qlora.txt"
+
+left=$(( 470 - ($(date +%s) - start) ))  # the benches take what the steps above left of ~8 minutes
 step "benches, deadline ${left} s"
 "$PY" bench/run_all.py "$plan" --deadline "$left" --results-dir "$out/results" 2>&1 | tee "$out/benches.txt" | grep -E "^\[run_all\]|^\[bench\]"
 

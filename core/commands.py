@@ -52,8 +52,18 @@ def make_config(kind: Kind, chosen: dict, demo):
     return load(kind.config)(**chosen)
 
 
-def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict | None = None) -> int:
-    """Run one `llmlab <kind>` command line to its end and return the exit code."""
+def show_plan(kind: Kind, config, as_json: bool = False) -> int:
+    """`--plan`: the kind's memory plan from the model's config.json, printed (or as JSON); no run folder, exit 0."""
+    import json
+
+    plan = load(kind.plan)(config)
+    click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else plan.text())
+    return 0
+
+
+def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict | None = None, plan: bool = False,
+             as_json: bool = False) -> int:
+    """Run one `llmlab <kind>` command line to its end and return the exit code (with `plan`: only its memory plan)."""
     from core.distributed import world
 
     chosen = given(load(kind.config), options or {})
@@ -65,6 +75,10 @@ def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict
     else:
         config = make_config(kind, chosen, demo)
     check_finite(config)
+    if plan:  # the run's other inputs (its data) are not needed to size it
+        return show_plan(kind, config, as_json)
+    if as_json:
+        raise click.UsageError("--json prints the --plan as JSON; add --plan")
     config.validate()  # before torch is imported, so a typo costs nothing
 
     from core.display import TerminalDisplay
@@ -103,11 +117,17 @@ def build_command(kind: Kind) -> click.Command:
     """`llmlab <kind>` (or `llmlab <group> <command>`) from the kind's registration."""
     config_cls = load(kind.config)
 
-    def callback(demo=None, resume_dir=None, **options) -> int:
-        return run_kind(kind, demo, resume_dir, options)
+    def callback(demo=None, resume_dir=None, plan=False, as_json=False, **options) -> int:
+        return run_kind(kind, demo, resume_dir, options, plan=plan, as_json=as_json)
 
-    # Applied innermost first, so --help lists --demo, the config's options, --resume, then the launch options.
+    # Applied innermost first, so --help lists --demo, the config's options, --resume, --plan, then the launch options.
     command = distributed_options(callback) if kind.processes else callback
+    if kind.plan:
+        command = click.option("--json", "as_json", is_flag=True, default=False, help="With --plan: print it as JSON.")(command)
+        command = click.option("--plan", is_flag=True, default=False,
+                               help="Print the memory this run would take (weights, gradients, optimizer, activations, "
+                                    "KV cache) from the model's config.json alone, against the free GPU memory; "
+                                    "nothing is loaded or written.")(command)
     if kind.resumable:
         command = click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
                                help=f"Continue a stopped run from where it stopped (its own options are reused"

@@ -15,6 +15,7 @@ from typing import Callable
 import click
 
 from core.errors import UsageError
+from core.lm.quantize import QUANTIZE
 
 
 def model_of_run(run_dir: str | Path, base: str | None = None) -> tuple[str, list[str], bool]:
@@ -54,10 +55,13 @@ def model_of_run(run_dir: str | Path, base: str | None = None) -> tuple[str, lis
 class ModelChat:
     """A model loaded once (lazily, in whatever thread asks first) that streams replies."""
 
-    def __init__(self, model: str, adapters: list[str] | tuple = (), demo: bool = False) -> None:
+    def __init__(self, model: str, adapters: list[str] | tuple = (), demo: bool = False, quantize: str = "none",
+                 chat: bool = False) -> None:
+        """`quantize`: load the base with bitsandbytes (nf4, int8); `chat`: each prompt is the user turn of the
+        tokenizer's chat template."""
         from core.lm.choice import choose_model
 
-        self.choice = choose_model(model, list(adapters), demo)
+        self.choice = choose_model(model, list(adapters), demo, quantize=quantize, chat=chat)
         self.loaded = None
         self.context = None
 
@@ -73,6 +77,7 @@ class ModelChat:
     def encode(self, prompt: str, max_new_tokens: int):
         """The prompt's token ids on the model's device; UsageError when it and the reply do not fit the context."""
         loaded = self.load()
+        prompt = self.choice.render([prompt])[0]
         ids = loaded.tokenizer(prompt, return_tensors="pt")["input_ids"].to(next(loaded.model.parameters()).device)
         if self.context and ids.shape[1] + max_new_tokens > self.context:
             raise UsageError(f"the prompt is {ids.shape[1]} tokens and --max-new-tokens {max_new_tokens}: more than the "
@@ -125,7 +130,11 @@ class ModelChat:
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy; above 0 samples.")
 @click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling, with --temperature > 0.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def generate_command(run_dir, model, adapter, prompts, max_new_tokens, temperature, top_p, seed) -> int:
+@click.option("--quantize", type=click.Choice(QUANTIZE), default="none", show_default=True,
+              help="Load the base quantized with bitsandbytes (nf4 or int8).")
+@click.option("--chat", is_flag=True, help="Each prompt is the user turn of the tokenizer's chat template (instruction "
+                                           "models); the reply is the assistant's.")
+def generate_command(run_dir, model, adapter, prompts, max_new_tokens, temperature, top_p, seed, quantize, chat) -> int:
     """Continue a prompt with a model, streaming its tokens as they come."""
     if not run_dir and not model:
         raise UsageError("give --run RUN_DIR (a finished pretraining or fine-tune run) or --model DIR")
@@ -139,15 +148,15 @@ def generate_command(run_dir, model, adapter, prompts, max_new_tokens, temperatu
     if run_dir:
         model, extra, demo = model_of_run(run_dir, base=model)
         adapter = (*extra, *adapter)
-    chat = ModelChat(model, adapter, demo)
-    for note in chat.choice.notes:
+    session = ModelChat(model, adapter, demo, quantize=quantize, chat=chat)
+    for note in session.choice.notes:
         click.echo(f"llmlab: {note}", err=True)
     for prompt in prompts:  # every prompt checked first: nothing is printed for a command that then refuses
-        chat.encode(prompt, max_new_tokens)
+        session.encode(prompt, max_new_tokens)
     for prompt in prompts:
-        sys.stdout.write(prompt)
+        sys.stdout.write(prompt + ("\n" if chat else ""))
         sys.stdout.flush()
-        chat.reply(prompt, lambda piece: (sys.stdout.write(piece), sys.stdout.flush()), max_new_tokens, temperature,
+        session.reply(prompt, lambda piece: (sys.stdout.write(piece), sys.stdout.flush()), max_new_tokens, temperature,
                    top_p, seed)
         sys.stdout.write("\n")
     return 0

@@ -47,6 +47,7 @@ class Kind:
     group: str | None = None                    # its command sits in this group: `llmlab tokenizer train`
     group_help: str = ""
     command: str | None = None                  # its command's name when not `name`
+    plan: str | None = None                     # "module:function" config -> core.lm.plan.Plan: `--plan` (memory, no run)
 
 
 @lru_cache(maxsize=1)

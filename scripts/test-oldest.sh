@@ -2,7 +2,8 @@
 # Two checks in one fresh venv: (1) llmlab installed the way users install it, from the built wheel (not editable),
 # here with the oldest versions it supports (scripts/oldest-constraints.txt: transformers 5.17, the GPU box's, ...);
 # (2) the engine tests whose paths depend on library versions (eval batched == batch-1 and streaming; the
-# pretraining loop's speed paths; LoRA fine-tuning end to end; two processes training like one) under those versions.
+# pretraining loop's speed paths; LoRA fine-tuning end to end, over a 4-bit and an 8-bit base and through a chat
+# template; two processes training like one) under those versions.
 # The wheel is then used from outside the checkout, so only the installed package is importable: `llmlab --help`,
 # `--version`, every kind's --demo at its smallest, and the app built.
 set -euo pipefail
@@ -58,7 +59,8 @@ workers=$("$VENV/bin/python" -c "import os; print(min(4, os.cpu_count() or 1))")
 set +e
 "$VENV/bin/python" -m pytest -n "$workers" -q -p no:cacheprovider \
   tests/unit/test_eval_engine.py tests/unit/test_eval_streaming.py tests/unit/test_pretrain_speed_paths.py \
-  tests/unit/test_finetune_run.py "tests/unit/test_distributed.py::test_two_processes_train_step_for_step_like_one_and_write_one_run_folder" "$@"
+  tests/unit/test_finetune_run.py tests/unit/test_quantized.py tests/unit/test_chat_template.py \
+  "tests/unit/test_distributed.py::test_two_processes_train_step_for_step_like_one_and_write_one_run_folder" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

@@ -44,6 +44,7 @@ from tui.messages import (
     RunsScanned,
     StopRequested,
 )
+from tui.options import plan_line
 from tui.runinfo import RunInfo, scan_runs
 from tui.tabs import job_tab_classes
 from tui.tabs.hardware import HardwareTab
@@ -105,6 +106,7 @@ class LlmlabApp(App[None]):
         poll_seconds: float = 0.25,
         attach_running: bool = True,
         chat_factory: Callable | None = None,
+        planner: Callable[[str, list[str]], str] | None = plan_line,
     ) -> None:
         super().__init__()
         # Absolute, so the paths a scan lists match the run folders jobs are launched into.
@@ -118,6 +120,7 @@ class LlmlabApp(App[None]):
         self.poll_seconds = poll_seconds
         self.attach_running = attach_running
         self.chat_factory = chat_factory
+        self.planner = planner  # (kind, command-line options) -> one line of memory plan for the forms; None: no line
         self.jobs: dict[Path, Job] = {}
         self._follow_workers: dict[Worker, Job] = {}
         self._focus_after_switch: str | None = None

@@ -63,7 +63,9 @@ class FormError(ValueError):
         self.field = field
 
 
-def validate(fields: tuple[Field, ...], values: dict[str, str | bool]) -> None:
+def validate(fields: tuple[Field, ...], values: dict[str, str | bool], required: bool = True) -> None:
+    """FormError for the first value that cannot become its option; `required=False` lets empty text fields pass
+    (the memory plan needs no --data)."""
     for f in fields:
         value = values.get(f.name, f.default)
         if f.flag:
@@ -77,7 +79,7 @@ def validate(fields: tuple[Field, ...], values: dict[str, str | bool]) -> None:
                 raise FormError(f, f"must be a whole number of at least 1{also}")
         elif f.choices and text not in f.choices:
             raise FormError(f, f"choose one of {', '.join(f.choices)}")
-        elif not text and f.name != "out":
+        elif not text and f.name != "out" and required:
             raise FormError(f, "must not be empty")
 
 
@@ -92,14 +94,14 @@ class Preset:
 
 def command_options(
     fields: tuple[Field, ...], values: dict[str, str | bool], demo: dict[str, str | bool] | None = None,
-    demo_args: tuple[str, ...] = ("--demo",),
+    demo_args: tuple[str, ...] = ("--demo",), required: bool = True,
 ) -> tuple[list[str], str | None]:
     """(options for the job's command line, the output folder or None).
 
     Without a preset every field is passed explicitly. With a Demo preset the line starts with its
     `demo_args` (`--demo`, or `--demo zh`) and carries only the fields the user changed from the preset.
     """
-    validate(fields, values)
+    validate(fields, values, required)
     options: list[str] = list(demo_args) if demo is not None else []
     base = preset(fields, demo) if demo is not None else None
     out = None
@@ -115,3 +117,26 @@ def command_options(
         else:
             options += [f"--{f.name}", str(value).strip()]
     return options, out
+
+
+def plan_line(kind: str, args: list[str]) -> str:
+    """The kind's memory plan (core/lm/plan.py) for a form's command line, as one line; "" for a kind without one.
+
+    Reads the model's config.json (or a Hub config), never weights; run it off the UI thread.
+    """
+    from core.commands import build_command, make_config
+    from core.kinds import get, load
+    from core.options import given
+
+    registered = get(kind)
+    if registered is None or not registered.plan:
+        return ""
+    try:
+        context = build_command(registered).make_context(registered.name, list(args))
+        params = dict(context.params)
+        demo = params.pop("demo", None)
+        config = make_config(registered, given(load(registered.config), params), demo)
+        return load(registered.plan)(config).line()
+    except Exception as exc:  # a field the plan cannot use yet (no model, a typo): say so on the line, never raise
+        text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+        return f"plan: {text[0][:90] if text else type(exc).__name__}"

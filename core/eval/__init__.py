@@ -16,5 +16,5 @@ KIND = Kind(
     demo_help="Offline demo: tiny random-weight Qwen2 on bundled Chinese questions.", processes=True,
     help="Evaluate a causal LM on MMMLU (default: Qwen2.5-0.5B, Chinese, moral_scenarios, first 100).",
     figures=("accuracy", "correct", "n", "mode", "model", "tokens_per_second", "generate_seconds", "total_seconds"),
-    headline=headline, resumable=True, results=True,
+    headline=headline, resumable=True, plan="core.eval.plan:memory_plan", results=True,
 )

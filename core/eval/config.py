@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 from core import DEMO_DATA_DIR
 from core.errors import UsageError
+from core.lm.quantize import QUANTIZE, quantize_option
 from core.options import option, positive_int_or
 
 DEMO_DATA = DEMO_DATA_DIR / "mmmlu_demo_zh.csv"  # bundled MMMLU-shaped questions for --demo
 MODES = ("generate", "logprob")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 BACKENDS = ("generate", "continuous")
+LETTER_CONVENTIONS = ("bare", "spaced", "both", "lm-eval")  # core/lm/engine.py score_choices says what each scores
 
 
 @dataclass
@@ -46,6 +48,14 @@ class EvalConfig:
     threads: int | None = option(None, "torch CPU threads (default: torch's choice; 1 for --demo).")
     adapter: list = option(factory=list, help="A LoRA adapter folder or fine-tune run folder to evaluate on top of "
                            "--model.", multiple=True, metavar="DIR")
+    quantize: str = quantize_option()
+    chat: bool = option(False, "Ask each question as the user turn of the tokenizer's chat template (instruction "
+                        "models); the prompt the model saw is kept in every row and the summary.", label="Chat")
+    # both is the default: on the demo models it picked the letter generate mode answered 49 times in 59, bare 36,
+    # spaced 33, lm-eval 15 (docs/eval.md, "Scoring conventions").
+    letters: str = option("both", "logprob mode, which answer tokens count: bare ('A' after the prompt's trailing "
+                          "space), spaced (' A'), both (the two probabilities added), lm-eval (lm-evaluation-harness's "
+                          "multiple_choice: ' A' after the prompt less its trailing space).", choices=LETTER_CONVENTIONS)
 
     def __post_init__(self):
         # The engine compiles only the static-cache decode step, so compile without it would
@@ -58,6 +68,10 @@ class EvalConfig:
             raise UsageError(f"--mode {self.mode} is not one of {', '.join(MODES)}")
         if self.dtype not in DTYPES:
             raise UsageError(f"--dtype {self.dtype} is not one of {', '.join(DTYPES)}")
+        if self.quantize not in QUANTIZE:
+            raise UsageError(f"--quantize {self.quantize} is not one of {', '.join(QUANTIZE)}")
+        if self.letters not in LETTER_CONVENTIONS:
+            raise UsageError(f"--letters {self.letters} is not one of {', '.join(LETTER_CONVENTIONS)}")
         if self.backend not in BACKENDS:
             raise UsageError(f"--backend {self.backend} is not one of {', '.join(BACKENDS)}")
         if self.max_new_tokens < 1:

@@ -55,6 +55,14 @@ def settings_of(config: EvalConfig, model_path: Path, data_path: Path, dtype: st
         model = {"model": str(model_path), "model_files": digest(files)}
     settings = {**model, "data_sha256": _file_sha256(data_path), "prompt_template": digest(PROMPT_TEMPLATE),
                 "mode": config.mode, "dtype": dtype, "context": context}
+    # Added only when set, so the settings (and the resume keys) of runs made before these options stay the same.
+    if config.quantize != "none":
+        settings["quantize"] = config.quantize
+    if config.chat:
+        settings["chat"] = True
+    if config.mode == "logprob":  # runs before --letters scored bare letters; theirs resume only with --letters bare
+        if config.letters != "bare":
+            settings["letters"] = config.letters
     if adapters:  # the adapter's weights, by content: retraining into the same folder is another model
         settings["adapters"] = [_file_sha256(Path(a) / "adapter_model.safetensors") for a in adapters]
     if config.mode == "generate":

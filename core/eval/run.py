@@ -32,6 +32,7 @@ from core.eval.resume import (
     settings_of,
 )
 from core.lifecycle import RunContext, run_job
+from core.lm.chat import user_turn
 from core.mmmlu import extract_answer, load_csv, select_questions
 from core.qa.sheet import AnswerSheet, QuestionJob, occurrence_ids, qa_summary
 from core.runlog import Resume
@@ -39,12 +40,15 @@ from core.runs import CONFIG, RESULTS, read_json, write_jsonl
 
 
 def _fit_prompts(questions, tokenizer, context: int | None, config: EvalConfig) -> tuple[list[str], list[int]]:
-    """(prompts the model can take, characters cut from each one's start).
+    """(prompts the model can take, characters cut from each one's start), as the model sees them (with --chat, each
+    question is the user turn of the chat template; a cut takes the question's start, never the template's).
 
     A prompt longer than the model's context (less --max-new-tokens in generate mode) loses its
     beginning, as lm-evaluation-harness does: the choices and the answer cue at the end stay.
     """
-    prompts = [q.prompt for q in questions]
+    show = (lambda text: user_turn(tokenizer, text)) if config.chat else (lambda text: text)
+    texts = [q.prompt for q in questions]
+    prompts = [show(t) for t in texts]
     cuts = [0] * len(prompts)
     if context is None:
         return prompts, cuts
@@ -53,17 +57,17 @@ def _fit_prompts(questions, tokenizer, context: int | None, config: EvalConfig) 
         raise UsageError(f"--max-new-tokens {config.max_new_tokens} leaves no room for a question in the model's "
                          f"{context}-token context; use a smaller --max-new-tokens (an answer letter needs only a few)")
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
-    for i, (prompt, length) in enumerate(zip(prompts, lengths)):
+    for i, (text, length) in enumerate(zip(texts, lengths)):
         if length <= budget:
             continue
-        lo, hi = 1, len(prompt)  # the shortest cut whose remainder fits (binary search on characters)
+        lo, hi = 1, len(text)  # the shortest cut of the question whose remainder fits (binary search on characters)
         while lo < hi:
             mid = (lo + hi) // 2
-            if len(tokenizer(prompt[mid:], add_special_tokens=True)["input_ids"]) <= budget:
+            if len(tokenizer(show(text[mid:]), add_special_tokens=True)["input_ids"]) <= budget:
                 hi = mid
             else:
                 lo = mid + 1
-        prompts[i], cuts[i] = prompt[lo:], lo
+        prompts[i], cuts[i] = show(text[lo:]), lo
     return prompts, cuts
 
 
@@ -116,7 +120,8 @@ class EvalJob(QuestionJob):
             raise UsageError("one EvalJob evaluates one adapter; core.eval.multi runs several over one base")
         start = time.perf_counter()
         recorded = recorded_path(previous, "model_path")  # a resumed run uses the folder it started with
-        self.choice = choose_model(str(recorded) if recorded else config.model, config.adapter, config.demo)
+        self.choice = choose_model(str(recorded) if recorded else config.model, config.adapter, config.demo,
+                                   quantize=config.quantize, chat=config.chat)
         self.tokenizer_seconds = time.perf_counter() - start
         self.model_path, self.adapters, self.tokenizer = self.choice.path, self.choice.adapters, self.choice.tokenizer
         self.context = model_context(self.model_path)
@@ -262,7 +267,7 @@ class EvalJob(QuestionJob):
                 extra["prompt_cut"] = cut  # characters cut from the start of the question to fit the context
             row = {"qid": self.qids[i], "index": q.index, "subject": q.subject, "question": q.question, "prompt": prompt,
                    "gold": q.gold, "pred": pred, "correct": pred == q.gold, "output": output, "new_tokens": new_tokens,
-                   **extra, "key": key}
+                   "options": q.choices, **extra, "key": key}
             state.tokens_this_run += new_tokens
             state.scored_tokens += lengths[j]
             seconds = time.perf_counter() - gen_start
@@ -281,7 +286,8 @@ class EvalJob(QuestionJob):
                 )
             else:
                 _, state.batch_size = score_choices(model, tokenizer, prompts, batch_size=state.batch_size, on_row=on_row,
-                                                    should_stop=ctx.should_stop, log=ctx.log, stats=stats)
+                                                    letters=config.letters, should_stop=ctx.should_stop, log=ctx.log,
+                                                    stats=stats)
         finally:
             state.generate_seconds = time.perf_counter() - gen_start
             state.optimizations = optimizations_used(config, stats, model, device)
@@ -311,6 +317,9 @@ class EvalJob(QuestionJob):
             "data": self.data_label, "data_path": str(self.data_path), "subject": config.subject, "limit": config.limit,
             "max_new_tokens": config.max_new_tokens, "demo": config.demo, "optimizations": state.optimizations,
             "adapter": str(self.adapters[0]) if self.adapters else None,
+            "quantization": self.choice.quantization, "chat": config.chat,
+            "letters": config.letters if config.mode == "logprob" else None,
+            "first_prompt": self.prompts[0] if self.prompts else None,
         })
         if config.demo:
             summary["note"] = "demo run: random-weight model, accuracy is meaningless"

@@ -8,6 +8,10 @@ def headline(summary: dict) -> str:
     if not isinstance(after, (int, float)):
         return ""
     text = f"acc {before * 100:.1f}% → {after * 100:.1f}%" if isinstance(before, (int, float)) else f"acc {after * 100:.1f}%"
+    ensemble = summary.get("ensemble") or {}
+    if ensemble.get("members") and isinstance(ensemble.get("vote_accuracy"), (int, float)):
+        best = max((m.get("test_accuracy") or 0 for m in ensemble["members"]), default=0)
+        text = f"vote of {len(ensemble['members'])} {ensemble['vote_accuracy'] * 100:.1f}% (best adapter {best * 100:.1f}%)"
     ratio = summary.get("trainable_ratio")
     return text + (f", ratio {ratio:.4f}" if isinstance(ratio, (int, float)) else "")
 
@@ -19,5 +23,5 @@ KIND = Kind(
     help="LoRA-tune a model on an A-D exam with leak-free splits and before/after accuracy.",
     figures=("test_accuracy_before", "test_accuracy_after", "trainable_params", "trainable_ratio", "best_val_loss",
              "best_epoch", "train_loss", "steps", "train_seconds", "total_seconds"),
-    headline=headline, resumable=True, results=True,
+    headline=headline, resumable=True, plan="core.finetune.plan:memory_plan", results=True,
 )

@@ -6,24 +6,31 @@ from dataclasses import asdict, dataclass
 
 from core import DEMO_DATA_DIR
 from core.errors import UsageError
+from core.lm.quantize import QUANTIZE, quantize_option
 from core.options import option, refuse_with_demo
 from core.trackers import check as check_tracker
 from core.trackers import report_to_option
 
 DEMO_EXAMS = DEMO_DATA_DIR / "exams_demo.csv"
 SPLIT_BY = ("question", "subject")
+TEMPLATES = ("auto", "mmmlu", "alpaca", "math", "chat")
+ENSEMBLE_DATA = ("bootstrap", "disjoint")
 
 
 @dataclass
 class FinetuneConfig:
     model: str = option("Qwen/Qwen2.5-0.5B", "Base model: hub id, local folder, or an llmlab pretraining run folder.",
                         label="Model", placeholder="hub id, local folder or run folder")
-    data: str = option("", "Exam CSV (Question,A,B,C,D,Answer,Subject), a folder of per-subject CSVs, "
-                       "or alpaca .json/.jsonl in seed 001's form (required unless --demo).", label="Data",
-                       placeholder="exam CSV, per-subject folder or alpaca json", shown="none")
+    data: str = option("", "Exam CSV (Question,A,B,C,D,Answer,Subject), a folder of per-subject CSVs, alpaca "
+                       ".json/.jsonl in seed 001's form, or seed 002's JSONL (a passage and its sub-questions per "
+                       "record) (required unless --demo).", label="Data",
+                       placeholder="exam CSV, per-subject folder, alpaca json or passages jsonl", shown="none")
     template: str = option("auto", "auto: mmmlu for exams, math for math data. mmmlu: llmlab eval's prompt, target "
                            "'{letter}) {option}'. alpaca: seed 001's 'The right option is X.' form. math: llmlab math's "
-                           "prompt, the solution as target.", choices=("auto", "mmmlu", "alpaca", "math"), label="Template")
+                           "prompt, the solution as target. chat: auto's prompt as the user turn and its target as the "
+                           "assistant turn of the tokenizer's chat template (instruction models); loss on the "
+                           "assistant's tokens only.", choices=TEMPLATES, label="Template")
+    quantize: str = quantize_option()
     rank: int = option(16, "LoRA rank r.", label="Rank")
     alpha: int = option(32, "LoRA alpha (the update is scaled by alpha / rank).", label="Alpha")
     dropout: float = option(0.05, "LoRA dropout.")
@@ -48,7 +55,14 @@ class FinetuneConfig:
     save_every: int = option(0, "Checkpoint every N optimizer steps and at the end (0 = off).")
     max_nonfinite: int = 5            # stop after this many non-finite losses in a row (each one skips its update)
     test_max_new_tokens: int = option(32, "Reply length for the before/after test answers.")
-    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory, ~30% slower).")
+    gradient_checkpointing: bool | None = option(None, "Recompute activations in the backward pass (less memory, ~30% "
+                                                 "slower).", shown="on with --quantize, else off")
+    ensemble: int = option(1, "Train K adapters with the same settings that differ by seed and by data, answer the test "
+                           "split with each over one loaded base, and vote (seed 002's recipe: 9 voting).",
+                           label="Ensemble")
+    ensemble_data: str = option("bootstrap", "Each ensemble adapter's training data: bootstrap (a resample of the "
+                                "training split with replacement) or disjoint (its own share of it); val and test are "
+                                "shared.", choices=ENSEMBLE_DATA)
     retain_check: str | None = option(None, "A SQuAD v1.1 file: score base and tuned model on it and report retention "
                                       "(after / before for EM and F1).", metavar="SQUAD")
     retain_threshold: float = option(0.9, "Flag the run when a retention is below this (the contests ask 0.9).")
@@ -90,14 +104,25 @@ class FinetuneConfig:
         for name in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1) (got {getattr(self, name)})")
-        if self.template not in ("auto", "mmmlu", "alpaca", "math"):
-            raise UsageError(f"--template {self.template} is not one of auto, mmmlu, alpaca, math")
+        if self.template not in TEMPLATES:
+            raise UsageError(f"--template {self.template} is not one of {', '.join(TEMPLATES)}")
+        if self.quantize not in QUANTIZE:
+            raise UsageError(f"--quantize {self.quantize} is not one of {', '.join(QUANTIZE)}")
+        if not 1 <= self.ensemble <= 32:
+            raise UsageError(f"--ensemble must be between 1 and 32 adapters (got {self.ensemble})")
+        if self.ensemble_data not in ENSEMBLE_DATA:
+            raise UsageError(f"--ensemble-data {self.ensemble_data} is not one of {', '.join(ENSEMBLE_DATA)}")
         if self.split_by not in SPLIT_BY:
             raise UsageError(f"--split-by {self.split_by} is not one of {', '.join(SPLIT_BY)}")
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be at least 1 (got {self.threads})")
         if not 0 < self.retain_threshold <= 1:
             raise UsageError(f"--retain-threshold must be in (0, 1] (got {self.retain_threshold})")
+
+    @property
+    def checkpointing(self) -> bool:
+        """Gradient checkpointing as the run uses it: as asked, else on for a quantized base."""
+        return self.quantize != "none" if self.gradient_checkpointing is None else bool(self.gradient_checkpointing)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,7 +16,7 @@ import itertools
 import json
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from core.errors import UsageError
@@ -33,11 +33,25 @@ class ExamQuestion:
     question: str
     options: dict             # {"A": text, ..., "D": text}
     gold: str                 # the letter of the right option
+    group: str = ""           # seed 002: the record (passage) it belongs to; splits keep a group together
+    passage: str = ""         # seed 002: the passage its question is asked about
+
+    @property
+    def stem(self) -> str:
+        """What the prompt asks: the passage, then the question (the question alone when there is no passage)."""
+        return f"{self.passage}\n{self.question}" if self.passage else self.question
+
+    @property
+    def unit(self) -> str:
+        """What a split keeps whole: the record for seed 002's sub-questions, else the question itself."""
+        return self.group or self.question_id
 
     def shuffled(self, order: tuple[str, ...]) -> "ExamQuestion":
         """The same question with its options in `order` (new A gets old order[0]); gold follows its text."""
+        from dataclasses import replace
+
         options = {new: self.options[old] for new, old in zip(LETTERS, order)}
-        return ExamQuestion(self.question_id, self.subject, self.question, options, LETTERS[order.index(self.gold)])
+        return replace(self, options=options, gold=LETTERS[order.index(self.gold)])
 
 
 def content_id(question: str, options=()) -> str:
@@ -52,6 +66,11 @@ def content_id(question: str, options=()) -> str:
 def identity(q) -> str:
     """The content id of an exam question (its question_id) or of a math question (its text: its id is the file's)."""
     return q.question_id if hasattr(q, "options") else content_id(q.question)
+
+
+def unit_of(q) -> str:
+    """What a split keeps whole: seed 002's record for its sub-questions, else the question's content id."""
+    return getattr(q, "unit", None) or identity(q)
 
 
 def _question(subject: str, question: str, options: dict, answer: str, where: str) -> ExamQuestion:
@@ -115,6 +134,55 @@ def _from_alpaca(path: Path) -> list[ExamQuestion]:
     return out
 
 
+PASSAGE_KEYS = ("problem", "passage", "context")
+
+
+def _is_passages(path: Path) -> bool:
+    """A JSONL whose first row holds a list of `questions` is seed 002's shape: a passage and its sub-questions."""
+    for line in read_text(path, "data").splitlines():
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(row, dict) and isinstance(row.get("questions"), list)
+    return False
+
+
+def _from_passages(path: Path) -> list[ExamQuestion]:
+    """Seed 002's records: {"id", "problem" (the passage), "questions": [{"question", "options": [4], "answer"}]};
+    each sub-question becomes its own question, with id `record#k` (k from 1) and the record as its group."""
+    out, seen = [], set()
+    for number, line in enumerate(read_text(path, "data").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path.name} line {number}"
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise UsageError(f"{where} is not JSON ({exc}); one record per line") from None
+        subs = record.get("questions") if isinstance(record, dict) else None
+        if not isinstance(subs, list) or not subs:
+            raise UsageError(f"{where} has no list of questions; each record holds a passage and its questions")
+        rid = str(record.get("id", number))
+        if rid in seen:
+            raise UsageError(f"{where}: duplicate record id {rid!r}")
+        seen.add(rid)
+        passage = next((str(record[k]) for k in PASSAGE_KEYS if record.get(k)), "")
+        subject = str(record.get("subject") or "passages")
+        for k, sub in enumerate(subs, 1):
+            options = sub.get("options") if isinstance(sub, dict) else None
+            if isinstance(options, dict):
+                options = [options.get(letter) for letter in LETTERS]
+            if not isinstance(options, list) or len(options) != 4 or any(o is None for o in options):
+                raise UsageError(f"{where} question {k} has {len(options) if isinstance(options, list) else 'no'} "
+                                 f"options; llmlab fine-tunes on questions with four (A-D)")
+            q = _question(subject, str(sub.get("question", "")), dict(zip(LETTERS, map(str, options))),
+                          sub.get("answer", ""), f"{where} question {k}")
+            out.append(replace(q, question_id=f"{rid}#{k}", group=rid, passage=passage))
+    return out
+
+
 def load_questions(data: str | Path) -> tuple[list[ExamQuestion], str]:
     """(questions in source order, what was read), or one UsageError saying what is wrong.
 
@@ -142,6 +210,8 @@ def load_questions(data: str | Path) -> tuple[list[ExamQuestion], str]:
                              f"(the file name is the subject)")
         questions = _from_frame(frame, path, None)
         source = str(path)
+    elif path.suffix.lower() == ".jsonl" and _is_passages(path):
+        questions, source = _from_passages(path), f"{path} (passages and sub-questions)"
     elif path.suffix.lower() == ".jsonl" and _is_math(path):
         from core.qa.math import load_math
 
@@ -167,10 +237,11 @@ class Splits:
 
 
 def _unique(questions: list[ExamQuestion]) -> dict[str, list[ExamQuestion]]:
-    """Questions grouped by content: a question repeated anywhere in the source is one question, in one split."""
+    """Questions grouped by what a split keeps whole: a question repeated anywhere in the source (by content) is one
+    question, and the sub-questions of one passage (seed 002) are one group; a group stays in one split."""
     groups: dict[str, list[ExamQuestion]] = {}
     for q in questions:
-        groups.setdefault(identity(q), []).append(q)
+        groups.setdefault(unit_of(q), []).append(q)
     return groups
 
 
@@ -224,10 +295,16 @@ def shuffle_copies(question: ExamQuestion, copies: int, rng: random.Random) -> l
     return [question] + [question.shuffled(order) for order in rng.sample(others, copies - 1)]
 
 
-def leaked_ids(splits: Splits) -> set[str]:
-    """Questions (by content) found in more than one split (must be empty)."""
-    ids = [{identity(q) for q in part} for part in (splits.train, splits.val, splits.test)]
+def leaked_ids(splits: Splits, key=None) -> set[str]:
+    """Questions (by content; with `key`, groups) found in more than one split (must be empty)."""
+    key = key or identity
+    ids = [{key(q) for q in part} for part in (splits.train, splits.val, splits.test)]
     return (ids[0] & ids[1]) | (ids[0] & ids[2]) | (ids[1] & ids[2])
+
+
+def leaked_groups(splits: Splits) -> set[str]:
+    """Seed 002's records with sub-questions in more than one split (must be empty)."""
+    return leaked_ids(splits, unit_of)
 
 
 def write_split(path: Path, rows: list[dict]) -> None:

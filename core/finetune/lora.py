@@ -24,16 +24,22 @@ def linear_layer_names(model) -> list[str]:
     import torch
     from transformers.pytorch_utils import Conv1D
 
-    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-             if isinstance(module, (torch.nn.Linear, Conv1D)) and not name.endswith("lm_head")}
+    def linear(module) -> bool:  # a GPTQ layer is no nn.Linear, but has their in/out features and no children
+        return isinstance(module, (torch.nn.Linear, Conv1D)) or (
+            hasattr(module, "in_features") and hasattr(module, "out_features") and not any(module.children()))
+
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if linear(module) and not name.endswith("lm_head")}
     return sorted(names)
 
 
 def resolve_targets(model, spec: str):
     """peft's target_modules for `spec`: auto, all-linear, or comma-separated module names."""
+    return resolve_target_names(getattr(model.config, "model_type", ""), linear_layer_names(model), spec)
+
+
+def resolve_target_names(model_type: str, available: list[str], spec: str):
+    """resolve_targets from the model type and its linear layers' names alone (the memory plan has no model)."""
     spec = spec.strip()
-    model_type = getattr(model.config, "model_type", "")
-    available = linear_layer_names(model)
     if spec == "all-linear":
         return "all-linear"
     if spec == "auto":
@@ -67,7 +73,9 @@ def add_lora(model, rank: int, alpha: int, dropout: float, targets: str, seed: i
     import torch
     from peft import LoraConfig, get_peft_model
 
-    total = sum(p.numel() for p in model.parameters())  # the base model's own count, before LoRA
+    from core.lm.quantize import base_parameter_count
+
+    total = base_parameter_count(model)  # the base model's own count, before LoRA (a 4-bit weight counted unpacked)
     target_modules = resolve_targets(model, targets)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
                         task_type="CAUSAL_LM", fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2")
@@ -76,3 +84,17 @@ def add_lora(model, rank: int, alpha: int, dropout: float, targets: str, seed: i
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     return peft_model, {"trainable_params": trainable, "total_params": total, "trainable_ratio": trainable / total,
                         "target_modules": target_modules if isinstance(target_modules, str) else list(target_modules)}
+
+
+def prepare_base(model, quantized: bool, checkpointing: bool):
+    """The base made ready for LoRA: a quantized one through peft's prepare_model_for_kbit_training (the rest of its
+    parameters in fp32, inputs that carry gradients), gradient checkpointing turned on when asked."""
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                               gradient_checkpointing_kwargs={"use_reentrant": False})
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # the frozen embeddings' output must carry a gradient into the checkpoints
+    return model

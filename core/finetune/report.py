@@ -37,6 +37,21 @@ def _retention_rows(s: dict) -> list[str]:
     return rows
 
 
+def _ensemble_rows(s: dict) -> list[str]:
+    """--ensemble: each adapter's test accuracy, then the vote's (the run's after-accuracy)."""
+    e = s.get("ensemble") or {}
+    if not e.get("members"):
+        return []
+    rows = [f"| Ensemble | {len(e['members'])} of {e['size']} adapters ({e['data']} data, seeds "
+            f"{', '.join(str(m['seed']) for m in e['members'])}), in `members/` |"]
+    rows += [f"| adapter {m['member']} | test accuracy {_pct(m.get('test_accuracy'))}, {m['train_questions']} training "
+             f"questions, best val loss {m.get('best_val_loss')} |" for m in e["members"]]
+    if e.get("vote_accuracy") is not None:
+        rows.append(f"| **vote** | **{_pct(e['vote_accuracy'])}** ({e.get('ties', 0)} ties; most frequent letter, a tie "
+                    f"to the more accurate adapter) |")
+    return rows
+
+
 def render_report(run_dir: Path, s: dict, before: list[dict], after: list[dict]) -> str:
     lines = [f"# LoRA fine-tuning report — {run_dir.name}", ""]
     if s.get("demo"):
@@ -65,6 +80,7 @@ def render_report(run_dir: Path, s: dict, before: list[dict], after: list[dict])
         f"| Best adapter | val loss {s.get('best_val_loss')} at epoch {s.get('best_epoch')} (step {s.get('best_step')}), "
         f"in `adapter/` |",
         *_retention_rows(s),
+        *_ensemble_rows(s),
         *([f"| Contest score (1 − ratio) × 0.3 + accuracy × 0.7 | **{s['score']:.4f}** |"] if "score" in s else []),
         f"| Times | total {s['total_seconds']:.1f} s, training {s.get('train_seconds', 0):.1f} s, test before "
         f"{s.get('test_seconds_before', 0):.1f} s, after {s.get('test_seconds_after', 0):.1f} s |",

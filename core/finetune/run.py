@@ -21,7 +21,7 @@ from core.finetune.templates import template_for
 from core.lifecycle import Job, RunContext, run_job
 from core.qa.sheet import AnswerSheet
 from core.runlog import Lora, Plan
-from core.runs import REPORT, RESULTS, iter_jsonl
+from core.runs import REPORT, RESULTS, SUMMARY, iter_jsonl, read_json
 
 ADAPTER = "adapter"
 RESULTS_BEFORE = "results_before.jsonl"
@@ -56,7 +56,7 @@ class FinetuneJob(Job):
 
         cfg = self.config
         cfg.validate()
-        if self.resume and self.resume_from is None:
+        if self.resume and self.resume_from is None and cfg.ensemble == 1:  # an ensemble resumes member by member
             from core.checkpoints import resume_checkpoint
 
             self.resume_from = resume_checkpoint(Path(cfg.out))
@@ -68,22 +68,28 @@ class FinetuneJob(Job):
         if not self.splits.train:
             raise UsageError(f"no training questions left after the splits ({self.splits.sizes()}); "
                              f"lower --val-per-subject / --test-per-subject or add data")
-        self.choice = choose_model(cfg.model, demo=cfg.demo)
+        from core.finetune.ensemble import check_ensemble
+
+        check_ensemble(cfg, self.splits.train)
+        if self.resume and cfg.ensemble > 1 and (read_json(Path(cfg.out) / SUMMARY) or {}).get("status") == "completed":
+            raise UsageError(f"{cfg.out} already completed, so there is nothing left to resume; start a new run")
+        self.choice = choose_model(cfg.model, demo=cfg.demo, quantize=cfg.quantize)
         self.model_path, self.tokenizer = self.choice.path, self.choice.tokenizer
         from core.finetune.lora import check_targets
 
         check_targets(self.model_path, cfg.targets)  # a typo in --targets costs nothing: checked before any test pass
         template = template_for(cfg.template, questions)
         self.template = template
+        if template.chat:
+            from core.lm.chat import check_chat_template
+
+            check_chat_template(self.tokenizer, str(self.model_path), "--template chat")
         if template.kind == "math" and cfg.shuffle_copies > 1:
             raise UsageError("--shuffle-copies shuffles the options of A-D exams; math questions have none: drop it")
         rng = random.Random(cfg.seed)
         train_q = [copy for q in self.splits.train for copy in fdata.shuffle_copies(q, cfg.shuffle_copies, rng)]
-        self.rows = {
-            "train": [fdata.example_row(q, template.prompt(q), template.target(q)) for q in train_q],
-            "val": [fdata.example_row(q, template.prompt(q), template.target(q)) for q in self.splits.val],
-            "test": [fdata.example_row(q, template.prompt(q), template.target(q)) for q in self.splits.test],
-        }
+        self.rows = {"train": self._example_rows(train_q), "val": self._example_rows(self.splits.val),
+                     "test": self._example_rows(self.splits.test)}
         if self.resume:
             self._check_same_splits(Path(cfg.out))
         from core.finetune.train import encode
@@ -96,9 +102,23 @@ class FinetuneJob(Job):
                 self.retain = load_squad(cfg.retain_check)[: cfg.retain_limit]
             except ValueError as exc:
                 raise UsageError(f"--retain-check: {exc}") from None
-        self.train_examples, cut_train = encode(self.tokenizer, self.rows["train"], cfg.max_length)
-        self.val_examples, cut_val = encode(self.tokenizer, self.rows["val"], cfg.max_length)
+        self.train_examples, cut_train = encode(self.tokenizer, self.rows["train"], cfg.max_length, template.chat)
+        self.val_examples, cut_val = encode(self.tokenizer, self.rows["val"], cfg.max_length, template.chat)
         self.cut = cut_train + cut_val
+
+    def _example_rows(self, questions: list) -> list[dict]:
+        """data/<split>.jsonl rows: `prompt` is what the model sees (the rendered user turn with --template chat,
+        whose task prompt is kept as `user`)."""
+        from core.lm.chat import user_turn
+
+        rows = []
+        for q in questions:
+            text = self.template.prompt(q)
+            row = fdata.example_row(q, text, self.template.target(q))
+            if self.template.chat:
+                row.update(prompt=user_turn(self.tokenizer, text), user=text)
+            rows.append(row)
+        return rows
 
     def _check_same_splits(self, run_dir: Path) -> None:
         for name, rows in self.rows.items():
@@ -121,9 +141,9 @@ class FinetuneJob(Job):
             ctx.log(note)
         if self.cut:
             ctx.log(f"{self.cut} examples are longer than --max-length {cfg.max_length}; their prompts lost their beginning")
-        leaked = fdata.leaked_ids(splits)
-        if leaked:  # cannot happen by construction; checked because the whole point is that it does not
-            raise RuntimeError(f"{len(leaked)} question ids are in more than one split")
+        leaked, leaked_records = fdata.leaked_ids(splits), fdata.leaked_groups(splits)
+        if leaked or leaked_records:  # cannot happen by construction; checked because the whole point is that it does not
+            raise RuntimeError(f"{len(leaked)} question ids and {len(leaked_records)} records are in more than one split")
         if not self.resume and ctx.main:
             for name, rows in self.rows.items():
                 fdata.write_split(ctx.run_dir / "data" / f"{name}.jsonl", rows)
@@ -132,7 +152,9 @@ class FinetuneJob(Job):
             "split_by": cfg.split_by, "shuffle_copies": cfg.shuffle_copies, **splits.sizes(),
             "train_examples": len(self.rows["train"]),
             "subjects": len({q.subject for q in splits.train + splits.val + splits.test}),
-            "leak_check": {"question_ids_in_more_than_one_split": len(leaked), "checked": True},
+            "leak_check": {"question_ids_in_more_than_one_split": len(leaked), "checked": True,
+                           **({"records_in_more_than_one_split": len(leaked_records)}
+                              if any(getattr(q, "group", "") for q in splits.train) else {})},
         }
         import torch
 
@@ -145,21 +167,28 @@ class FinetuneJob(Job):
         t = time.perf_counter()
         from core.lm.loading import load_model
 
-        model, _ = load_model(self.model_path, dtype, device, self.tokenizer)
+        model, _ = load_model(self.model_path, dtype, device, self.tokenizer, quantize=cfg.quantize)
         self.fields["load_seconds"] = round(time.perf_counter() - t, 3)
+        self.fields["quantization"] = self.choice.quantization
+        self.fields["first_prompt"] = self.rows["test"][0]["prompt"] if self.rows["test"] else None
 
         self._answer_test(ctx, model, RESULTS_BEFORE, "before")
         self._retention(ctx, model, "before")
-        from core.finetune.lora import add_lora
+        from core.finetune.lora import add_lora, prepare_base
 
+        model = prepare_base(model, self.choice.quantization != "none", cfg.checkpointing)
+        if cfg.ensemble > 1:  # seed 002's recipe: K adapters, each over the same base, then their vote
+            from core.finetune.ensemble import run_ensemble
+
+            return run_ensemble(self, ctx, model, device)
         model, counts = add_lora(model, cfg.rank, cfg.alpha, cfg.dropout, cfg.targets, cfg.seed)
         self.fields.update(counts)
         ctx.emit(Lora(**counts))
         ctx.log(f"LoRA r={cfg.rank} alpha={cfg.alpha} on {counts['target_modules']}: {counts['trainable_params']:,} "
-                f"trainable of {counts['total_params']:,} ({counts['trainable_ratio']:.5%})")
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        result = self._train(ctx, model, device)
+                f"trainable of {counts['total_params']:,} ({counts['trainable_ratio']:.5%})"
+                + (f"; base quantized {self.choice.quantization}" if self.choice.quantization != "none" else ""))
+        result, fields = self._train(ctx, model, device, cfg, self.train_examples, ctx.run_dir, self.resume_from)
+        self.fields.update(fields)
         if result.error:  # the loss went non-finite too often: no tuned model worth testing
             return {"error": result.error}
         self._answer_test(ctx, model, RESULTS, "after")
@@ -192,7 +221,10 @@ class FinetuneJob(Job):
                 ctx.log(f"retention below {threshold:.0%} (or undefined: the base scored 0): EM "
                         f"{self.fields['retention']['exact_match']}, F1 {self.fields['retention']['f1']}")
 
-    def _train(self, ctx: RunContext, model, device):
+    def _train(self, ctx: RunContext, model, device, cfg: FinetuneConfig, train_examples: list, where: Path,
+               resume_from: Path | None):
+        """Train the active adapter of `model` on `train_examples` (checkpoints and the best adapter in `where`);
+        (the loop's result, the summary fields it gives)."""
         import contextlib
 
         import torch
@@ -201,7 +233,6 @@ class FinetuneJob(Job):
         from core.finetune.train import train_adapter
         from core.train.loop import Hooks
 
-        cfg = self.config
         best: dict = {}
 
         def on_best() -> None:
@@ -210,34 +241,37 @@ class FinetuneJob(Job):
                 return
             best.clear()
             best.update({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()})
-            tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=ctx.run_dir))
+            tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=where))
             model.save_pretrained(tmp)
-            final = ctx.run_dir / ADAPTER
+            final = where / ADAPTER
             if final.exists():
                 shutil.rmtree(final)
             tmp.replace(final)
 
-        bf16 = device == "cuda" and next(model.parameters()).dtype == torch.bfloat16
+        quantized = self.choice.quantization != "none"  # kbit preparation keeps the rest in fp32: autocast to bf16
+        bf16 = device == "cuda" and (next(model.parameters()).dtype == torch.bfloat16 or
+                                     quantized and cfg.bf16 and torch.cuda.is_bf16_supported())
         autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-        steps_per_epoch = -(-len(self.train_examples) // cfg.batch_size)
+        steps_per_epoch = -(-len(train_examples) // cfg.batch_size)
         ctx.emit(Plan(total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
-                      examples=len(self.train_examples), n_params=self.fields["total_params"],
+                      examples=len(train_examples), n_params=self.fields["total_params"],
                       trainable_params=self.fields["trainable_params"]))
-        hooks = Hooks(emit=ctx.emit, should_stop=ctx.should_stop, on_step=ctx.on_step, run_dir=ctx.run_dir, on_best=on_best)
-        result, fused = train_adapter(model, self.train_examples, self.val_examples, cfg,
-                                      pad_id=self.tokenizer.pad_token_id, hooks=hooks, resume_from=self.resume_from,
+        hooks = Hooks(emit=ctx.emit, should_stop=ctx.should_stop, on_step=ctx.on_step, run_dir=where, on_best=on_best)
+        result, fused = train_adapter(model, train_examples, self.val_examples, cfg,
+                                      pad_id=self.tokenizer.pad_token_id, hooks=hooks, resume_from=resume_from,
                                       autocast=autocast)
         if best:
             set_peft_model_state_dict(model, best)  # the after-test answers with the adapter that was kept
-        elif (ctx.run_dir / ADAPTER / "adapter_model.safetensors").is_file():  # resumed after the best was saved
+        elif (where / ADAPTER / "adapter_model.safetensors").is_file():  # resumed after the best was saved
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict(model, load_file(str(ctx.run_dir / ADAPTER / "adapter_model.safetensors")))
+            set_peft_model_state_dict(model, load_file(str(where / ADAPTER / "adapter_model.safetensors")))
         elif ctx.main:
             on_best()  # no val split: the final adapter is the one kept
         ctx.optimizations = [o for o, on in (
             ("bf16 autocast, frozen base weights in bf16", bf16), ("fused AdamW over the adapter's parameters", fused),
-            ("gradient checkpointing", cfg.gradient_checkpointing),
+            ("gradient checkpointing", cfg.checkpointing),
+            (f"base quantized ({self.choice.quantization}), LoRA over it (peft's prepare_model_for_kbit_training)", quantized),
             (f"micro-batches of {result.micro_batch_size} after {result.oom_retries} out-of-memory retries", result.oom_retries),
         ) if on] + ["output layer applied to the target tokens only (no prompt logits)",
                     "before/after test answers through the eval engine (batched, finished rows dropped)"]
@@ -245,7 +279,7 @@ class FinetuneJob(Job):
         for _, epoch, loss in result.evals:
             if float(epoch).is_integer():
                 by_epoch[str(int(epoch))] = round(loss, 5)  # str keys: the same in memory as in summary.json
-        self.fields.update(
+        return result, dict(
             steps=result.steps, epochs=cfg.epochs, epochs_completed=result.epochs_done,
             train_seconds=round(result.train_seconds, 3),
             train_loss=result.train_losses[-1][1] if result.train_losses else None, val_loss_by_epoch=by_epoch,
@@ -255,24 +289,24 @@ class FinetuneJob(Job):
             tokens_trained=result.tokens_trained, nonfinite_steps=result.nonfinite_steps,
             tokens_per_second=round(result.tokens_trained / result.train_seconds, 1) if result.train_seconds else None,
             micro_batch_size=result.micro_batch_size, oom_retries=result.oom_retries, checkpoint=result.checkpoint,
-            adapter_dir=str(ctx.run_dir / ADAPTER), **({"error": result.error} if result.error else {}),
+            adapter_dir=str(where / ADAPTER), **({"error": result.error} if result.error else {}),
         )
-        return result
 
-    def _answer_test(self, ctx: RunContext, model, filename: str, which: str) -> None:
-        """The test questions answered through the eval engine, each line written as its row ends."""
+    def _answer_test(self, ctx: RunContext, model, filename: str, which: str) -> list[dict]:
+        """The test questions answered through the eval engine, each line written as its row ends (`which`: before,
+        after, or an ensemble member's phase)."""
         from core.lm.batch_plan import auto_batch_size
         from core.lm.engine import generate_answers, prompt_lengths
 
         if not ctx.main:  # rank 0 answers the test; the others only train
-            return
+            return []
         rows, path = self.rows["test"], ctx.run_dir / filename
         done = list(iter_jsonl(path)) if self.resume and which == "before" else []
         if len(done) == len(rows):  # a resumed run answered them already
             self.before = done
-            return
+            return done
         if not rows:
-            return
+            return []
         cfg = self.config
         prompts = [r["prompt"] for r in rows]
         t = time.perf_counter()
@@ -283,7 +317,8 @@ class FinetuneJob(Job):
                 pred, correct = self.template.judge(generation.text, r["gold"])
                 sheet.add({"qid": r["question_id"], "index": i, "question_id": r["question_id"], "subject": r["subject"],
                            "question": r["question"], "prompt": r["prompt"], "gold": r["gold"], "pred": pred,
-                           "correct": correct, "output": generation.text, "new_tokens": generation.new_tokens})
+                           "correct": correct, "output": generation.text, "new_tokens": generation.new_tokens,
+                           **{k: r[k] for k in ("options", "group", "passage") if r.get(k)}})
 
             was_training = model.training
             model.eval()
@@ -291,8 +326,10 @@ class FinetuneJob(Job):
                              on_row=on_row, should_stop=ctx.should_stop, log=ctx.log)
             model.train(was_training)
         answered = sheet.rows
-        setattr(self, which, answered)
-        self.fields[f"test_seconds_{which}"] = round(time.perf_counter() - t, 3)
+        if which in ("before", "after"):
+            setattr(self, which, answered)
+            self.fields[f"test_seconds_{which}"] = round(time.perf_counter() - t, 3)
+        return answered
 
     # ------------------------------------------------------------------ the files at the end
 

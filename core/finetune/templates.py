@@ -29,6 +29,7 @@ class Template:
     target: Callable[[ExamQuestion], str]
     answer: Callable[[str], str | None]   # what a reply answers (a letter, a number as text), or None
     kind: str = "exam"                    # the questions it takes: "exam" (A-D) or "math"
+    chat: bool = False                    # prompt and target are the user and assistant turns of the chat template
 
     def judge(self, reply: str, gold: str) -> tuple[str | None, bool]:
         """(the reply's answer, whether it is right)."""
@@ -41,14 +42,14 @@ class Template:
 
 
 def _mmmlu_prompt(q: ExamQuestion) -> str:
-    return build_prompt({"Question": q.question, **q.options})
+    return build_prompt({"Question": q.stem, **q.options})
 
 
 def _alpaca_prompt(q: ExamQuestion) -> str:
     subject = q.subject.replace("_", " ")
     instruction = (f"Here is a question about {subject}, the correct answer is one of the options A/B/C/D. "
                    f"Please select the correct option and answer the question with 'The right option is'.")
-    body = f"Question: {q.question} \n" + "\n".join(f"{k}.{v}" for k, v in q.options.items())
+    body = f"Question: {q.stem} \n" + "\n".join(f"{k}.{v}" for k, v in q.options.items())
     return ALPACA_LAYOUT.format(instruction=instruction, input=body)
 
 
@@ -79,11 +80,19 @@ TEMPLATES = {
 
 
 def template_for(name: str, questions: list):
-    """The template `name` (auto: math for math questions, else mmmlu), checked against the questions' kind."""
+    """The template `name` (auto: math for math questions, else mmmlu), checked against the questions' kind.
+
+    chat: auto's prompt and target, rendered as a user turn and the assistant's answer by the tokenizer's own chat
+    template (core/lm/chat.py) when the examples are encoded.
+    """
+    from dataclasses import replace
+
     from core.errors import UsageError
     from core.qa.math import MathQuestion
 
     math = bool(questions) and isinstance(questions[0], MathQuestion)
+    if name == "chat":
+        return replace(TEMPLATES["math" if math else "mmmlu"], name="chat", chat=True)
     template = TEMPLATES["math" if math else "mmmlu"] if name == "auto" else TEMPLATES[name]
     if (template.kind == "math") != math:
         raise UsageError(f"--template {name} is for {'math' if template.kind == 'math' else 'A-D exam'} questions, but the "

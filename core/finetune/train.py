@@ -31,14 +31,24 @@ class Example:
     labels: list[int]          # -100 on the prompt: no loss there
 
 
-def encode(tokenizer, rows: list[dict], max_length: int) -> tuple[list[Example], int]:
-    """(examples, how many lost the start of their prompt to fit max_length); the target is never cut."""
+def encode(tokenizer, rows: list[dict], max_length: int, chat: bool = False) -> tuple[list[Example], int]:
+    """(examples, how many lost the start of their prompt to fit max_length); the target is never cut.
+
+    `chat`: each row's `user` text and `target` are the user and assistant turns of the tokenizer's chat template
+    (core/lm/chat.py); the assistant's tokens, its end-of-turn included, are the target.
+    """
     eos = tokenizer.eos_token_id
-    prompts = tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
-    targets = tokenizer([r["target"] for r in rows], add_special_tokens=False)["input_ids"]
+    if chat:
+        from core.lm.chat import chat_ids
+
+        pairs = [chat_ids(tokenizer, r["user"], r["target"]) for r in rows]
+        prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
+    else:
+        prompts = tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
+        targets = [t + [eos] for t in tokenizer([r["target"] for r in rows], add_special_tokens=False)["input_ids"]]
     out, cut = [], 0
     for p, t in zip(prompts, targets):
-        t = (t + [eos])[: max_length - 1]
+        t = t[: max_length - 1]
         room = max_length - len(t)
         if len(p) > room:
             p, cut = p[len(p) - room:], cut + 1

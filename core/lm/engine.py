@@ -1,4 +1,4 @@
-"""Batched greedy generation and A/B/C/D log-prob scoring, usable without a run directory.
+"""Batched greedy generation, usable without a run directory (A/B/C/D log-prob scoring: core/lm/choices.py).
 
 `generate_answers` is the generation core shared by `llmlab eval` and the benchmarks:
 prompts are sorted by token length (less padding), run in left-padded batches through the
@@ -11,16 +11,16 @@ question is in one batch. Imported only when an eval runs: it imports torch and 
 from __future__ import annotations
 
 import copy
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from core.compat import cache_kwargs, continuous_batching_config, output_cache
-from core.memory import OOM_ERRORS, HalvingSize
-from core.mmmlu import LETTERS, answer_state
+from core.lm.batches import BatchDone, EngineStats, model_device, prompt_lengths, run_batches  # noqa: F401 (re-exported)
+from core.lm.choices import LETTER_CONVENTIONS, choice_token_ids, score_choices  # noqa: F401 (re-exported)
+from core.mmmlu import answer_state
 
 # --stop-at-answer decodes each unsettled row every step; past this many tokens the first
 # line is long enough that an early answer is unlikely, and decoding it every step would cost more
@@ -32,30 +32,6 @@ STOP_CHECK_MAX_TOKENS = 64
 class Generation:
     text: str  # the decoded reply, special tokens removed
     new_tokens: int  # tokens the model produced for this row, its EOS token included
-
-
-@dataclass
-class BatchDone:
-    """What `on_batch` receives after each batch: results for `indices` (positions in `prompts`)."""
-
-    indices: list[int]
-    results: list
-    batch_size: int
-    tokens: int  # generated tokens (generate) or prompt tokens (logprob) in this batch
-    seconds: float
-
-
-@dataclass
-class EngineStats:
-    """What the engine really did, for the run's `optimizations` and its live rate."""
-
-    batches: int = 0            # batches started (an out-of-memory retry starts another)
-    batch_sizes: list[int] = field(default_factory=list)
-    generate_calls: int = 0     # model.generate calls (a batch continues in a new call after dropping rows)
-    rows_dropped: int = 0       # finished rows taken out of a running batch and its KV cache
-    tokens: int = 0             # new tokens so far, counted as they are made
-    oom_retries: int = 0
-    stopped_mid_batch: bool = False
 
 
 Log = Callable[[str], None]
@@ -78,10 +54,6 @@ def _counts_from_call_start(config) -> bool:
     and the continued rows would differ from one uninterrupted call; then rows are not dropped.
     """
     return bool(config.min_new_tokens or config.begin_suppress_tokens or config.exponential_decay_length_penalty)
-
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 class _RowTracker(StoppingCriteria):
@@ -149,7 +121,7 @@ def _generate_batch(model, tokenizer, prompts, max_new_tokens, *, stop_at_answer
 
     Rows still running when `should_stop` asks are not reported.
     """
-    device = _device(model)
+    device = model_device(model)
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=True)
     ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
     eos_ids = _eos_ids(model)
@@ -232,7 +204,7 @@ def _generate_continuous(model, tokenizer, prompts, max_new_tokens, *, cuda_grap
         config.pad_token_id = tokenizer.pad_token_id
     inputs = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
     sizing = {}
-    if _device(model).type != "cuda":
+    if model_device(model).type != "cuda":
         # Off CUDA the default cache is sized from free RAM and every step pays for it: 13 s
         # instead of 1 s for 4 short prompts on the tiny test model. Size it for these requests.
         page = 64
@@ -265,54 +237,6 @@ def _generate_continuous(model, tokenizer, prompts, max_new_tokens, *, cuda_grap
             on_row(position[result.request_id], Generation(tokenizer.decode(generated, skip_special_tokens=True), len(generated)))
     finally:
         manager.stop(block=True)
-
-
-def _run_batches(count, lengths, batch_size, run_batch, measure, on_row, on_batch, should_stop, log, stats):
-    """Longest prompts first in batches of `batch_size`; on out-of-memory, halve and retry.
-
-    `run_batch(chunk, report)` calls `report(position in chunk, result)` once per finished row.
-    Rows reported before an out-of-memory error are kept; only the rest run again. Returns the
-    results in input order (None for questions never run because of a stop) and the batch size
-    that finally worked.
-    """
-    order = sorted(range(count), key=lambda i: (-lengths[i], i))
-    results: list = [None] * count
-    size = HalvingSize(batch_size, "out of GPU memory even with batch size 1")
-    while not stats.stopped_mid_batch and not (should_stop is not None and should_stop()):
-        chunk = [i for i in order if results[i] is None][: size.size]
-        if not chunk:
-            break
-        start = time.perf_counter()
-        done: list[int] = []
-
-        def report(j, result, chunk=chunk, done=done):
-            i = chunk[j]
-            results[i] = result
-            done.append(i)
-            if on_row is not None:
-                on_row(i, result)
-
-        stats.batches += 1
-        stats.batch_sizes.append(len(chunk))
-        try:
-            run_batch(chunk, report)
-        except OOM_ERRORS:
-            size.halve(len(chunk))
-            stats.oom_retries += 1
-            if log:
-                log(f"out of GPU memory with {len(chunk)} rows in a batch; retrying with batch size {size.size}")
-            continue
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        if on_batch is not None and done:
-            batch_results = [results[i] for i in done]
-            on_batch(BatchDone(done, batch_results, len(chunk), measure(done, batch_results), seconds))
-    return results, size.size
-
-
-def prompt_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
-    return [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
 
 
 @torch.inference_mode()
@@ -351,55 +275,7 @@ def generate_answers(
             should_stop=should_stop, stop_when=stop_when, greedy=greedy,
         )
 
-    return _run_batches(
+    return run_batches(
         len(prompts), lengths, batch_size, run_batch, lambda chunk, res: sum(g.new_tokens for g in res),
-        on_row, on_batch, should_stop, log, stats,
-    )
-
-
-def choice_token_ids(tokenizer, log: Log | None = None) -> dict[str, int]:
-    """The token that starts each answer letter right after the prompt (the prompt ends in a space)."""
-    ids = {}
-    for letter in LETTERS:
-        pieces = tokenizer.encode(letter, add_special_tokens=False)
-        if len(pieces) != 1 and log:
-            log(f"answer letter {letter} is {len(pieces)} tokens for this tokenizer; scoring its first token")
-        ids[letter] = pieces[0]
-    return ids
-
-
-@torch.inference_mode()
-def score_choices(
-    model, tokenizer, prompts: Sequence[str], *, batch_size: int = 16,
-    on_row: Callable[[int, dict], None] | None = None,
-    on_batch: Callable[[BatchDone], None] | None = None, should_stop: Callable[[], bool] | None = None,
-    log: Log | None = None, stats: EngineStats | None = None,
-) -> tuple[list[dict[str, float] | None], int]:
-    """Log-probabilities of the next token being A, B, C or D: one forward pass per batch.
-
-    This is how lm-evaluation-harness scores multiple choice; the prediction is the letter with
-    the highest value. Returns (one {letter: logprob} per prompt or None if stopped, batch size).
-    """
-    if tokenizer.padding_side != "left":
-        raise ValueError("score_choices needs a tokenizer with padding_side='left'")
-    stats = stats if stats is not None else EngineStats()
-    letter_ids = choice_token_ids(tokenizer, log)
-    device = _device(model)
-    lengths = prompt_lengths(tokenizer, prompts)
-
-    def run_batch(chunk, report):
-        enc = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=True)
-        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-        # A plain forward numbers positions from the first (pad) column; count real tokens
-        # instead, as generate does, so a left-padded row scores as it would alone.
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1).logits
-        logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
-        picked = logprobs[:, [letter_ids[k] for k in LETTERS]].tolist()
-        for j, row in enumerate(picked):
-            report(j, dict(zip(LETTERS, row)))
-
-    return _run_batches(
-        len(prompts), lengths, batch_size, run_batch, lambda chunk, res: sum(lengths[i] for i in chunk),
         on_row, on_batch, should_stop, log, stats,
     )

@@ -161,21 +161,36 @@ def load_tokenizer(path: Path):
     return tokenizer
 
 
-def load_model(path: Path, dtype, device: str, tokenizer=None):
+def load_model(path: Path, dtype, device: str, tokenizer=None, quantize: str = "none"):
     """(model in eval mode on `device`, tokenizer padding on the left with a pad token).
 
     Always through AutoTokenizer/AutoModelForCausalLM, so a local folder and the demo model
-    load exactly like a Hub checkpoint. Pass `tokenizer` when it is already loaded.
+    load exactly like a Hub checkpoint. Pass `tokenizer` when it is already loaded. `quantize`
+    (nf4, int8) loads the weights through bitsandbytes, and a folder saved quantized (GPTQ, AWQ)
+    loads through transformers' own integration; both are placed on `device` as they load, since
+    a quantized model cannot be moved afterwards (core/lm/quantize.py).
     """
     from transformers import AutoModelForCausalLM
 
     from core.lm.demo import quiet_transformers
+    from core.lm.quantize import bnb_config, saved_quantization
 
     if tokenizer is None:
         tokenizer = load_tokenizer(path)
+    quantized = quantize != "none" or saved_quantization(path) is not None
+    extra = {}
+    if quantized:
+        import torch
+
+        place = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device(device)
+        extra = {"device_map": {"": place}}
+        if quantize != "none":
+            extra["quantization_config"] = bnb_config(quantize, device)
     try:
         with quiet_transformers():
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra)
     except Exception as exc:  # OSError, ValueError, SafetensorError ...: the folder cannot be loaded as a causal LM
         raise UsageError(f"could not load a causal LM from {path} ({_first_line(exc)})") from None
-    return model.to(device).eval(), tokenizer
+    if not quantized:
+        model = model.to(device)
+    return model.eval(), tokenizer

@@ -50,7 +50,8 @@ class MathJob(QuestionJob):
             from core.lm.adapters import adapter_ratio
             from core.lm.choice import DEFAULT_MODEL, choose_model
 
-            self.choice = choose_model(cfg.model or DEFAULT_MODEL, cfg.adapter, cfg.demo)
+            self.choice = choose_model(cfg.model or DEFAULT_MODEL, cfg.adapter, cfg.demo, quantize=cfg.quantize,
+                                       chat=cfg.chat)
             if self.choice.adapters:
                 self.ratio = adapter_ratio(self.choice.path, self.choice.adapters[0])
 
@@ -78,7 +79,7 @@ class MathJob(QuestionJob):
 
         cfg = self.config
         loaded = load_for_generation(self.choice, cfg.dtype, cfg.threads or (1 if cfg.demo else None))
-        prompts = [cfg.prompt.format(problem=q.question) for q in self.questions]
+        prompts = self.choice.render([cfg.prompt.format(problem=q.question) for q in self.questions])
         batch = cfg.batch_size if cfg.batch_size != "auto" else auto_batch_size(
             loaded.model, prompt_lengths(loaded.tokenizer, prompts), cfg.max_new_tokens)
         import time
@@ -90,7 +91,8 @@ class MathJob(QuestionJob):
                          on_row=lambda i, g: keep(judge(self.questions[i], _reply(g.text, cfg.stop_at_newline), cfg.tolerance)))
         return {"mode": "generate", "model": self.choice.label, "adapter": [str(a) for a in self.choice.adapters] or None,
                 "load_seconds": round(loaded.seconds, 3), "generate_seconds": round(time.perf_counter() - start, 3),
-                "dtype": loaded.dtype, "device": loaded.device, "batch_size": batch}
+                "dtype": loaded.dtype, "device": loaded.device, "batch_size": batch, "quantization": loaded.quantization,
+                "chat": cfg.chat, "first_prompt": prompts[0] if prompts else None}
 
     def report(self, run_dir: Path, summary: dict) -> str:
         s, figures = summary, []

@@ -21,5 +21,5 @@ KIND = Kind(
     help="Pretrain GPT-2 from scratch (seed task: first 10,000 BookCorpus rows, 3 epochs).",
     figures=("final_loss", "eval_loss", "steps", "epochs", "rows", "n_params", "tokens_per_epoch", "train_seconds",
              "total_seconds"),
-    headline=headline, resumable=True,
+    headline=headline, resumable=True, plan="core.pretrain.plan:memory_plan",
 )

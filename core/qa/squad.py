@@ -25,10 +25,12 @@ def first_line(reply: str) -> str:
 
 
 def answer_squad(loaded, examples: list[dict], template: str, max_new_tokens: int, batch_size,
-                 on_row: Callable[[dict], None] | None = None, should_stop=None, log=None) -> dict:
-    """{"exact_match", "f1", "n", "rows", "seconds"}: every question answered by `loaded` and scored (official v1.1).
+                 on_row: Callable[[dict], None] | None = None, should_stop=None, log=None, chat: bool = False) -> dict:
+    """{"exact_match", "f1", "n", "rows", "seconds", "first_prompt"}: every question answered by `loaded` and scored
+    (official v1.1).
 
-    `on_row(row)` gets each scored row the moment its answer is done. Rows are in dataset order.
+    `on_row(row)` gets each scored row the moment its answer is done. Rows are in dataset order. `chat`: each
+    prompt is the user turn of the tokenizer's chat template (core/lm/chat.py).
     """
     from core.lm.batch_plan import auto_batch_size
     from core.lm.engine import prompt_lengths
@@ -36,6 +38,10 @@ def answer_squad(loaded, examples: list[dict], template: str, max_new_tokens: in
     from core.scoring.squad import best_over_golds, exact_match, f1
 
     prompts = [squad_prompt(template, e) for e in examples]
+    if chat:
+        from core.lm.chat import user_turns
+
+        prompts = user_turns(loaded.tokenizer, prompts)
     if batch_size == "auto":
         batch_size = auto_batch_size(loaded.model, prompt_lengths(loaded.tokenizer, prompts), max_new_tokens)
     replies: dict[int, str] = {}
@@ -57,6 +63,7 @@ def answer_squad(loaded, examples: list[dict], template: str, max_new_tokens: in
     done = [e for i, e in enumerate(examples) if i in replies]
     scores = score_predictions(done, {examples[i]["id"]: text for i, text in replies.items()})
     scores["seconds"] = time.perf_counter() - start
+    scores["first_prompt"] = prompts[0] if prompts else None
     return scores
 
 

@@ -26,10 +26,19 @@ class VoteConfig:
     runs: list = option(factory=list, help="Run folders whose results.jsonl hold letter answers.", positional=True,
                         multiple=True, metavar="RUN...")
     out: str | None = option(None, "New run folder.", shown="runs/<timestamp>-vote", metavar="PATH")
+    labels_out: str | None = option(None, "Also write the majority answers as training rows (seed 002's JSONL: a record "
+                                    "per passage, its questions with options and the voted answer) that llmlab "
+                                    "finetune --data reads: pseudo-labels.", metavar="FILE")
 
     def validate(self) -> None:
         if len(self.runs) < 2:
             raise UsageError("give at least two run folders to vote: llmlab vote RUN RUN [RUN ...]")
+        if self.labels_out:
+            target = Path(self.labels_out).expanduser()
+            if target.exists():
+                raise UsageError(f"--labels-out {target} already exists; choose a new file so nothing is overwritten")
+            if not target.parent.is_dir():
+                raise UsageError(f"--labels-out {target}: the folder {target.parent} does not exist")
 
 
 @dataclass
@@ -81,6 +90,9 @@ class VoteJob(QuestionJob):
                 raise UsageError(f"{other.path} answers other questions than {first.path} ({len(differ)} differ); "
                                  f"vote only over runs of the same questions")
         self.total = len(first.rows)
+        if self.config.labels_out and not all(isinstance(r.get("options"), dict) for r in first.rows.values()):
+            raise UsageError(f"{first.path}'s results carry no answer options, so they cannot become training rows; "
+                             f"--labels-out needs eval or fine-tune runs made by this version of llmlab")
 
     def config_record(self) -> dict:
         return {**asdict(self.config), "runs": [str(r.path) for r in self.inputs]}
@@ -89,22 +101,17 @@ class VoteJob(QuestionJob):
         return {"total": self.total, "voters": len(self.inputs)}
 
     def run(self, ctx: RunContext) -> dict:
-        from core.scoring.vote import tally, vote
-
-        preds = [{k: r["pred"] for k, r in run.rows.items()} for run in self.inputs]
-        winners = vote(preds, [run.accuracy for run in self.inputs])
-        counts = tally(preds)
-        ties = 0
+        rows, ties = voted_rows([run.rows for run in self.inputs], [run.accuracy for run in self.inputs])
         with AnswerSheet(ctx, self.total) as sheet:
-            for key, base in self.inputs[0].rows.items():
-                top = counts[key].most_common()
-                ties += len(top) > 1 and top[0][1] == top[1][1]
-                sheet.add({"qid": key, "index": base.get("index"), "question_id": base.get("question_id"),
-                           "subject": base.get("subject"), "question": base.get("question"), "prompt": base.get("prompt"),
-                           "gold": base["gold"], "pred": winners[key], "correct": winners[key] == base["gold"],
-                           "votes": dict(counts[key]), "preds": [p[key] for p in preds], "output": "", "new_tokens": 0})
-        return {**qa_summary(sheet.rows, self.total), "ties": ties,
-                "runs": [{"run_dir": str(r.path), "accuracy": r.accuracy, "n": len(r.rows)} for r in self.inputs]}
+            for row in rows:
+                sheet.add(row)
+        fields = {**qa_summary(sheet.rows, self.total), "ties": ties,
+                  "runs": [{"run_dir": str(r.path), "accuracy": r.accuracy, "n": len(r.rows)} for r in self.inputs]}
+        if self.config.labels_out and ctx.main:
+            fields["labels_out"] = str(write_labels(Path(self.config.labels_out).expanduser(), sheet.rows))
+            fields["labelled"] = sum(1 for r in sheet.rows if r["pred"])
+            ctx.log(f"{fields['labelled']} voted answers written as training rows to {fields['labels_out']}")
+        return fields
 
     def report(self, run_dir: Path, summary: dict) -> str:
         s = summary
@@ -121,6 +128,51 @@ class VoteJob(QuestionJob):
             return None
         best = max(r["accuracy"] for r in summary["runs"])
         return f"vote accuracy {summary['accuracy']:.1%} (best single run {best:.1%})"
+
+
+def voted_rows(runs: list[dict], accuracies: list[float]) -> tuple[list[dict], int]:
+    """(one results row per question of the first run, with the vote's answer; how many were ties).
+
+    `runs`: each run's rows by question key, the same questions in each. The rule is core/scoring/vote.py's.
+    """
+    from core.scoring.vote import tally, vote
+
+    preds = [{k: r["pred"] for k, r in rows.items()} for rows in runs]
+    winners = vote(preds, accuracies)
+    counts = tally(preds)
+    out, ties = [], 0
+    for key, base in runs[0].items():
+        top = counts[key].most_common()
+        ties += len(top) > 1 and top[0][1] == top[1][1]
+        out.append({"qid": key, "index": base.get("index"), "question_id": base.get("question_id"),
+                    "subject": base.get("subject"), "question": base.get("question"), "prompt": base.get("prompt"),
+                    "gold": base["gold"], "pred": winners[key], "correct": winners[key] == base["gold"],
+                    "votes": dict(counts[key]), "preds": [p[key] for p in preds], "output": "", "new_tokens": 0,
+                    **{k: base[k] for k in ("options", "group", "passage") if base.get(k)}})
+    return out, ties
+
+
+def write_labels(path: Path, rows: list[dict]) -> Path:
+    """The voted answers as seed 002's JSONL (what finetune --data reads): one record per passage (or per question
+    without one), its questions with their four options and the voted answer. Rows without an answer are left out."""
+    import json
+    import os
+
+    from core.mmmlu import LETTERS
+
+    records: dict[str, dict] = {}
+    for row in rows:
+        if not row.get("pred"):
+            continue
+        rid = str(row.get("group") or row["qid"])
+        record = records.setdefault(rid, {"id": rid, "problem": row.get("passage") or "", "subject": row.get("subject"),
+                                          "questions": []})
+        record["questions"].append({"question": row["question"], "options": [row["options"][k] for k in LETTERS],
+                                    "answer": row["pred"]})
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values()), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def run_vote(runs: list, out: str | None = None, log=print) -> dict:

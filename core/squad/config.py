@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from core import DEMO_DATA_DIR
 from core.errors import UsageError
 from core.lm.choice import DEFAULT_MODEL
+from core.lm.quantize import quantize_option
 from core.options import check_template, option, positive_int_or, refuse_with_demo
 from core.qa.squad import PROMPT
 
@@ -31,6 +32,8 @@ class SquadConfig:
                                    parse=positive_int_or("auto"), or_word="auto")
     dtype: str = option("auto", "auto: bf16 on a GPU that supports it, else fp32.", choices=("auto", "bf16", "fp16", "fp32"))
     retain_threshold: float = option(0.9, "With --baseline: the retention (after / before) below which the run is flagged.")
+    quantize: str = quantize_option()
+    chat: bool = option(False, "Ask each question as the user turn of the tokenizer's chat template (instruction models).")
     threads: int | None = option(None, "torch CPU threads (default: torch's choice; 1 for --demo).")
     out: str | None = option(None, "New run folder.", shown="runs/<timestamp>-squad", metavar="PATH")
     demo: bool = False

@@ -49,7 +49,8 @@ class SquadJob(QuestionJob):
         else:
             from core.lm.choice import DEFAULT_MODEL, choose_model
 
-            self.choice = choose_model(cfg.model or DEFAULT_MODEL, cfg.adapter, cfg.demo)
+            self.choice = choose_model(cfg.model or DEFAULT_MODEL, cfg.adapter, cfg.demo, quantize=cfg.quantize,
+                                       chat=cfg.chat)
 
     def run(self, ctx: RunContext) -> dict:
         from core.scoring.squad import score_predictions
@@ -69,14 +70,15 @@ class SquadJob(QuestionJob):
             ctx.log(note)
         loaded = load_for_generation(self.choice, cfg.dtype, cfg.threads or (1 if cfg.demo else None))
         fields = {"mode": "generate", "model": self.choice.label, "adapter": [str(a) for a in self.choice.adapters] or None,
-                  "load_seconds": round(loaded.seconds, 3), "dtype": loaded.dtype, "device": loaded.device}
+                  "load_seconds": round(loaded.seconds, 3), "dtype": loaded.dtype, "device": loaded.device,
+                  "quantization": loaded.quantization, "chat": cfg.chat}
         if cfg.baseline:
             loaded.use_adapter(None)
             before, _ = self._answer(ctx, loaded, RESULTS_BEFORE, "before")
             loaded.use_adapter(0)
             fields["squad_before"] = _scores(before)
         after, rows = self._answer(ctx, loaded, RESULTS, "after" if cfg.baseline else "answers")
-        fields.update(_scores(after), generate_seconds=round(after["seconds"], 3))
+        fields.update(_scores(after), generate_seconds=round(after["seconds"], 3), first_prompt=after.get("first_prompt"))
         if cfg.baseline:
             fields["squad_after"] = _scores(after)
             fields["retention"] = {k: (None if v is None else round(v, 4))
@@ -94,7 +96,7 @@ class SquadJob(QuestionJob):
         cfg = self.config
         with AnswerSheet(ctx, self.total, filename, phase) as sheet:
             scores = answer_squad(loaded, self.examples, cfg.prompt, cfg.max_new_tokens, cfg.batch_size, on_row=sheet.add,
-                                  should_stop=ctx.should_stop, log=ctx.log)
+                                  should_stop=ctx.should_stop, log=ctx.log, chat=cfg.chat)
         return scores, sheet.rows
 
     def report(self, run_dir: Path, summary: dict) -> str:

@@ -59,7 +59,8 @@ def make_app(runs_root):
 
     def make(**overrides) -> LlmlabApp:
         options = dict(hardware=FakeHardware(), clock=FixedClock(), runs_root=runs_root,
-                       launcher=FakeLauncher(), sample_seconds=None, poll_seconds=0.05, attach_running=False)
+                       launcher=FakeLauncher(), sample_seconds=None, poll_seconds=0.05, attach_running=False,
+                       planner=None)  # no memory-plan line: it reads files on a thread (test_plan_line_follows_the_form)
         options.update(overrides)
         return LlmlabApp(**options)
 

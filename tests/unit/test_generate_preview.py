@@ -60,7 +60,7 @@ def test_the_cli_writes_the_prompt_then_the_continuation(model_run, capsys):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("neither", "give --run RUN_DIR or --model DIR"),
+    ("neither", "give --run RUN_DIR (a finished pretraining or fine-tune run) or --model DIR"),
     ("no-model", "without a model to talk to"),
     ("not-a-run", "is not a run folder"),
     ("too-long", "more than the model's 256-token context"),

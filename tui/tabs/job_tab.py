@@ -10,7 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Log, ProgressBar, Static
+from textual.widgets import Button, Input, Log, ProgressBar, Select, Static
 
 from core.runs import REPORT
 from tui import format as fmt
@@ -45,6 +45,7 @@ class JobTab(Vertical, can_focus=True):
         self.start_pending = False
         self._was_active = False
         self._bar_width = -1
+        self._plan_timer = None  # the pending recompute of the plan line (fields changed less than 0.5 s ago)
 
     # ----------------------------------------------------------------- building
 
@@ -64,6 +65,8 @@ class JobTab(Vertical, can_focus=True):
                 yield Button("Stop", id="stop", variant="error", compact=True, disabled=True)
             yield Static("s or Enter starts · d Demo preset · Tab next field · Esc leaves the form",
                          classes="hint form-hint")
+            if self._planner() is not None:
+                yield Static("plan: …", id="plan", classes="hint form-hint plan")
         with Vertical(id="live"):
             yield Static(id="status", classes="status")
             with Vertical(id="live-body"):
@@ -79,6 +82,46 @@ class JobTab(Vertical, can_focus=True):
         self.set_interval(0.5, self.flush)
         self.query_one("#outcome").display = False
         self.render_status()
+        self.schedule_plan()
+
+    # ----------------------------------------------------------------- the memory plan under the form
+
+    def _planner(self):
+        from core.kinds import get
+
+        registered = get(self.kind)
+        return getattr(self.app, "planner", None) if registered is not None and registered.plan else None
+
+    def schedule_plan(self) -> None:
+        """Recompute the plan line half a second after the fields stop changing (off the UI thread: it reads files)."""
+        if self._planner() is None:
+            return
+        if self._plan_timer is not None:
+            self._plan_timer.stop()
+        self._plan_timer = self.set_timer(0.5, self._start_plan)
+
+    def _start_plan(self) -> None:
+        form = self.query_one(JobForm)
+        try:
+            chosen = form.preset
+            options, _ = command_options(self.fields, form.values(), chosen.values if chosen else None,
+                                         chosen.args if chosen else ("--demo",), required=False)
+        except FormError as error:
+            self.query_one("#plan", Static).update(f"plan: {error}")
+            return
+        planner, kind = self._planner(), self.kind
+        self.run_worker(lambda: self._show_plan(planner(kind, options)), thread=True, exclusive=True, group="plan")
+
+    def _show_plan(self, line: str) -> None:
+        from textual.worker import get_current_worker
+
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.query_one("#plan", Static).update, line)
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _field_changed(self) -> None:
+        self.schedule_plan()
 
     # ----------------------------------------------------------------- the attached job
 

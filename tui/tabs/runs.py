@@ -103,7 +103,11 @@ class RunsTab(Vertical):
 
     def action_compare(self) -> None:
         if len(self.marked) < 2:
-            self.notify("Mark two or more runs with m first.", severity="warning")
+            members = ensemble_runs(self.selected())
+            if members:  # a fine-tuning ensemble: its adapters' answers and their vote, side by side
+                self.post_message(ComparisonRequested(members))
+                return
+            self.notify("Mark two or more runs with m first, or select a fine-tuning ensemble.", severity="warning")
             return
         self.post_message(ComparisonRequested([self.runs[key] for key in self.marked]))
 
@@ -124,3 +128,15 @@ class RunsTab(Vertical):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open()
+
+
+def ensemble_runs(run: RunInfo | None) -> list[RunInfo]:
+    """A `finetune --ensemble` run's adapters (members/member-k/, each a run folder with its test answers) and the run
+    itself, whose results are their vote; [] for any other run. At most MAX_MARKED columns: the first adapters."""
+    from tui.runinfo import read_run
+
+    if run is None or not ((run.summary or {}).get("ensemble") or {}).get("members"):
+        return []
+    folders = sorted((run.path / "members").glob("member-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+    members = [info for info in map(read_run, folders) if info is not None and (info.path / "results.jsonl").exists()]
+    return members[:MAX_MARKED - 1] + [run] if members else []
