@@ -52,10 +52,8 @@ def make_config(kind: Kind, chosen: dict, demo):
     return load(kind.config)(**chosen)
 
 
-def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict | None = None) -> int:
-    """Run one `llmlab <kind>` command line to its end and return the exit code."""
-    from core.distributed import world
-
+def checked_config(kind: Kind, demo=None, resume_dir: str | None = None, options: dict | None = None):
+    """The config a command line asks for, checked (before torch is imported, so a typo costs nothing)."""
     chosen = given(load(kind.config), options or {})
     if resume_dir:
         if chosen or demo:
@@ -64,7 +62,15 @@ def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict
         config = resume_config(kind, resume_dir)
     else:
         config = make_config(kind, chosen, demo)
-    config.validate()  # before torch is imported, so a typo costs nothing
+    config.validate()
+    return config
+
+
+def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict | None = None) -> int:
+    """Run one `llmlab <kind>` command line to its end and return the exit code."""
+    from core.distributed import world
+
+    config = checked_config(kind, demo, resume_dir, options)
 
     from core.display import TerminalDisplay
 
@@ -106,7 +112,10 @@ def build_command(kind: Kind) -> click.Command:
         return run_kind(kind, demo, resume_dir, options)
 
     # Applied innermost first, so --help lists --demo, the config's options, --resume, then the launch options.
-    command = distributed_options(callback) if kind.processes else callback
+    def precheck(demo=None, resume_dir=None, **options) -> None:  # before the ranks start
+        checked_config(kind, demo, resume_dir, options)
+
+    command = distributed_options(callback, precheck) if kind.processes else callback
     if kind.resumable:
         command = click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
                                help=f"Continue a stopped run from where it stopped (its own options are reused"
@@ -138,5 +147,5 @@ def add_kind_commands(group: click.Group) -> None:
             parent.add_command(build_command(kind), name)
 
 
-__all__ = ["exit_code", "resume_config", "make_config", "run_kind", "run_runner", "build_command", "add_kind_commands",
-           "UsageError"]
+__all__ = ["exit_code", "resume_config", "make_config", "checked_config", "run_kind", "run_runner", "build_command",
+           "add_kind_commands", "UsageError"]

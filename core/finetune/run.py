@@ -139,6 +139,7 @@ class FinetuneJob(Job):
             torch.set_num_threads(cfg.threads or 1)
         device = pick_device()
         dtype, self.fields["dtype"] = resolve_dtype("auto" if cfg.bf16 else "fp32", device)
+        self.dtype = dtype
         t = time.perf_counter()
         from core.lm.loading import load_model
 
@@ -156,7 +157,7 @@ class FinetuneJob(Job):
                 f"trainable of {counts['total_params']:,} ({counts['trainable_ratio']:.5%})")
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        result = self._train(ctx, model, device)
+        result, model = self._train(ctx, model, device)
         if result.error:  # the loss went non-finite too often: no tuned model worth testing
             return {"error": result.error}
         self._answer_test(ctx, model, RESULTS, "after")
@@ -190,25 +191,40 @@ class FinetuneJob(Job):
                         f"{self.fields['retention']['exact_match']}, F1 {self.fields['retention']['f1']}")
 
     def _train(self, ctx: RunContext, model, device):
+        """(the loop's result, the tuned model to answer the test with: `model`, or with --fsdp a whole copy on rank 0)."""
         import contextlib
 
         import torch
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
+        from core.distributed import broadcast, world
         from core.finetune.train import train_adapter
-        from core.train.loop import Hooks
+        from core.train.fsdp import full_state_dict
+        from core.train.loop import Hooks, planned_steps
 
         cfg = self.config
         best: dict = {}
+        fsdp = cfg.fsdp and world().distributed
+        tasks = []
 
         def on_best() -> None:
-            """Keep the best adapter in memory (for the after-test) and on disk (adapter/), atomically."""
+            """Keep the best adapter in memory (for the after-test) and on disk (adapter/), atomically.
+
+            With --fsdp the adapter is in shards: every rank takes part in gathering it on rank 0.
+            """
+            gathered = None
+            if fsdp:  # the loss module's trainable state: "model." + the peft model's own names
+                gathered = {k.removeprefix("model."): v for k, v in
+                            full_state_dict(tasks[0].sharded_state.module, trainable_only=True).items()}
             if not ctx.main:
                 return
             best.clear()
-            best.update({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()})
+            if gathered is not None:
+                best.update(get_peft_model_state_dict(model, state_dict=gathered))
+            else:
+                best.update({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()})
             tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=ctx.run_dir))
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, **({"state_dict": gathered} if gathered is not None else {}))
             final = ctx.run_dir / ADAPTER
             if final.exists():
                 shutil.rmtree(final)
@@ -217,21 +233,25 @@ class FinetuneJob(Job):
         bf16 = device == "cuda" and next(model.parameters()).dtype == torch.bfloat16
         autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
         steps_per_epoch = -(-len(self.train_examples) // cfg.batch_size)
-        ctx.emit(Plan(total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
+        ctx.emit(Plan(total_steps=planned_steps(len(self.train_examples), cfg.batch_size, cfg.epochs, cfg.max_steps),
+                      steps_per_epoch=steps_per_epoch,
                       examples=len(self.train_examples), n_params=self.fields["total_params"],
                       trainable_params=self.fields["trainable_params"]))
         hooks = Hooks(emit=ctx.emit, should_stop=ctx.should_stop, on_step=ctx.on_step, run_dir=ctx.run_dir, on_best=on_best)
         result, fused = train_adapter(model, self.train_examples, self.val_examples, cfg,
                                       pad_id=self.tokenizer.pad_token_id, hooks=hooks, resume_from=self.resume_from,
-                                      autocast=autocast)
-        if best:
-            set_peft_model_state_dict(model, best)  # the after-test answers with the adapter that was kept
-        elif (ctx.run_dir / ADAPTER / "adapter_model.safetensors").is_file():  # resumed after the best was saved
+                                      autocast=autocast, bf16=bf16, on_task=tasks.append)
+        saved = ctx.run_dir / ADAPTER / "adapter_model.safetensors"
+        if not (broadcast(bool(best) or saved.is_file()) if fsdp else (best or saved.is_file() or not ctx.main)):
+            on_best()  # no val split: the final adapter is the one kept (with --fsdp every rank gathers it)
+        if not best and saved.is_file() and ctx.main:  # resumed after the best was saved
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict(model, load_file(str(ctx.run_dir / ADAPTER / "adapter_model.safetensors")))
-        elif ctx.main:
-            on_best()  # no val split: the final adapter is the one kept
+            best.update(load_file(str(saved)))
+        if fsdp:  # the trained model is in shards: rank 0 answers the test with a whole copy, the base and the kept adapter
+            model = self._whole_model(best, device) if ctx.main else None
+        elif best:
+            set_peft_model_state_dict(model, best)  # the after-test answers with the adapter that was kept
         ctx.optimizations = [o for o, on in (
             ("bf16 autocast, frozen base weights in bf16", bf16), ("fused AdamW over the adapter's parameters", fused),
             ("gradient checkpointing", cfg.gradient_checkpointing),
@@ -252,9 +272,25 @@ class FinetuneJob(Job):
             tokens_trained=result.tokens_trained, nonfinite_steps=result.nonfinite_steps,
             tokens_per_second=round(result.tokens_trained / result.train_seconds, 1) if result.train_seconds else None,
             micro_batch_size=result.micro_batch_size, oom_retries=result.oom_retries, checkpoint=result.checkpoint,
-            adapter_dir=str(ctx.run_dir / ADAPTER), **({"error": result.error} if result.error else {}),
+            adapter_dir=str(ctx.run_dir / ADAPTER), fsdp=fsdp, rank_memory=result.rank_memory,
+            max_steps=cfg.max_steps or None, max_steps_reached=result.max_steps_reached,
+            **({"error": result.error} if result.error else {}),
         )
-        return result
+        return result, model
+
+    def _whole_model(self, adapter: dict, device):
+        """The base model loaded again, whole, with the adapter that was kept: what rank 0 answers the test with after
+        --fsdp training (the trained copy is in shards over the ranks)."""
+        from peft import set_peft_model_state_dict
+
+        from core.finetune.lora import add_lora
+        from core.lm.loading import load_model
+
+        cfg = self.config
+        base, _ = load_model(self.model_path, self.dtype, device, self.tokenizer)
+        model, _ = add_lora(base, cfg.rank, cfg.alpha, cfg.dropout, cfg.targets, cfg.seed)
+        set_peft_model_state_dict(model, adapter)
+        return model
 
     def _answer_test(self, ctx: RunContext, model, filename: str, which: str) -> None:
         """The test questions answered through the eval engine, each line written as its row ends."""

@@ -58,6 +58,13 @@ def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict, corpu
     return tokens, state
 
 
+def _eval_loss(result) -> float | None:
+    """The held-out loss the run ended with: the last epoch end's, or the check made where --max-steps ended it."""
+    if result.max_steps_reached and result.evals:
+        return result.evals[-1][2]
+    return result.eval_losses[-1] if result.eval_losses else None
+
+
 def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
     """The config of a pretraining run to resume and its newest complete checkpoint."""
     from core.checkpoints import resume_checkpoint
@@ -186,6 +193,8 @@ class PretrainJob(Job):
         from core.pretrain.data import pack_blocks
         from core.pretrain.model import build_model as build_gpt2
         from core.pretrain.train import count_steps_per_epoch, train
+        from core.train.fsdp import full_state_dict
+        from core.train.loop import planned_steps
 
         cfg, tok, tokens, phases = self.config, self.tok, self.tokens, self.phases
         t = time.perf_counter()
@@ -197,17 +206,20 @@ class PretrainJob(Job):
         phases["model_init"] = time.perf_counter() - t
         ctx.emit(Phase(name="model_init", seconds=round(phases["model_init"], 3)))
         steps_per_epoch = count_steps_per_epoch(train_blocks[0].shape[0], cfg.batch_size)
-        ctx.emit(Plan(total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
+        total_steps = planned_steps(train_blocks[0].shape[0], cfg.batch_size, cfg.epochs, cfg.max_steps)
+        ctx.emit(Plan(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                       blocks=train_blocks[0].shape[0], tokens_per_epoch=len(tokens.train_ids), n_params=n_params))
         ctx.say(f"model: GPT-2 {cfg.model_size}, {n_params / 1e6:.1f} M parameters; "
-                     f"{steps_per_epoch * cfg.epochs} steps of {cfg.batch_size}×{cfg.block_size} tokens")
+                f"{total_steps} steps of {cfg.batch_size}×{cfg.block_size} tokens"
+                + (f" (--max-steps {cfg.max_steps})" if total_steps < steps_per_epoch * cfg.epochs else ""))
+        fsdp = cfg.fsdp and world().distributed
 
         self.samples: list[dict] = []
 
         def sampler(step: int) -> None:
             from core.pretrain.samples import draw_samples, why_degenerate
 
-            for sample in draw_samples(model, tok, self.prompts, cfg.sample_tokens, step, cfg.seed):
+            for sample in draw_samples(model, tok, self.prompts, cfg.sample_tokens, step, cfg.seed, lockstep=fsdp):
                 ctx.emit(Sample(**sample))
                 self.samples.append(sample)
                 if sample["degenerate"]:  # an event for the app and a line at the terminal
@@ -217,7 +229,7 @@ class PretrainJob(Job):
 
         result = train(model, train_blocks, eval_blocks, cfg, ctx.emit, should_stop=ctx.should_stop,
                        on_step=self.on_step or ctx.on_step, run_dir=ctx.run_dir, resume_from=self.resume_from,
-                       sampler=sampler if cfg.sample_tokens and ctx.main else None)
+                       sampler=sampler if cfg.sample_tokens and (ctx.main or fsdp) else None)  # FSDP: every rank generates
         if result.compile_seconds is not None:
             phases["compile"] = result.compile_seconds
         phases["train"] = result.train_seconds
@@ -226,9 +238,11 @@ class PretrainJob(Job):
             ([CACHE_OPTIMIZATION[self.cache_state]] if self.cache_state in CACHE_OPTIMIZATION else []) + result.optimizations[1:]
 
         t = time.perf_counter()
-        if not ctx.main:  # every rank holds the same weights; rank 0 saves them
+        # Every rank holds the same weights, or (FSDP) its shard of them, gathered here on rank 0; rank 0 saves them.
+        full = full_state_dict(model) if fsdp else None
+        if not ctx.main:
             return {"steps": result.steps, **({"error": result.error} if result.error else {})}
-        model.save_pretrained(ctx.run_dir / "model")  # safetensors
+        model.save_pretrained(ctx.run_dir / "model", **({"state_dict": full} if fsdp else {}))  # safetensors
         tok.save_pretrained(ctx.run_dir / "model")
         phases["save"] = time.perf_counter() - t
         ctx.emit(Phase(name="save", seconds=round(phases["save"], 3)))
@@ -243,7 +257,7 @@ class PretrainJob(Job):
             "train_seconds": round(result.train_seconds, 3), "epochs": cfg.epochs, "epochs_completed": result.epochs_done,
             "rows": tokens.n_train_rows, "eval_rows": tokens.n_eval_rows, "held_out": tokens.held_out_note,
             "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps, "tokens_trained": result.tokens_trained,
-            "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
+            "final_loss": result.final_loss, "eval_loss": _eval_loss(result),
             "eval_losses": result.eval_losses, "n_params": n_params, "stopped_early": result.stopped_early,
             "eval_history": [{"step": s, "epoch": e, "eval_loss": round(v, 5)} for s, e, v in result.evals],
             "samples": self.samples, "degenerate_samples": sum(s["degenerate"] for s in self.samples),
@@ -256,6 +270,8 @@ class PretrainJob(Job):
             "model_dir": str(ctx.run_dir / "model"), "nonfinite_steps": result.nonfinite_steps,
             "micro_batch_size": result.micro_batch_size, "oom_retries": result.oom_retries,
             "checkpoint": result.checkpoint, "resumed_from": str(self.resume_from) if self.resume_from else None,
+            "fsdp": fsdp, "rank_memory": result.rank_memory, "max_steps": cfg.max_steps or None,
+            "max_steps_reached": result.max_steps_reached,
             **({"error": result.error} if result.error else {}),
         }
 

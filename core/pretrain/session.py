@@ -9,7 +9,6 @@ weighted by their real tokens, `step()` is one optimizer step with no host sync 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,7 +19,9 @@ from core.distributed import all_sum, world
 from core.optim import adamw, make_scheduler
 from core.pretrain.config import PretrainConfig
 from core.pretrain.model import CAUSAL_ATTENTION, use_causal_attention
-from core.train.loop import optimizer_step
+from core.train.fsdp import ShardedState, micro_batch_sync
+from core.train.fsdp import shard as fsdp_shard
+from core.train.loop import optimizer_step, planned_steps
 
 
 def count_steps_per_epoch(n_blocks: int, batch_size: int) -> int:
@@ -60,6 +61,8 @@ class Session:
     ddp: object = None                # the DistributedDataParallel wrapper with several processes, else None
     rank: int = 0
     world_size: int = 1
+    fsdp: bool = False                # the model is sharded over the ranks (FSDP2)
+    sharded_state: ShardedState | None = None  # --fsdp: checkpoints are sharded (also on one process)
 
     @property
     def device(self) -> torch.device:
@@ -108,7 +111,7 @@ class Session:
         micro = micro or self.micro_size
         valid = self.valid_tokens[idx]
         batch_tokens = valid.sum()  # filler blocks count zero
-        if self.ddp is not None:
+        if self.ddp is not None or self.fsdp:
             return self._forward_backward_shard(idx, valid, batch_tokens, real, micro), batch_tokens
         total = torch.zeros((), device=self.device)
         for k, chunk in enumerate(idx.split(micro)):
@@ -123,7 +126,8 @@ class Session:
 
     def _forward_backward_shard(self, idx, valid, batch_tokens, real, micro: int) -> torch.Tensor:
         """This rank's share of the batch. Every rank runs the same number of micro-batches (DDP syncs on the
-        last one's backward), so a short share is filled with a block of weight zero."""
+        last one's backward, FSDP gathers every block in every forward), so a short share is filled with a block
+        of weight zero."""
         n = self.world_size
         per_rank = -(-idx.numel() // n)
         positions = torch.arange(per_rank, device=idx.device) * n + self.rank
@@ -136,7 +140,7 @@ class Session:
         for k, start in enumerate(chunks):
             end = start + micro
             sync = k == len(chunks) - 1
-            with contextlib.nullcontext() if sync else self.ddp.no_sync():  # gradients all-reduced on the last only
+            with micro_batch_sync(self.ddp, last=sync):  # DDP: gradients all-reduced on the last only
                 with self.accelerator.autocast():
                     chunk = mine[start:end]
                     # per-block mean losses, so each block can carry its own weight
@@ -171,7 +175,7 @@ class Session:
         """The speed-ups this session really runs with, from its resolved state."""
         attn = self.attention
         opts = ["packed token blocks (no padding)"]
-        if self.bf16:
+        if self.bf16 and not self.fsdp:
             opts.append("bf16 autocast (accelerate)")
         if self.tf32:
             opts.append("TF32 matmuls")
@@ -187,9 +191,12 @@ class Session:
         opts.append(f"loss read back every {self.cfg.log_every} steps")
         if self.cuda and self.fused and self.causal and self.cfg.log_every > 1:
             opts.append("no per-step host sync (only at log steps)")
+        backend = "NCCL" if self.cuda else "gloo"
         if self.ddp is not None:
-            backend = "NCCL" if self.cuda else "gloo"
             opts.append(f"data-parallel over {self.world_size} processes (DistributedDataParallel, {backend})")
+        if self.fsdp:
+            opts.append(f"model sharded over {self.world_size} processes (FSDP2 fully_shard per transformer block, "
+                        f"{backend}){'; bf16 compute, fp32 gradient reduction' if self.bf16 else ''}")
         if oom_retries:
             opts.append(f"micro-batches of {micro or self.micro_size} after {oom_retries} out-of-memory retries")
         return opts
@@ -228,7 +235,10 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
 
     cuda = torch.cuda.is_available()
     bf16 = cfg.bf16 and cuda and torch.cuda.is_bf16_supported()
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not cuda)
+    w = world()
+    fsdp = cfg.fsdp and w.distributed
+    # With FSDP its own mixed-precision policy computes in bf16 (set where the model is sharded), not autocast.
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 and not fsdp else "no", cpu=not cuda)
     device = accelerator.device
     tf32 = cuda and cfg.tf32
     if tf32:
@@ -238,9 +248,10 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
     # The model is not passed through accelerator.prepare: on one device that would only add a
     # wrapper that casts logits back to fp32, one more full-vocabulary copy per step.
     model.to(device).train()
-    w = world()
     ddp = None
-    if w.distributed:  # torch's DistributedDataParallel all-reduces the gradients; llmlab only shards the batch
+    if fsdp:  # torch's FSDP2: each rank keeps 1/N of every block; the optimizer is made over the shards below
+        fsdp_shard(model, bf16=bf16)
+    elif w.distributed:  # torch's DistributedDataParallel all-reduces the gradients; llmlab only shards the batch
         from torch.nn.parallel import DistributedDataParallel
 
         ddp = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
@@ -255,8 +266,8 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
 
     optimizer, fused = adamw(model, cfg.lr, cfg.weight_decay, fused=cfg.fused_adamw)
     steps_per_epoch = count_steps_per_epoch(n_blocks, cfg.batch_size)
-    scheduler = make_scheduler(optimizer, total_steps=steps_per_epoch * cfg.epochs, warmup=cfg.warmup,
-                               min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule)
+    scheduler = make_scheduler(optimizer, total_steps=planned_steps(n_blocks, cfg.batch_size, cfg.epochs, cfg.max_steps),
+                               warmup=cfg.warmup, min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule)
     session = Session(
         cfg=cfg, model=model, forward=torch.compile(ddp or model) if cfg.compile else (ddp or model), optimizer=optimizer,
         scheduler=scheduler, accelerator=accelerator, inputs=inputs, labels=labels,
@@ -264,6 +275,7 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
         eval_labels=eval_labels, n_blocks=n_blocks, steps_per_epoch=steps_per_epoch,
         micro_size=cfg.micro_batch_size or cfg.batch_size, fused=fused, causal=causal,
         attention=str(getattr(model.config, "_attn_implementation", "")), bf16=bf16, tf32=tf32,
-        pad_block=pad_block, ddp=ddp, rank=w.rank, world_size=w.size,
+        pad_block=pad_block, ddp=ddp, rank=w.rank, world_size=w.size, fsdp=fsdp,
+        sharded_state=ShardedState(model) if cfg.fsdp else None,
     )
     return session
