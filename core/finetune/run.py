@@ -83,7 +83,7 @@ class FinetuneJob(Job):
         }
         if self.resume:
             self._check_same_splits(Path(cfg.out))
-        from core.finetune.train import encode
+        from core.finetune.examples import encoded_examples
 
         self.retain = None
         if cfg.retain_check:
@@ -93,8 +93,12 @@ class FinetuneJob(Job):
                 self.retain = load_squad(cfg.retain_check)[: cfg.retain_limit]
             except ValueError as exc:
                 raise UsageError(f"--retain-check: {exc}") from None
-        self.train_examples, cut_train = encode(self.tokenizer, self.rows["train"], cfg.max_length)
-        self.val_examples, cut_val = encode(self.tokenizer, self.rows["val"], cfg.max_length)
+        # tokenized once into the cache (memory-mapped token shards) and read an example at a time
+        self.notes: list[str] = []
+        self.train_examples, cut_train = encoded_examples(self.tokenizer, self.rows["train"], cfg.max_length, cfg.num_proc,
+                                                          self.notes)
+        self.val_examples, cut_val = encoded_examples(self.tokenizer, self.rows["val"], cfg.max_length, cfg.num_proc,
+                                                      self.notes)
         self.cut = cut_train + cut_val
 
     def _check_same_splits(self, run_dir: Path) -> None:
@@ -114,7 +118,7 @@ class FinetuneJob(Job):
 
     def run(self, ctx: RunContext) -> dict:
         cfg, splits = self.config, self.splits
-        for note in splits.notes:
+        for note in [*splits.notes, *self.notes]:
             ctx.log(note)
         if self.cut:
             ctx.log(f"{self.cut} examples are longer than --max-length {cfg.max_length}; their prompts lost their beginning")

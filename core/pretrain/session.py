@@ -2,7 +2,8 @@
 optimizer, schedule, compile.
 
 `prepare()` builds a Session, the loop's TrainTask for GPT-2 on packed token blocks: its batches are
-index lookups into blocks resident on the device, `forward_backward` runs them in micro-batches
+index lookups into blocks resident on the device (or, for a corpus larger than memory, blocks read
+from the memory-mapped token shards, `mapped`), `forward_backward` runs them in micro-batches
 weighted by their real tokens, `step()` is one optimizer step with no host sync in it, and
 `optimizations()` names the speed-ups the session really runs with.
 """
@@ -18,6 +19,7 @@ import torch
 from core.distributed import all_sum, world
 from core.optim import adamw, make_scheduler
 from core.pretrain.config import PretrainConfig
+from core.pretrain.data import MappedBlocks
 from core.pretrain.model import CAUSAL_ATTENTION, use_causal_attention
 from core.train.fsdp import ShardedState, micro_batch_sync
 from core.train.fsdp import shard as fsdp_shard
@@ -44,7 +46,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     scheduler: object
     accelerator: object
-    inputs: torch.Tensor              # (n_blocks [+1 all-masked block], T) on the device
+    inputs: torch.Tensor              # (n_blocks [+1 all-masked block], T) on the device; empty when `mapped`
     labels: torch.Tensor
     valid_tokens: torch.Tensor        # predicted tokens per block (labels that are not -100)
     eval_inputs: torch.Tensor
@@ -63,6 +65,7 @@ class Session:
     world_size: int = 1
     fsdp: bool = False                # the model is sharded over the ranks (FSDP2)
     sharded_state: ShardedState | None = None  # --fsdp: checkpoints are sharded (also on one process)
+    mapped: MappedBlocks | None = None  # the blocks, read from memory-mapped shards per batch (not resident)
 
     @property
     def device(self) -> torch.device:
@@ -70,7 +73,21 @@ class Session:
 
     @property
     def order_device(self) -> torch.device:
-        return self.inputs.device  # the order indexes blocks resident there
+        # the order indexes blocks resident on the device, or (mapped) blocks the host reads
+        return torch.device("cpu") if self.mapped is not None else self.inputs.device
+
+    def _blocks(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of these blocks on the device."""
+        if self.mapped is None:
+            return self.inputs[idx], self.labels[idx]
+        inputs, labels = self.mapped.take(idx.numpy())
+        return (torch.from_numpy(inputs).to(self.device, non_blocking=True),
+                torch.from_numpy(labels).to(self.device, non_blocking=True))
+
+    def _valid(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.mapped is None:
+            return self.valid_tokens[idx]
+        return torch.from_numpy(self.mapped.valid(idx.numpy())).to(self.device)
 
     @property
     def n_items(self) -> int:
@@ -109,7 +126,7 @@ class Session:
         """
         idx, real = batch
         micro = micro or self.micro_size
-        valid = self.valid_tokens[idx]
+        valid = self._valid(idx)
         batch_tokens = valid.sum()  # filler blocks count zero
         if self.ddp is not None or self.fsdp:
             return self._forward_backward_shard(idx, valid, batch_tokens, real, micro), batch_tokens
@@ -118,7 +135,8 @@ class Session:
             if k * micro >= real:  # only filler blocks left: nothing to learn from, skip the compute
                 break
             with self.accelerator.autocast():
-                loss = self.forward(input_ids=self.inputs[chunk], labels=self.labels[chunk], use_cache=False).loss
+                inputs, labels = self._blocks(chunk)
+                loss = self.forward(input_ids=inputs, labels=labels, use_cache=False).loss
             weight = valid[k * micro:(k + 1) * micro].sum() / batch_tokens
             (loss * weight).backward()
             total += loss.detach().float() * weight
@@ -131,7 +149,7 @@ class Session:
         n = self.world_size
         per_rank = -(-idx.numel() // n)
         positions = torch.arange(per_rank, device=idx.device) * n + self.rank
-        present = positions < real                    # past the real blocks: filler, weight zero
+        present = (positions < real).to(valid.device)  # past the real blocks: filler, weight zero
         positions = positions.clamp(max=idx.numel() - 1)
         mine = idx[positions]
         weights = torch.where(present, valid[positions], 0) / batch_tokens
@@ -144,8 +162,9 @@ class Session:
                 with self.accelerator.autocast():
                     chunk = mine[start:end]
                     # per-block mean losses, so each block can carry its own weight
-                    out = self.forward(input_ids=self.inputs[chunk], use_cache=False)
-                    losses = _block_losses(out.logits, self.labels[chunk])
+                    inputs, labels = self._blocks(chunk)  # only this rank's blocks are read
+                    out = self.forward(input_ids=inputs, use_cache=False)
+                    losses = _block_losses(out.logits, labels)
                     loss = (losses * weights[start:end]).sum()
                 (loss * n).backward()
             total += loss.detach().float()
@@ -183,7 +202,10 @@ class Session:
             opts.append("SDPA causal kernel with no attention mask (no mask building, no packed-sequence check)")
         elif attn:
             opts.append(f"{attn} attention")
-        opts.append(f"data resident on {self.device.type}")
+        if self.mapped is not None:
+            opts.append("token blocks read from memory-mapped token shards per batch (memory does not grow with the corpus)")
+        else:
+            opts.append(f"data resident on {self.device.type}")
         if self.fused:
             opts.append("fused AdamW")
         if self.forward not in (self.model, self.ddp):
@@ -255,13 +277,19 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
         from torch.nn.parallel import DistributedDataParallel
 
         ddp = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    inputs, labels = (t.to(device) for t in train_blocks)
-    n_blocks = inputs.shape[0]
+    mapped = train_blocks if isinstance(train_blocks, MappedBlocks) else None
+    if mapped is not None:
+        inputs = labels = torch.zeros((0, mapped.block_size), dtype=torch.long, device=device)
+        n_blocks = mapped.n_blocks
+    else:
+        inputs, labels = (t.to(device) for t in train_blocks)
+        n_blocks = inputs.shape[0]
     pad_block = None
-    if cfg.compile:  # one all-masked block at the end fills short batches (Session.batch)
+    if cfg.compile:  # one all-masked block at the end fills short batches (Session.batch); MappedBlocks has its own
         pad_block = n_blocks
-        inputs = torch.cat([inputs, inputs[:1]])
-        labels = torch.cat([labels, torch.full_like(labels[:1], -100)])
+        if mapped is None:
+            inputs = torch.cat([inputs, inputs[:1]])
+            labels = torch.cat([labels, torch.full_like(labels[:1], -100)])
     eval_inputs, eval_labels = (t.to(device) for t in eval_blocks)
 
     optimizer, fused = adamw(model, cfg.lr, cfg.weight_decay, fused=cfg.fused_adamw)
@@ -276,6 +304,6 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
         micro_size=cfg.micro_batch_size or cfg.batch_size, fused=fused, causal=causal,
         attention=str(getattr(model.config, "_attn_implementation", "")), bf16=bf16, tf32=tf32,
         pad_block=pad_block, ddp=ddp, rank=w.rank, world_size=w.size, fsdp=fsdp,
-        sharded_state=ShardedState(model) if cfg.fsdp else None,
+        sharded_state=ShardedState(model) if cfg.fsdp else None, mapped=mapped,
     )
     return session

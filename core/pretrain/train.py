@@ -101,7 +101,7 @@ def _compile_warmup(s: Session, emit) -> float:
     away, so the run trains exactly as if it had not happened.
     """
     t = time.perf_counter()
-    order = torch.arange(s.n_blocks, device=s.device)
+    order = torch.arange(s.n_blocks, device=s.order_device)
     micro = HalvingSize(s.micro_size, "out of memory even with one sequence per micro-batch; lower --block-size or use "
                                       "a smaller --model-size")
     with torch.random.fork_rng(devices=[s.device] if s.cuda else []):

@@ -196,10 +196,10 @@ def test_token_cache_is_listed_only_when_it_was_read_or_written(corpus, tmp_path
     off = run_pretrain(run_cfg(corpus, tmp_path / "off", token_cache=False), log=quiet)
     assert off["token_cache"] == "off" and not any("cache" in o for o in off["optimizations"])
 
-    def disk_full(path, tokens):
+    def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(data, "save_cached", disk_full)
+    monkeypatch.setattr(data, "write_cache", disk_full)
     corpus.write_text(corpus.read_text(encoding="utf-8") + "one more row .\n", encoding="utf-8")  # a cache miss
     failed = run_pretrain(run_cfg(corpus, tmp_path / "failed"), log=quiet)
     assert failed["token_cache"] == "failed" and not any("cache" in o for o in failed["optimizations"])
