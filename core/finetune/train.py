@@ -25,6 +25,7 @@ from core.train.fsdp import ShardedState, is_sharded, micro_batch_sync
 from core.train.fsdp import shard as fsdp_shard
 from core.train.loop import Hooks, LoopResult, LoopSettings, planned_steps
 from core.train.loop import train as train_loop
+from core.train.tokens import batch_ids
 
 
 @dataclass
@@ -36,8 +37,8 @@ class Example:
 def encode(tokenizer, rows: list[dict], max_length: int) -> tuple[list[Example], int]:
     """(examples, how many lost the start of their prompt to fit max_length); the target is never cut."""
     eos = tokenizer.eos_token_id
-    prompts = tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
-    targets = tokenizer([r["target"] for r in rows], add_special_tokens=False)["input_ids"]
+    prompts = batch_ids(tokenizer, [r["prompt"] for r in rows], add_special_tokens=True)
+    targets = batch_ids(tokenizer, [r["target"] for r in rows], add_special_tokens=False)
     out, cut = [], 0
     for p, t in zip(prompts, targets):
         t = (t + [eos])[: max_length - 1]

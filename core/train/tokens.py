@@ -28,13 +28,21 @@ def tokenizer_fingerprint(tok) -> str:
     return f"{type(tok).__name__}:{len(tok)}:{tok.eos_token_id}:{sample}"
 
 
+def batch_ids(tok, texts: list[str], add_special_tokens: bool = False) -> list[list[int]]:
+    """Each text's ids, in one batched call. A fast tokenizer's own (Rust) backend is called directly: the same ids
+    as `tok(texts)["input_ids"]`, without the Python wrapper's batch dictionary, which costs a third of the time."""
+    backend = getattr(tok, "backend_tokenizer", None) if getattr(tok, "is_fast", False) else None
+    if backend is not None:
+        return [e.ids for e in backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)]
+    return tok(list(texts), add_special_tokens=add_special_tokens, verbose=False)["input_ids"]
+
+
 def tokenize_rows(texts: list[str], tok) -> np.ndarray:
     """One batched call of the fast (Rust) tokenizer; EOS closes every row."""
     if not texts:
         return np.zeros(0, dtype=np.int32)
-    ids = tok(texts, add_special_tokens=False, verbose=False)["input_ids"]
     eos = tok.eos_token_id
-    return np.fromiter((t for row in ids for t in (*row, eos)), dtype=np.int32)
+    return np.fromiter((t for row in batch_ids(tok, texts) for t in (*row, eos)), dtype=np.int32)
 
 
 def tokenize_chunk(tok, texts: list[str]) -> np.ndarray:
@@ -95,4 +103,4 @@ def write_corpus_shards(folder: Path, stream, tok, num_proc: int = 1, shard_toke
         return writer.finish(source=stream.source, held_out_note=stream.held_out_note, **extra)
 
 
-__all__ = ["tokenizer_fingerprint", "tokenize_rows", "tokenize_chunk", "map_chunks", "write_corpus_shards"]
+__all__ = ["tokenizer_fingerprint", "batch_ids", "tokenize_rows", "tokenize_chunk", "map_chunks", "write_corpus_shards"]

@@ -249,3 +249,13 @@ def test_shard_index_records_tokenizer_rows_and_checksums(corpus, tok, tmp_path)
         list(CorpusStream(str(tmp_path / "nothing.txt"), 10, 0))
     assert torch.equal(torch.as_tensor(np.asarray(open_shards(folder)["train"][:5]).astype(np.int64)),
                        torch.as_tensor(tokenize_rows(load_corpus(str(corpus), 100, 10).train, tok)[:5]).long())
+
+
+def test_the_fast_backend_gives_the_ids_the_tokenizer_gives(tok):
+    from core.lm.bpe import train_bpe
+
+    rows = [*ROWS[:200], "你好，世界 <|endoftext|> 再见", "  two  spaces ", "émoji 🙂 ok", ""]
+    for tokenizer in (tok, train_bpe(ROWS + ["你好，世界"], 400, length=len(ROWS) + 1)):
+        ids = tokenizer(rows, add_special_tokens=False)["input_ids"]
+        expected = [t for row in ids for t in (*row, tokenizer.eos_token_id)]
+        assert tokenize_rows(rows, tokenizer).tolist() == expected
