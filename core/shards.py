@@ -21,6 +21,7 @@ file and what is wrong; callers rebuild a cache or refuse the input. Nothing her
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -143,7 +144,12 @@ class ShardWriter:
         self.arrays[name] = {"file": final.name, "sha256": _file_sha256(final), "length": len(array)}
 
     def finish(self, **extra) -> Path:
-        """Close every file, write the index, and move the folder into place (an existing one is replaced)."""
+        """Close every file, write the index, and move the folder into place.
+
+        A damaged folder in the way is replaced; a sound one (written meanwhile by another process tokenizing the
+        same data: the ranks of another machine, say) is kept and this one dropped, so a folder is never removed
+        while someone reads it.
+        """
         for split, shard in list(self._open.items()):
             self.splits[split]["shards"].append(shard.close())
         self._open.clear()
@@ -153,8 +159,18 @@ class ShardWriter:
         _fsync(self.tmp / INDEX)
         _fsync(self.tmp)
         if self.folder.exists():
-            shutil.rmtree(self.folder)
-        os.replace(self.tmp, self.folder)
+            try:
+                open_shards(self.folder)  # checksums too: a damaged cache is why a folder is rewritten
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                return self.folder
+            except ShardError:
+                shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            os.replace(self.tmp, self.folder)
+        except OSError as exc:  # another writer's folder arrived first (a directory is not replaced when not empty)
+            if not self.folder.is_dir() or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            shutil.rmtree(self.tmp, ignore_errors=True)
         _fsync(self.folder.parent)
         return self.folder
 

@@ -259,3 +259,16 @@ def test_the_fast_backend_gives_the_ids_the_tokenizer_gives(tok):
         ids = tokenizer(rows, add_special_tokens=False)["input_ids"]
         expected = [t for row in ids for t in (*row, tokenizer.eos_token_id)]
         assert tokenize_rows(rows, tokenizer).tolist() == expected
+
+
+def test_a_sound_folder_written_meanwhile_is_kept_and_a_damaged_one_replaced(tmp_path):
+    first = write_small(tmp_path / "shards")
+    before = (first / "train-00000.bin").stat().st_mtime_ns
+    with ShardWriter(tmp_path / "shards", 50_257, "fp", shard_tokens=2000) as writer:  # a second writer, same data
+        writer.add("train", np.arange(5000) % 50_000, 10)
+        writer.finish()
+    assert (first / "train-00000.bin").stat().st_mtime_ns == before  # the first one stands
+    (first / "train-00001.bin").write_bytes(b"cut")
+    write_small(tmp_path / "shards")
+    assert open_shards(first)["train"][4999] == 4999  # rebuilt
+    assert [p.name for p in tmp_path.iterdir()] == ["shards"]
