@@ -224,7 +224,9 @@ def train(task: TrainTask, optimizer, scheduler, settings: LoopSettings, hooks: 
     def checkpoint(epoch: int, next_index: int, order_rng: torch.Tensor | None) -> None:
         # The order is not stored: the RNG state it was drawn from gives it back, whatever the corpus size.
         rng = {**rng_state(generator), **({"order": order_rng} if order_rng is not None else {})}
-        state = {"step": pos.step, "epoch": epoch, "next_index": next_index, "order": [], "n_items": task.n_items,
+        # (an epoch resumed from an older checkpoint, which kept the order itself, keeps it the same way)
+        order = pos.order.tolist() if order_rng is None and next_index and pos.order is not None else []
+        state = {"step": pos.step, "epoch": epoch, "next_index": next_index, "order": order, "n_items": task.n_items,
                  "eval_losses": result.epoch_end_losses, "evals": result.evals, "train_losses": result.train_losses,
                  "best": result.best, "since_best": result.since_best, "rng": rng}
         weights = None if sharded is not None else task.weights()
