@@ -17,7 +17,9 @@
 #      llmlab (cold and warm token cache) and an uncapped HF Trainer baseline, both held-out losses; eval of
 #      100 questions x 512 new tokens on Qwen2.5-0.5B's shape (random weights, the real Qwen tokenizer) for
 #      llmlab's default and every lever, the one-at-a-time baseline on 3 questions (scaled, labelled) and the
-#      plain batched baseline.
+#      plain batched baseline; between them the pretraining sweep that the GPU defaults wait for: 8, 32 and 64
+#      sequences of 128 per step (lr scaled by the square root of the batch), --chunked-loss on, --optimizer muon,
+#      each with held-out loss and wall time.
 # Everything lands in $OUT/gpu-check/ (results JSON with device, date and versions, logs, summary.md).
 # Back here: copy $OUT/gpu-check/results/*.json into bench/results/<device>/ and run
 # `python -m bench.report --update-readme`.

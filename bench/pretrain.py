@@ -45,6 +45,9 @@ LEVERS: dict[str, dict] = {
     "batch16": {"batch_size": 16},
     "batch32": {"batch_size": 32},
     "batch64-lr2e-3": {"batch_size": 64, "lr": 2e-3},
+    # the GPU sweep of tokens per step (bench/gpu_check.sh): lr scaled with the square root of the batch from 1e-3 at 8
+    "batch32-lr2e-3": {"batch_size": 32, "lr": 2e-3},
+    "batch64-lr2.8e-3": {"batch_size": 64, "lr": 2.8e-3},
     "block256": {"block_size": 256},
     "block512": {"block_size": 512},
     "b16x256": {"batch_size": 16, "block_size": 256},  # the earlier default
@@ -55,6 +58,9 @@ LEVERS: dict[str, dict] = {
     "sync-every-step": {"log_every": 1},
     "eager-attention": {"attn": "eager"},
     "compile": {"compile": True},
+    "chunked-loss-on": {"chunked_loss": "on"},
+    "chunked-loss-off": {"chunked_loss": "off"},
+    "muon": {"optimizer": "muon"},
 }
 LEVER_SETS = {"fast": [k for k in LEVERS if k != "compile"], "all": list(LEVERS), "none": []}
 BOOL_FIELDS = {"bf16", "tf32", "fused_adamw", "compile", "token_cache"}

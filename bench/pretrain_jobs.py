@@ -231,7 +231,7 @@ def run_baseline(job: dict) -> dict:
         "train_seconds": round(train_scaled, 3), "measured_train_seconds": round(train_seconds, 3),
         "loop_seconds": round(timer.loop_seconds, 3), "steps": steps, "total_steps": total_steps,
         "scaled_from_fraction": round(steps / total_steps, 4) if timer.stopped_early else None,
-        "tokens_trained": real_tokens, "n_params": n_params, "peak_memory_mib": peak,
+        "tokens_trained": real_tokens, "n_params": n_params, "peak_memory_mib": peak, "peak_rss_mib": peak_rss_mib(),
         # Trainer logs the mean loss of the last `logging_steps` (500) steps; a subset run's
         # model is only partly trained, so its losses say nothing about the full recipe.
         "final_loss": None if timer.stopped_early else (losses[-1] if losses else round(output.training_loss, 5)),

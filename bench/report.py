@@ -39,6 +39,7 @@ def pretrain_tables(payload: dict) -> str:
                    ("process seconds (incl. Python imports)", "process_seconds"),
                    ("train seconds", "train_seconds"), ("tokens/s (real tokens)", "tokens_per_second"),
                    ("MFU (6·N·tokens/time/bf16 peak)", "mfu"), ("peak GPU memory MiB", "peak_memory_mib"),
+                   ("peak process memory (RSS) MiB", "peak_rss_mib"),
                    ("final training loss", "final_loss"), ("held-out loss (same rows, same code)", "heldout_loss"),
                    ("optimizer steps", "total_steps")]
         rows = []
@@ -78,16 +79,17 @@ def lever_table(payload: dict) -> str:
     rows = []
     for run in levers:
         if run.get("error"):
-            rows.append([run["lever"], json.dumps(run.get("overrides", {})), "failed", "-", "-", "-", "-", "-", "-"])
+            rows.append([run["lever"], json.dumps(run.get("overrides", {})), "failed", "-", "-", "-", "-", "-", "-", "-"])
             continue
         delta = None
         if base and run is not base and base.get("train_seconds"):
             delta = f"{(run['train_seconds'] / base['train_seconds'] - 1) * 100:+.0f}%"
         rows.append([run["lever"], json.dumps(run.get("overrides", {})), run.get("train_seconds"),
                      run.get("total_seconds"), run.get("tokens_per_second"), run.get("mfu"),
+                     run.get("peak_memory_mib") or run.get("peak_rss_mib"),
                      run.get("total_steps"), run.get("heldout_loss"), delta or "-"])
-    return markdown_table(["lever", "change", "train s", "total s", "tokens/s", "MFU", "steps",
-                           "held-out loss", "train time vs base"], rows)
+    return markdown_table(["lever", "change", "train s", "total s", "tokens/s", "MFU", "peak MiB (GPU; CPU: process RSS)",
+                           "steps", "held-out loss", "train time vs base"], rows)
 
 
 def eval_tables(payload: dict) -> str:

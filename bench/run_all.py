@@ -40,10 +40,15 @@ SMOKE = [("pretrain.py", ["--smoke"], 0.5), ("eval.py", ["--smoke", "--fp32-chec
 # bench/gpu_check.sh: the seed pretraining against an UNCAPPED Trainer (its held-out loss is the quality
 # reference), then eval at 1x with every lever (compile last: the deadline drops what does not fit),
 # the one-at-a-time baseline on 3 questions (scaled, labelled) and the plain batched baseline.
+# Then the evidence for the GPU defaults (issue 23): tokens per step 8, 32 and 64 x 128 with the lr scaled, the
+# chunked loss and Muon, each the full seed run with its held-out loss and wall time.
 GPU_CHECK = [
-    ("pretrain.py", ["--scale", "1", "--name", "gpu-check-pretrain"], 0.45),
+    ("pretrain.py", ["--scale", "1", "--name", "gpu-check-pretrain"], 0.35),
+    ("pretrain.py", ["--skip-baseline", "--skip-cold", "--levers",
+                     "base,batch32-lr2e-3,batch64-lr2.8e-3,chunked-loss-on,muon", "--name", "gpu-check-pretrain-sweep"],
+     0.25),
     ("eval.py", ["--scale", "1", "--baseline-questions", "3", "--fp32-check", "2", "--batched-baseline",
-                 "--levers", "all", "--name", "gpu-check-eval"], 0.55),
+                 "--levers", "all", "--name", "gpu-check-eval"], 0.4),
 ]
 
 

@@ -5,6 +5,10 @@ the whole model for pretraining, only the adapter for LoRA), optimizer and sched
 states and the data position. It is written under a temporary name, fsynced, given a COMPLETE
 marker and only then renamed into place, so a checkpoint that exists under its final name is
 whole; torn ones are never loaded. The newest two are kept.
+
+With --fsdp no rank holds the whole model, so weights and optimizer state go to `sharded/`, a
+torch.distributed.checkpoint folder that every rank writes its shard of (`sharded`, a
+core.train.fsdp.ShardedState, does the writing); rank 0 writes the rest and renames the folder.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 
 MARKER = "COMPLETE"
 KEEP = 2
+SHARDED_DIR = "sharded"  # the torch.distributed.checkpoint folder of a checkpoint written with --fsdp
 
 
 def _fsync_dir(path: Path) -> None:
@@ -28,18 +33,32 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(run_dir: Path, weights: dict, optimizer, scheduler, state: dict) -> Path:
-    """Write one checkpoint atomically and prune all but the newest KEEP; `weights` maps names to tensors."""
+def save_checkpoint(run_dir: Path, weights: dict | None, optimizer, scheduler, state: dict, sharded=None) -> Path:
+    """Write one checkpoint atomically and prune all but the newest KEEP; `weights` maps names to tensors.
+
+    With `sharded` (weights None) every rank calls this: each writes its shard, rank 0 the rest.
+    """
+    from core.distributed import barrier, world
+
+    main = world().main
     root = run_dir / "checkpoints"
-    root.mkdir(exist_ok=True)
     final = root / f"step-{state['step']:06d}"
-    tmp = root / f".tmp-step-{state['step']:06d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    # With shards every rank writes into one folder, so its name is the same on every rank.
+    tmp = root / (f".tmp-step-{state['step']:06d}" + ("" if sharded is not None else f"-{os.getpid()}"))
+    if main:
+        root.mkdir(exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
     try:
+        if sharded is not None:
+            barrier()  # the folder exists before any rank writes into it
+            sharded.save(tmp / SHARDED_DIR, optimizer)  # a collective; raises on every rank if one rank failed
+        if not main:
+            return final
         _write_files(tmp, weights, optimizer, scheduler, state)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not also keep half a checkpoint
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not also keep half a checkpoint
         raise
     if final.exists():
         shutil.rmtree(final)
@@ -50,17 +69,20 @@ def save_checkpoint(run_dir: Path, weights: dict, optimizer, scheduler, state: d
     return final
 
 
-def _write_files(tmp: Path, weights: dict, optimizer, scheduler, state: dict) -> None:
+def _write_files(tmp: Path, weights: dict | None, optimizer, scheduler, state: dict) -> None:
+    """The checkpoint's files on rank 0; `weights` None: the sharded folder holds weights and optimizer state."""
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "model.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    if weights is not None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(state.pop("rng"), tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
     for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+        if f.is_file():  # (torch.distributed.checkpoint fsyncs its own files)
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
     (tmp / MARKER).write_text("ok\n")
     _fsync_dir(tmp)
 
@@ -84,13 +106,19 @@ def checkpoint_problem(path: Path) -> str | None:
 
     from safetensors import safe_open
 
-    try:
-        with safe_open(str(path / "model.safetensors"), "pt") as fh:
-            if not list(fh.keys()):
-                return "model.safetensors holds no tensors"
-    except Exception as exc:  # SafetensorError or OSError
-        return f"model.safetensors: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-    for name in ("optimizer.pt", "scheduler.pt", "rng.pt"):
+    sharded = (path / SHARDED_DIR).is_dir()
+    if sharded:
+        problem = sharded_checkpoint_problem(path / SHARDED_DIR)
+        if problem:
+            return problem
+    else:
+        try:
+            with safe_open(str(path / "model.safetensors"), "pt") as fh:
+                if not list(fh.keys()):
+                    return "model.safetensors holds no tensors"
+        except Exception as exc:  # SafetensorError or OSError
+            return f"model.safetensors: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    for name in ("scheduler.pt", "rng.pt") if sharded else ("optimizer.pt", "scheduler.pt", "rng.pt"):
         if not zipfile.is_zipfile(path / name):
             return f"{name} is missing or damaged"
     try:
@@ -101,17 +129,50 @@ def checkpoint_problem(path: Path) -> str | None:
     return f"state.json lacks {', '.join(missing)}" if missing else None
 
 
-def load_checkpoint(path: Path, optimizer, scheduler) -> tuple[dict, dict]:
-    """(the saved weights, the saved state with `rng`); optimizer and scheduler are restored in place."""
+def load_checkpoint(path: Path, optimizer, scheduler, sharded=None) -> tuple[dict, dict]:
+    """(the saved weights, the saved state with `rng`); optimizer and scheduler are restored in place.
+
+    A sharded checkpoint goes straight into `sharded`'s module and the optimizer (the weights returned are
+    then empty); it loads on any number of ranks, one included.
+    """
     from safetensors.torch import load_file
 
-    weights = load_file(str(path / "model.safetensors"))
-    # weights_only=True: a checkpoint is data, never code to run.
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
+    if (path / SHARDED_DIR).is_dir() != (sharded is not None):
+        raise ValueError(f"{path.name} was written {'with' if sharded is None else 'without'} --fsdp, and this run "
+                         f"{'has' if sharded is not None else 'does not have'} it")
+    if sharded is not None:
+        weights = {}
+        sharded.load(path / SHARDED_DIR, optimizer)
+    else:
+        weights = load_file(str(path / "model.safetensors"))
+        # weights_only=True: a checkpoint is data, never code to run.
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     state["rng"] = torch.load(path / "rng.pt", weights_only=True)
     return weights, state
+
+
+def sharded_checkpoint_problem(folder: Path) -> str | None:
+    """Why a sharded checkpoint folder cannot be loaded (its metadata unreadable, a shard file missing or cut
+    short), or None. Cheap: only the metadata is read and the files' sizes compared with it."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    try:
+        metadata = FileSystemReader(str(folder)).read_metadata()
+    except Exception as exc:  # a missing or damaged .metadata
+        return f"{folder.name}/.metadata: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    needed: dict[str, int] = {}
+    for info in (metadata.storage_data or {}).values():
+        end = int(info.offset) + int(info.length)
+        needed[info.relative_path] = max(needed.get(info.relative_path, 0), end)
+    for name, size in sorted(needed.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{folder.name}/{name} is missing"
+        if path.stat().st_size < size:
+            return f"{folder.name}/{name} is cut short ({path.stat().st_size} of {size} bytes)"
+    return None
 
 
 def rng_state(generator: torch.Generator) -> dict:

@@ -61,11 +61,9 @@ def show_plan(kind: Kind, config, as_json: bool = False) -> int:
     return 0
 
 
-def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict | None = None, plan: bool = False,
-             as_json: bool = False) -> int:
-    """Run one `llmlab <kind>` command line to its end and return the exit code (with `plan`: only its memory plan)."""
-    from core.distributed import world
-
+def checked_config(kind: Kind, demo=None, resume_dir: str | None = None, options: dict | None = None,
+                   validate: bool = True):
+    """The config a command line asks for, checked (before torch is imported, so a typo costs nothing)."""
     chosen = given(load(kind.config), options or {})
     if resume_dir:
         if chosen or demo:
@@ -75,11 +73,22 @@ def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict
     else:
         config = make_config(kind, chosen, demo)
     check_finite(config)
-    if plan:  # the run's other inputs (its data) are not needed to size it
-        return show_plan(kind, config, as_json)
-    if as_json:
+    if validate:
+        config.validate()
+    return config
+
+
+def run_kind(kind: Kind, demo=None, resume_dir: str | None = None, options: dict | None = None, plan: bool = False,
+             as_json: bool = False) -> int:
+    """Run one `llmlab <kind>` command line to its end and return the exit code (with `plan`: only its memory plan)."""
+    from core.distributed import world
+
+    if as_json and not plan:
         raise click.UsageError("--json prints the --plan as JSON; add --plan")
-    config.validate()  # before torch is imported, so a typo costs nothing
+    # the plan needs none of the run's other inputs (its data), so the config is not validated for it
+    config = checked_config(kind, demo, resume_dir, options, validate=not plan)
+    if plan:
+        return show_plan(kind, config, as_json)
 
     from core.display import TerminalDisplay
 
@@ -121,7 +130,10 @@ def build_command(kind: Kind) -> click.Command:
         return run_kind(kind, demo, resume_dir, options, plan=plan, as_json=as_json)
 
     # Applied innermost first, so --help lists --demo, the config's options, --resume, --plan, then the launch options.
-    command = distributed_options(callback) if kind.processes else callback
+    def precheck(demo=None, resume_dir=None, plan=False, as_json=False, **options) -> None:  # before the ranks start
+        checked_config(kind, demo, resume_dir, options)
+
+    command = distributed_options(callback, precheck) if kind.processes else callback
     if kind.plan:
         command = click.option("--json", "as_json", is_flag=True, default=False, help="With --plan: print it as JSON.")(command)
         command = click.option("--plan", is_flag=True, default=False,
@@ -159,5 +171,5 @@ def add_kind_commands(group: click.Group) -> None:
             parent.add_command(build_command(kind), name)
 
 
-__all__ = ["exit_code", "resume_config", "make_config", "run_kind", "run_runner", "build_command", "add_kind_commands",
-           "UsageError"]
+__all__ = ["exit_code", "resume_config", "make_config", "checked_config", "run_kind", "run_runner", "build_command",
+           "add_kind_commands", "UsageError"]

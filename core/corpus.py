@@ -2,13 +2,16 @@
 
 Shared by the kinds that train on text (pretraining, tokenizer training) and by `llmlab data preview`:
 exactly the first N rows for training and held-out rows after them, or one UsageError saying what
-is wrong with the file and how to fix it.
+is wrong with the file and how to fix it. `CorpusStream` reads them a chunk at a time (a corpus of
+any size in a fixed amount of memory); `load_corpus` collects the same rows into lists.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from core.errors import UsageError
 from core.hub import hub_reachable
@@ -38,8 +41,11 @@ def _looks_binary(path: Path) -> bool:
     return b"\x00" in head
 
 
-def _read_local_rows(path: Path, limit: int) -> list[str]:
-    """Up to `limit` rows of a local file: lines of a .txt, or the `text` column of a table."""
+CHUNK_ROWS = 4096  # rows per chunk when a corpus is streamed (tokenized a chunk at a time)
+
+
+def _iter_local_rows(path: Path, limit: int, chunk: int) -> Iterator[list[str]]:
+    """Up to `limit` rows of a local file, `chunk` at a time: lines of a .txt, or the `text` column of a table."""
     if not path.exists():
         raise UsageError(f"data file {path} does not exist; check the path")
     if path.is_dir():
@@ -56,47 +62,62 @@ def _read_local_rows(path: Path, limit: int) -> list[str]:
     try:
         if suffix == ".txt":
             rows: list[str] = []
+            seen = 0
             with open(path, encoding="utf-8-sig") as fh:
                 for line in fh:
                     line = line.rstrip("\r\n")
                     if line.strip():  # blank lines separate nothing in a one-row-per-line file
                         rows.append(line)
-                        if len(rows) >= limit:
+                        seen += 1
+                        if seen >= limit:
                             break
-            if not rows:
+                        if len(rows) >= chunk:
+                            yield rows
+                            rows = []
+            if not seen:
                 raise UsageError(f"data file {path} holds only blank lines")
-            return rows
+            if rows:
+                yield rows
+            return
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
             pf = pq.ParquetFile(path)
             if "text" not in pf.schema_arrow.names:
                 raise UsageError(f"{path.name} has no 'text' column (columns: {', '.join(pf.schema_arrow.names)})")
-            rows = []
-            for batch in pf.iter_batches(columns=["text"], batch_size=min(limit, 65536)):
-                rows.extend("" if t is None else str(t) for t in batch.column(0).to_pylist())
-                if len(rows) >= limit:
+            seen = 0
+            for batch in pf.iter_batches(columns=["text"], batch_size=min(limit, chunk, 65536)):
+                rows = ["" if t is None else str(t) for t in batch.column(0).to_pylist()][:limit - seen]
+                seen += len(rows)
+                yield rows
+                if seen >= limit:
                     break
-            return rows[:limit]
+            return
         import pandas as pd
 
         if suffix == ".csv":
-            frame = pd.read_csv(path, nrows=limit, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            columns = pd.read_csv(path, nrows=0, dtype=str, encoding="utf-8-sig").columns
+            if "text" not in columns:
+                raise UsageError(f"{path.name} has no 'text' column (columns: {', '.join(map(str, columns))})")
+            frames = pd.read_csv(path, nrows=limit, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=chunk)
         else:
-            frame = pd.read_json(path, lines=True, nrows=limit, dtype=False, encoding="utf-8-sig")
+            frames = pd.read_json(path, lines=True, nrows=limit, dtype=False, chunksize=chunk, encoding="utf-8-sig")
+        with frames:
+            for frame in frames:
+                if "text" not in frame.columns:
+                    raise UsageError(f"{path.name} has no 'text' column (columns: {', '.join(map(str, frame.columns))})")
+                yield ["" if t is None else str(t) for t in frame["text"].tolist()]
     except UnicodeDecodeError:
         raise UsageError(f"{path.name} is not UTF-8 text; convert it (e.g. iconv -f GBK -t UTF-8) and retry") from None
     except UsageError:
         raise
     except Exception as exc:  # pandas/pyarrow parse errors carry long messages; keep the first line
         raise UsageError(f"cannot parse {path.name}: {str(exc).splitlines()[0]}") from None
-    if "text" not in frame.columns:
-        raise UsageError(f"{path.name} has no 'text' column (columns: {', '.join(map(str, frame.columns))})")
-    return ["" if t is None else str(t) for t in frame["text"].tolist()]
 
 
-def _stream_hub_rows(data: str, limit: int) -> tuple[list[str], str]:
-    """The first `limit` rows of a hub dataset, streamed: the full set is never downloaded."""
+def _iter_hub_rows(data: str, limit: int, chunk: int, found: dict) -> Iterator[list[str]]:
+    """The first `limit` rows of a hub dataset, streamed (the full set is never downloaded); `found["source"]` says
+    where they came from once they are read."""
     if not hub_reachable():
         raise UsageError(f"cannot reach the Hugging Face Hub to stream {data!r}; "
                          f"run 'llmlab pretrain --demo' (bundled sample) or pass --data FILE")
@@ -116,35 +137,117 @@ def _stream_hub_rows(data: str, limit: int) -> tuple[list[str], str]:
     last_error = ""
     for open_stream, label in attempts:
         try:
-            rows = [str(r["text"]) for r in open_stream().take(limit)]
-            return rows, f"{label} (streamed, first {len(rows)} rows)"
+            records = iter(open_stream().take(limit))
+            first = next(records, None)
         except KeyError:
             raise UsageError(f"hub dataset {data!r} has no 'text' column") from None
         except Exception as exc:  # e.g. "Dataset scripts are no longer supported": try the next source
             last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            continue
+        try:
+            rows = [] if first is None else [str(first["text"])]
+            seen = len(rows)
+            for record in records:
+                rows.append(str(record["text"]))
+                seen += 1
+                if len(rows) >= chunk:
+                    yield rows
+                    rows = []
+            if rows:
+                yield rows
+        except KeyError:
+            raise UsageError(f"hub dataset {data!r} has no 'text' column") from None
+        except UsageError:
+            raise
+        except Exception as exc:  # the stream broke off partway
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"streaming {data!r} from the hub failed after {seen} rows: {text}") from None
+        found["source"] = f"{label} (streamed, first {seen} rows)"
+        return
     raise UsageError(f"cannot stream {data!r} from the hub: {last_error}")
 
 
+class CorpusStream:
+    """The rows `load_corpus` gives, read a chunk at a time, so a corpus of any size passes through a fixed amount of
+    memory: iterating gives (split, rows) with split "train" or "held_out", every training row before any held-out
+    row. Once it has run out, `source`, `held_out_note`, `n_train` and `n_held_out` say what load_corpus would.
+
+    Exactly the first `rows` rows are for training and up to `eval_rows` after them held out. A file with nothing
+    after its training rows holds out its own tail instead, so the last `eval_rows` training rows are kept back
+    until the stream shows whether rows follow (a bounded buffer, never the corpus).
+    """
+
+    def __init__(self, data: str, rows: int, eval_rows: int, chunk_rows: int = CHUNK_ROWS) -> None:
+        self.data, self.rows, self.eval_rows, self.chunk = data, rows, eval_rows, max(1, chunk_rows)
+        self.source, self.held_out_note = "", ""
+        self.n_train = self.n_held_out = 0
+
+    def _raw(self) -> Iterator[list[str]]:
+        wanted = self.rows + self.eval_rows
+        if is_local(self.data):
+            path = Path(self.data).expanduser()
+            self.source = f"{path} (local file)"
+            yield from _iter_local_rows(path, wanted, self.chunk)
+            return
+        found: dict = {}
+        yield from _iter_hub_rows(self.data, wanted, self.chunk, found)
+        self.source = found.get("source", self.data)
+
+    def __iter__(self) -> Iterator[tuple[str, list[str]]]:
+        kept_back: deque[str] = deque()  # the newest training rows, in case they become the held-out tail
+        train: list[str] = []
+        held: list[str] = []
+        seen = 0
+        for chunk in self._raw():
+            for row in chunk:
+                if seen < self.rows:
+                    kept_back.append(row)
+                    if len(kept_back) > self.eval_rows:
+                        train.append(kept_back.popleft())
+                else:
+                    if kept_back:  # rows follow the training rows: the kept-back ones are training rows after all
+                        train.extend(kept_back)
+                        kept_back.clear()
+                    held.append(row)
+                seen += 1
+            if train and (len(train) >= self.chunk or held):
+                self.n_train += len(train)
+                yield "train", train
+                train = []
+            if len(held) >= self.chunk:
+                self.n_held_out += len(held)
+                yield "held_out", held
+                held = []
+        tail = 0
+        if not self.n_held_out and not held and self.eval_rows:
+            # Nothing beyond the training rows: hold out the tail so eval loss still means something.
+            total = seen
+            tail = min(self.eval_rows, max(1, total // 10)) if total > 1 else 0
+        while len(kept_back) > tail:
+            train.append(kept_back.popleft())
+        held = list(kept_back) + held
+        self.n_train += len(train)
+        if not self.n_train:
+            raise UsageError(f"{self.data} has no rows to train on")
+        if train:
+            yield "train", train
+        self.n_held_out += len(held)
+        if held:
+            yield "held_out", held
+        if not self.eval_rows:
+            self.held_out_note = "none (--eval-rows 0)"
+        elif tail:
+            self.held_out_note = (f"the file has only {seen} rows, so its last {tail} were held out "
+                                  f"and training used the first {seen - tail}")
+        else:
+            self.held_out_note = f"the {self.n_held_out} rows after the first {self.rows}"
+
+
 def load_corpus(data: str, rows: int, eval_rows: int) -> Corpus:
-    """Exactly the first `rows` rows for training and up to `eval_rows` held-out rows after them."""
-    wanted = rows + eval_rows
-    if is_local(data):
-        path = Path(data).expanduser()
-        all_rows = _read_local_rows(path, wanted)
-        source = f"{path} (local file)"
-    else:
-        all_rows, source = _stream_hub_rows(data, wanted)
-    train, held_out = all_rows[:rows], all_rows[rows:]
-    note = f"the {len(held_out)} rows after the first {rows}"
-    if eval_rows and not held_out:
-        # Nothing beyond the training rows: hold out the tail so eval loss still means something.
-        n_hold = min(eval_rows, max(1, len(train) // 10)) if len(train) > 1 else 0
-        if n_hold:
-            train, held_out = train[:-n_hold], train[-n_hold:]
-            note = (f"the file has only {len(all_rows)} rows, so its last {n_hold} were held out "
-                    f"and training used the first {len(train)}")
-    if not train:
-        raise UsageError(f"{data} has no rows to train on")
-    if eval_rows == 0:
-        note = "none (--eval-rows 0)"
-    return Corpus(train=train, held_out=held_out, source=source, held_out_note=note)
+    """Exactly the first `rows` rows for training and up to `eval_rows` held-out rows after them, in memory."""
+    stream = CorpusStream(data, rows, eval_rows)
+    parts: dict[str, list[str]] = {"train": [], "held_out": []}
+    for split, chunk in stream:
+        parts[split].extend(chunk)
+    return Corpus(train=parts["train"], held_out=parts["held_out"], source=stream.source,
+                  held_out_note=stream.held_out_note)

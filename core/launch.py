@@ -20,13 +20,32 @@ import os
 import signal
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from core.errors import UsageError
+from core.options import click_options, flag_name, option
 
-LAUNCH_OPTIONS = ("--processes", "--nodes", "--rendezvous", "--rendezvous-timeout")
+FSDP_NEEDS_RANKS = ("--fsdp shards the model over several processes, and this is one; add --processes N (N of 2 or "
+                    "more: one per GPU) or drop --fsdp")
+
+
+@dataclass
+class LaunchOptions:
+    """The launch options of every kind that runs on several processes, declared once: the click options and the
+    app's forms (tui.options.form_fields) are built from these fields."""
+
+    processes: int = option(1, "Data-parallel processes on this machine: one per GPU, or CPU processes (gloo) without one.",
+                            label="Processes")
+    nodes: int = option(1, "Machines in the job (with --rendezvous).")
+    rendezvous: str | None = option(None, "Where the machines meet (torch's c10d rendezvous); every machine runs the same "
+                                    "command.", metavar="HOST:PORT")
+    rendezvous_timeout: int = option(60, "How long to wait for the other machines.", metavar="SECONDS")
+
+
+LAUNCH_OPTIONS = tuple(flag_name(f) for f in dataclasses.fields(LaunchOptions))
 RUN_DIR_FILE = "LLMLAB_RUN_DIR_FILE"  # rank 0 writes its run folder's path here, for the launcher
 _argv: list[str] = []
 
@@ -51,22 +70,31 @@ def worker_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def distributed_options(command):
-    """Add the launch options to a click command; with more than one process the command relaunches itself."""
+def distributed_options(command, precheck=None):
+    """Add the launch options to a click command; with more than one process the command relaunches itself.
 
-    @click.option("--rendezvous-timeout", type=int, default=60, show_default=True, metavar="SECONDS",
-                  help="How long to wait for the other machines.")
-    @click.option("--rendezvous", default=None, metavar="HOST:PORT",
-                  help="Where the machines meet (torch's c10d rendezvous); every machine runs the same command.")
-    @click.option("--nodes", type=int, default=1, show_default=True, help="Machines in the job (with --rendezvous).")
-    @click.option("--processes", type=int, default=1, show_default=True,
-                  help="Data-parallel processes on this machine: one per GPU, or CPU processes (gloo) without one.")
+    `precheck(**kwargs)` checks the command's own options before any rank starts, so bad input costs no
+    process start-up. A command given `--fsdp` on one process is refused here: it is the launch that is wrong.
+    """
+
+    @click_options(LaunchOptions)
     @functools.wraps(command)
     def wrapper(processes, nodes, rendezvous, rendezvous_timeout, **kwargs):
         from core.distributed import world
 
+        defaults = LaunchOptions()
+        processes = defaults.processes if processes is None else processes
+        nodes = defaults.nodes if nodes is None else nodes
+        timeout = defaults.rendezvous_timeout if rendezvous_timeout is None else rendezvous_timeout
+        if kwargs.get("plan"):  # a memory plan sizes the run from its config alone: no ranks to start
+            return command(**kwargs)
+        size = world().size if world().distributed else processes * nodes
+        if kwargs.get("fsdp") and size == 1:  # (a resumed --fsdp run may go on in one process: it does not say --fsdp)
+            raise UsageError(FSDP_NEEDS_RANKS)
         if (processes != 1 or nodes != 1) and not world().distributed:
-            return launch(worker_argv(_argv), processes, nodes, rendezvous, rendezvous_timeout)
+            if precheck is not None:
+                precheck(**kwargs)
+            return launch(worker_argv(_argv), processes, nodes, rendezvous, timeout)
         return command(**kwargs)
 
     return wrapper
@@ -234,4 +262,5 @@ def _close_run(run_dir: Path, error: str, size: int) -> None:
         pass
 
 
-__all__ = ["distributed_options", "launch", "check_request", "worker_argv", "remember_argv", "RUN_DIR_FILE"]
+__all__ = ["LaunchOptions", "distributed_options", "launch", "check_request", "worker_argv", "remember_argv",
+           "RUN_DIR_FILE", "FSDP_NEEDS_RANKS"]

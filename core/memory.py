@@ -40,3 +40,15 @@ class HalvingSize:
         self.size = max(1, failed // 2)
         self.retries += 1
         return self.size
+
+
+def peak_memory(device: torch.device) -> dict:
+    """This process's peak memory so far: resident set (RSS, MiB) and, on a GPU, what torch allocated (MiB)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"peak_rss_mib": round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)}
+    if device.type == "cuda":
+        out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out

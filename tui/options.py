@@ -30,12 +30,16 @@ class Field:
 
 
 def form_fields(config_cls, names: tuple[str, ...]) -> tuple[Field, ...]:
-    """The form fields for these config fields, in this order."""
-    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    """The form fields for these config fields, in this order. `config_cls` may be a tuple of classes (a kind's config
+    and core.launch.LaunchOptions, say): each name is taken from the first class that has it."""
+    classes = config_cls if isinstance(config_cls, tuple) else (config_cls,)
+    by_name = {}
+    for cls in reversed(classes):
+        by_name.update({f.name: (cls, f) for f in dataclasses.fields(cls)})
     out = []
     for name in names:
-        f = by_name[name]
-        meta, kind, default = f.metadata, field_type(config_cls, name), default_of(f)
+        owner, f = by_name[name]
+        meta, kind, default = f.metadata, field_type(owner, name), default_of(f)
         label = meta.get("label") or name.replace("_", " ").capitalize()
         option = flag_name(f)[2:]
         if kind is bool:
@@ -66,6 +70,9 @@ class FormError(ValueError):
 def validate(fields: tuple[Field, ...], values: dict[str, str | bool], required: bool = True) -> None:
     """FormError for the first value that cannot become its option; `required=False` lets empty text fields pass
     (the memory plan needs no --data)."""
+    by_name = {f.name: f for f in fields}
+    if values.get("fsdp") is True and "processes" in by_name and str(values.get("processes", "")).strip() in ("", "1"):
+        raise FormError(by_name["fsdp"], "shards the model over several processes: set Processes to 2 or more")
     for f in fields:
         value = values.get(f.name, f.default)
         if f.flag:

@@ -128,5 +128,10 @@ def figures(kind: str, summary: dict | None) -> list[tuple[str, str]]:
             text = fmt.number(value)
         rows.append((name.replace("_", " "), text))
     if (summary.get("world_size") or 1) > 1:  # a distributed run: one run folder, N ranks
-        rows.append(("processes", str(summary["world_size"])))
+        rows.append(("processes", str(summary["world_size"]) + (" (FSDP)" if summary.get("fsdp") else "")))
+    memory = [m for m in summary.get("rank_memory") or [] if isinstance(m, dict)]
+    if len(memory) > 1:  # each rank's peak: what sharding (or not) cost each process
+        key = "peak_gpu_mib" if all(m.get("peak_gpu_mib") is not None for m in memory) else "peak_rss_mib"
+        rows.append((f"peak {'GPU' if key == 'peak_gpu_mib' else 'RSS'}/rank",
+                     " · ".join(fmt.gib(m.get(key)) for m in memory)))
     return rows

@@ -38,6 +38,8 @@ class FinetuneConfig:
                           "c_attn/c_proj for GPT-2), all-linear, or comma-separated names.", label="Targets")
     lr: float = option(1e-4, "Peak learning rate (warm-up, then cosine decay).", label="Learning rate")
     epochs: int = option(2, "Passes over the training set (shuffle copies included).", label="Epochs")
+    max_steps: int = option(0, "Stop after N optimizer steps, with the learning-rate schedule planned for N (0 = the "
+                            "epochs decide): budgeted runs and smoke tests.")
     batch_size: int = option(8, "Examples per optimizer step.", label="Batch size")
     micro_batch_size: int = option(0, "Examples per forward pass; 0 = whole batch (halved on out-of-memory).")
     max_length: int = option(512, "Tokens per example; longer prompts lose their beginning, the target is kept.")
@@ -67,6 +69,10 @@ class FinetuneConfig:
                                       "(after / before for EM and F1).", metavar="SQUAD")
     retain_threshold: float = option(0.9, "Flag the run when a retention is below this (the contests ask 0.9).")
     retain_limit: int | None = option(None, "Score only the first N questions of --retain-check.")
+    fsdp: bool = option(False, "Shard the frozen base model over the --processes with torch's FSDP2 (per transformer "
+                        "block; bf16 compute on a GPU) while the adapter trains; not with a quantized base. "
+                        "Checkpoints are sharded; adapter/ is a normal peft folder.", label="FSDP")
+    num_proc: int = option(1, "Processes that tokenize the examples (written once as memory-mapped token shards).")
     bf16: bool = True                 # bf16 autocast where the GPU supports it
     grad_clip: float = 1.0
     warmup_ratio: float = 0.03
@@ -88,13 +94,13 @@ class FinetuneConfig:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1 (got {getattr(self, name)})")
         for name in ("epochs", "batch_size", "max_length", "shuffle_copies", "test_max_new_tokens", "log_every",
-                     "max_nonfinite"):
+                     "max_nonfinite", "num_proc"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.shuffle_copies > 24:
             raise UsageError(f"--shuffle-copies {self.shuffle_copies} is more than the 24 orders of four options")
         for name in ("micro_batch_size", "val_per_subject", "test_per_subject", "eval_every", "early_stop", "save_minutes",
-                     "save_every"):
+                     "save_every", "max_steps"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
         if not 0 <= self.dropout < 1:
@@ -118,6 +124,13 @@ class FinetuneConfig:
             raise UsageError(f"--threads must be at least 1 (got {self.threads})")
         if not 0 < self.retain_threshold <= 1:
             raise UsageError(f"--retain-threshold must be in (0, 1] (got {self.retain_threshold})")
+        if self.fsdp and self.quantize != "none":
+            raise UsageError(f"--fsdp cannot shard a --quantize {self.quantize} base: FSDP2 shards plain floating-point "
+                             f"parameters and bitsandbytes' packed 4-bit/8-bit weights are not; use --fsdp with a bf16 "
+                             f"base (no --quantize), or --quantize without --fsdp")
+        if self.fsdp and self.ensemble > 1:
+            raise UsageError(f"--fsdp trains one adapter over a sharded base; --ensemble {self.ensemble} trains several "
+                             f"over one whole base in turn: drop one of them")
 
     @property
     def checkpointing(self) -> bool:

@@ -101,8 +101,8 @@ def run_ensemble(job, ctx, model, device) -> dict:
             job.fields.update(counts)
             ctx.emit(Lora(**counts))
         checkpoints = list_checkpoints(where) if job.resume else []
-        result, fields = job._train(ctx, peft_model, device, member_cfg, examples, where,
-                                    checkpoints[-1] if checkpoints else None)
+        result, fields, _ = job._train(ctx, peft_model, device, member_cfg, examples, where,
+                                       checkpoints[-1] if checkpoints else None)
         model = peft_model.unload()  # the base again, without this member's LoRA layers
         summary = {"kind": "finetune", "member": k, "seed": member_cfg.seed, "train_questions": len(questions),
                    "train_examples": len(rows), "status": "failed" if result.error else

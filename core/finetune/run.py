@@ -92,7 +92,7 @@ class FinetuneJob(Job):
                      "test": self._example_rows(self.splits.test)}
         if self.resume:
             self._check_same_splits(Path(cfg.out))
-        from core.finetune.train import encode
+        from core.finetune.examples import encoded_examples
 
         self.retain = None
         if cfg.retain_check:
@@ -102,8 +102,12 @@ class FinetuneJob(Job):
                 self.retain = load_squad(cfg.retain_check)[: cfg.retain_limit]
             except ValueError as exc:
                 raise UsageError(f"--retain-check: {exc}") from None
-        self.train_examples, cut_train = encode(self.tokenizer, self.rows["train"], cfg.max_length, template.chat)
-        self.val_examples, cut_val = encode(self.tokenizer, self.rows["val"], cfg.max_length, template.chat)
+        # tokenized once into the cache (memory-mapped token shards) and read an example at a time
+        self.notes: list[str] = []
+        self.train_examples, cut_train = encoded_examples(self.tokenizer, self.rows["train"], cfg.max_length, cfg.num_proc,
+                                                          self.notes, chat=template.chat)
+        self.val_examples, cut_val = encoded_examples(self.tokenizer, self.rows["val"], cfg.max_length, cfg.num_proc,
+                                                      self.notes, chat=template.chat)
         self.cut = cut_train + cut_val
 
     def _example_rows(self, questions: list) -> list[dict]:
@@ -137,7 +141,7 @@ class FinetuneJob(Job):
 
     def run(self, ctx: RunContext) -> dict:
         cfg, splits = self.config, self.splits
-        for note in splits.notes:
+        for note in [*splits.notes, *self.notes]:
             ctx.log(note)
         if self.cut:
             ctx.log(f"{self.cut} examples are longer than --max-length {cfg.max_length}; their prompts lost their beginning")
@@ -164,6 +168,7 @@ class FinetuneJob(Job):
             torch.set_num_threads(cfg.threads or 1)
         device = pick_device()
         dtype, self.fields["dtype"] = resolve_dtype("auto" if cfg.bf16 else "fp32", device)
+        self.dtype = dtype
         t = time.perf_counter()
         from core.lm.loading import load_model
 
@@ -187,7 +192,7 @@ class FinetuneJob(Job):
         ctx.log(f"LoRA r={cfg.rank} alpha={cfg.alpha} on {counts['target_modules']}: {counts['trainable_params']:,} "
                 f"trainable of {counts['total_params']:,} ({counts['trainable_ratio']:.5%})"
                 + (f"; base quantized {self.choice.quantization}" if self.choice.quantization != "none" else ""))
-        result, fields = self._train(ctx, model, device, cfg, self.train_examples, ctx.run_dir, self.resume_from)
+        result, fields, model = self._train(ctx, model, device, cfg, self.train_examples, ctx.run_dir, self.resume_from)
         self.fields.update(fields)
         if result.error:  # the loss went non-finite too often: no tuned model worth testing
             return {"error": result.error}
@@ -221,28 +226,43 @@ class FinetuneJob(Job):
                 ctx.log(f"retention below {threshold:.0%} (or undefined: the base scored 0): EM "
                         f"{self.fields['retention']['exact_match']}, F1 {self.fields['retention']['f1']}")
 
-    def _train(self, ctx: RunContext, model, device, cfg: FinetuneConfig, train_examples: list, where: Path,
+    def _train(self, ctx: RunContext, model, device, cfg: FinetuneConfig, train_examples, where: Path,
                resume_from: Path | None):
         """Train the active adapter of `model` on `train_examples` (checkpoints and the best adapter in `where`);
-        (the loop's result, the summary fields it gives)."""
+        (the loop's result, the summary fields it gives, the tuned model to answer the test with: `model`, or with
+        --fsdp a whole copy on rank 0)."""
         import contextlib
 
         import torch
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
+        from core.distributed import broadcast, world
         from core.finetune.train import train_adapter
-        from core.train.loop import Hooks
+        from core.train.fsdp import full_state_dict
+        from core.train.loop import Hooks, planned_steps
 
         best: dict = {}
+        fsdp = cfg.fsdp and world().distributed
+        tasks = []
 
         def on_best() -> None:
-            """Keep the best adapter in memory (for the after-test) and on disk (adapter/), atomically."""
+            """Keep the best adapter in memory (for the after-test) and on disk (adapter/), atomically.
+
+            With --fsdp the adapter is in shards: every rank takes part in gathering it on rank 0.
+            """
+            gathered = None
+            if fsdp:  # the loss module's trainable state: "model." + the peft model's own names
+                gathered = {k.removeprefix("model."): v for k, v in
+                            full_state_dict(tasks[0].sharded_state.module, trainable_only=True).items()}
             if not ctx.main:
                 return
             best.clear()
-            best.update({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()})
+            if gathered is not None:
+                best.update(get_peft_model_state_dict(model, state_dict=gathered))
+            else:
+                best.update({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()})
             tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=where))
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, **({"state_dict": gathered} if gathered is not None else {}))
             final = where / ADAPTER
             if final.exists():
                 shutil.rmtree(final)
@@ -253,21 +273,25 @@ class FinetuneJob(Job):
                                      quantized and cfg.bf16 and torch.cuda.is_bf16_supported())
         autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
         steps_per_epoch = -(-len(train_examples) // cfg.batch_size)
-        ctx.emit(Plan(total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
+        ctx.emit(Plan(total_steps=planned_steps(len(train_examples), cfg.batch_size, cfg.epochs, cfg.max_steps),
+                      steps_per_epoch=steps_per_epoch,
                       examples=len(train_examples), n_params=self.fields["total_params"],
                       trainable_params=self.fields["trainable_params"]))
         hooks = Hooks(emit=ctx.emit, should_stop=ctx.should_stop, on_step=ctx.on_step, run_dir=where, on_best=on_best)
         result, fused = train_adapter(model, train_examples, self.val_examples, cfg,
                                       pad_id=self.tokenizer.pad_token_id, hooks=hooks, resume_from=resume_from,
-                                      autocast=autocast)
-        if best:
-            set_peft_model_state_dict(model, best)  # the after-test answers with the adapter that was kept
-        elif (where / ADAPTER / "adapter_model.safetensors").is_file():  # resumed after the best was saved
+                                      autocast=autocast, bf16=bf16, on_task=tasks.append)
+        saved = where / ADAPTER / "adapter_model.safetensors"
+        if not (broadcast(bool(best) or saved.is_file()) if fsdp else (best or saved.is_file() or not ctx.main)):
+            on_best()  # no val split: the final adapter is the one kept (with --fsdp every rank gathers it)
+        if not best and saved.is_file() and ctx.main:  # resumed after the best was saved
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict(model, load_file(str(where / ADAPTER / "adapter_model.safetensors")))
-        elif ctx.main:
-            on_best()  # no val split: the final adapter is the one kept
+            best.update(load_file(str(saved)))
+        if fsdp:  # the trained model is in shards: rank 0 answers the test with a whole copy, the base and the kept adapter
+            model = self._whole_model(best, device) if ctx.main else None
+        elif best:
+            set_peft_model_state_dict(model, best)  # the after-test answers with the adapter that was kept
         ctx.optimizations = [o for o, on in (
             ("bf16 autocast, frozen base weights in bf16", bf16), ("fused AdamW over the adapter's parameters", fused),
             ("gradient checkpointing", cfg.checkpointing),
@@ -289,8 +313,24 @@ class FinetuneJob(Job):
             tokens_trained=result.tokens_trained, nonfinite_steps=result.nonfinite_steps,
             tokens_per_second=round(result.tokens_trained / result.train_seconds, 1) if result.train_seconds else None,
             micro_batch_size=result.micro_batch_size, oom_retries=result.oom_retries, checkpoint=result.checkpoint,
-            adapter_dir=str(where / ADAPTER), **({"error": result.error} if result.error else {}),
-        )
+            adapter_dir=str(where / ADAPTER), fsdp=fsdp, rank_memory=result.rank_memory,
+            max_steps=cfg.max_steps or None, max_steps_reached=result.max_steps_reached,
+            **({"error": result.error} if result.error else {}),
+        ), model
+
+    def _whole_model(self, adapter: dict, device):
+        """The base model loaded again, whole, with the adapter that was kept: what rank 0 answers the test with after
+        --fsdp training (the trained copy is in shards over the ranks)."""
+        from peft import set_peft_model_state_dict
+
+        from core.finetune.lora import add_lora
+        from core.lm.loading import load_model
+
+        cfg = self.config
+        base, _ = load_model(self.model_path, self.dtype, device, self.tokenizer)
+        model, _ = add_lora(base, cfg.rank, cfg.alpha, cfg.dropout, cfg.targets, cfg.seed)
+        set_peft_model_state_dict(model, adapter)
+        return model
 
     def _answer_test(self, ctx: RunContext, model, filename: str, which: str) -> list[dict]:
         """The test questions answered through the eval engine, each line written as its row ends (`which`: before,

@@ -12,17 +12,21 @@ and stops the run after too many in a row, as it does for pretraining.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from core.distributed import all_sum, world
+from core.errors import OutOfMemory
 from core.memory import OOM_ERRORS, HalvingSize
 from core.optim import adamw, make_scheduler
-from core.train.loop import Hooks, LoopResult, LoopSettings
+from core.train.fsdp import ShardedState, is_sharded, micro_batch_sync
+from core.train.fsdp import shard as fsdp_shard
+from core.train.loop import Hooks, LoopResult, LoopSettings, planned_steps
 from core.train.loop import train as train_loop
+from core.train.losses import linear_cross_entropy, output_layer
+from core.train.tokens import batch_ids
 
 
 @dataclass
@@ -44,8 +48,8 @@ def encode(tokenizer, rows: list[dict], max_length: int, chat: bool = False) -> 
         pairs = [chat_ids(tokenizer, r["user"], r["target"]) for r in rows]
         prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
     else:
-        prompts = tokenizer([r["prompt"] for r in rows], add_special_tokens=True)["input_ids"]
-        targets = [t + [eos] for t in tokenizer([r["target"] for r in rows], add_special_tokens=False)["input_ids"]]
+        prompts = batch_ids(tokenizer, [r["prompt"] for r in rows], add_special_tokens=True)
+        targets = [t + [eos] for t in batch_ids(tokenizer, [r["target"] for r in rows], add_special_tokens=False)]
     out, cut = [], 0
     for p, t in zip(prompts, targets):
         t = t[: max_length - 1]
@@ -67,6 +71,12 @@ def collate(examples: list[Example], pad_id: int, device) -> dict:
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
+# Target positions in a micro-batch above which the loss goes through the output layer chunk by chunk: an exam's
+# answer letters are a few per example, where one small product is cheapest; a batch of math solutions is
+# thousands, and over Qwen's 151,936-token vocabulary their fp32 logits would take gigabytes.
+CHUNKED_LOSS_FROM = 512
+
+
 def target_loss(model, batch: dict):
     """Mean cross-entropy over the target tokens, with the output layer applied at those positions only.
 
@@ -82,12 +92,18 @@ def target_loss(model, batch: dict):
                                 use_cache=False).last_hidden_state
     labels = batch["labels"][:, 1:]
     keep = labels != -100
-    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
-    return F.cross_entropy(logits, labels[keep])
+    positions, targets = hidden[:, :-1][keep], labels[keep]
+    weight = output_layer(base) if positions.shape[0] > CHUNKED_LOSS_FROM else None
+    if weight is not None and type(weight) is torch.nn.Parameter:  # (not an FSDP-sharded DTensor)
+        # many target positions (long answers: math solutions): a chunk of logits at a time, never all of them
+        return linear_cross_entropy(positions, weight, targets)
+    logits = base.get_output_embeddings()(positions).float()
+    return F.cross_entropy(logits, targets)
 
 
 class _TargetLoss(torch.nn.Module):
-    """target_loss as a module, so torch's DistributedDataParallel can wrap it and average the adapter's gradients."""
+    """target_loss as a module: what DistributedDataParallel wraps to average the adapter's gradients, and FSDP's root
+    (the embeddings and the output layer are used outside the model's own forward, so they are gathered here)."""
 
     def __init__(self, model) -> None:
         super().__init__()
@@ -100,10 +116,10 @@ class _TargetLoss(torch.nn.Module):
 def _batch_loss(model, ddp, batch: list[Example], micro: int, pad_id: int, device, autocast) -> torch.Tensor:
     """Backward through one batch in micro-batches weighted by target tokens; returns the batch's mean loss.
 
-    With several processes (`ddp`), each rank takes examples rank, rank + N, ... of the batch,
-    weighted by the whole batch's target tokens and scaled by N (DDP averages over ranks), so the
-    gradient is the one-process gradient. Every rank runs the same number of micro-batches; a short
-    share is filled with an example of weight zero.
+    With several processes (`ddp`: the DistributedDataParallel or FSDP wrapper), each rank takes
+    examples rank, rank + N, ... of the batch, weighted by the whole batch's target tokens and scaled
+    by N (both average over ranks), so the gradient is the one-process gradient. Every rank runs the
+    same number of micro-batches; a short share is filled with an example of weight zero.
     """
     batch_tokens = max(_targets(batch), 1)
     total = torch.zeros((), device=device)
@@ -124,8 +140,7 @@ def _batch_loss(model, ddp, batch: list[Example], micro: int, pad_id: int, devic
         chunk = share[start:start + micro]
         real = [e for e, keep in chunk if keep]
         weight = _targets(real) / batch_tokens  # 0 for a chunk of fillers only
-        sync = contextlib.nullcontext() if k == len(starts) - 1 else ddp.no_sync()  # all-reduce on the last only
-        with sync:
+        with micro_batch_sync(ddp, last=k == len(starts) - 1):  # DDP: all-reduce on the last only
             with autocast():
                 # a chunk's loss is its own target-token mean, fillers left out; a fillers-only chunk
                 # still runs (weight 0) so every rank does the same backward passes
@@ -135,18 +150,27 @@ def _batch_loss(model, ddp, batch: list[Example], micro: int, pad_id: int, devic
     return all_sum(total)
 
 
+FILLER = Example([0, 0], [-100, -100])  # an example with nothing to learn, for a rank with no share left
+
+
 def _targets(examples: list[Example]) -> int:
     """Predicted tokens: labels that are not -100, less the first position (never a target after the shift)."""
     return sum(sum(1 for x in e.labels[1:] if x != -100) for e in examples)
 
 
 @torch.no_grad()
-def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, autocast) -> float | None:
-    """Mean loss over every target token of `examples`; halves its batch on out-of-memory."""
+def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, autocast, sharded_root=None) -> float | None:
+    """Mean loss over every target token of `examples`; halves its batch on out-of-memory.
+
+    `sharded_root`: the FSDP root the loss goes through (--fsdp). Its forwards gather shards on every
+    rank, so the ranks run the same forwards: a short share is filled with an example that counts nothing.
+    """
     if not examples:
         return None
     w = world()
-    examples = examples[w.rank::w.size]  # with several processes each scores every N-th example; sums added below
+    per_rank = -(-len(examples) // w.size)
+    examples = list(examples[w.rank::w.size])  # with several processes each scores every N-th example; sums added below
+    fillers = per_rank - len(examples) if sharded_root is not None else 0
     model.eval()
     size = HalvingSize(batch_size, "out of memory computing the val loss even one example at a time; lower --max-length")
     device = next(model.parameters()).device
@@ -154,14 +178,21 @@ def mean_loss(model, examples: list[Example], batch_size: int, pad_id: int, auto
         while True:
             total, count = 0.0, 0
             try:
-                for i in range(0, len(examples), size.size):
+                for i in range(0, len(examples) + fillers, size.size):
                     chunk = examples[i:i + size.size]
-                    with autocast():
-                        loss = target_loss(model, collate(chunk, pad_id, device))
                     n = _targets(chunk)
-                    total, count = total + float(loss) * n, count + n  # note: a host sync per batch, eval only
+                    with autocast():
+                        if sharded_root is None:
+                            loss = target_loss(model, collate(chunk, pad_id, device))
+                        else:  # a filler-only batch runs too, for its gathers
+                            loss = sharded_root(**collate(chunk or examples[:1] or [FILLER], pad_id, device))
+                    if n:
+                        total, count = total + float(loss) * n, count + n  # note: a host sync per batch, eval only
                 break
             except OOM_ERRORS:
+                if sharded_root is not None:  # the ranks must run the same forwards, so one cannot halve alone
+                    raise OutOfMemory(f"out of memory on rank {w.rank} computing the val loss; lower --batch-size or "
+                                      f"--max-length") from None
                 size.halve()
     finally:
         model.train()
@@ -180,17 +211,28 @@ class AdapterTask:
     check_noun = "val loss"
     order_device = torch.device("cpu")  # examples are Python lists; their order is drawn on the host
 
-    def __init__(self, model, train: list[Example], val: list[Example], batch_size: int, pad_id: int, autocast) -> None:
+    def __init__(self, model, train: list[Example], val: list[Example], batch_size: int, pad_id: int, autocast,
+                 fsdp: bool = False, bf16: bool = False) -> None:
+        """`fsdp`: the run has --fsdp. With several processes the frozen base is then sharded (FSDP2) and the adapter
+        trains over the shards; its checkpoints are sharded on any number of processes."""
         self.model, self.train, self.val = model, train, val
         self.batch_size, self.pad_id, self.autocast = batch_size, pad_id, autocast
         self.device = next(model.parameters()).device
         self.n_items = len(train)
-        self.ddp = None
-        if world().distributed:  # torch's DistributedDataParallel averages the adapter's gradients over the ranks
+        self.ddp = None  # the wrapper that spreads the loss over the ranks: DistributedDataParallel or the FSDP root
+        loss_module = _TargetLoss(model)
+        if fsdp and world().distributed:
+            self.ddp = fsdp_shard(model, root=loss_module, bf16=bf16)
+        elif world().distributed:  # torch's DistributedDataParallel averages the adapter's gradients over the ranks
             from torch.nn.parallel import DistributedDataParallel
 
-            self.ddp = DistributedDataParallel(_TargetLoss(model),
+            self.ddp = DistributedDataParallel(loss_module,
                                                device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.sharded_state = ShardedState(loss_module, trainable_only=True) if fsdp else None
+
+    @property
+    def sharded(self) -> bool:
+        return self.ddp is not None and is_sharded(self.ddp)
 
     def batch(self, order: torch.Tensor, i: int, micro: int) -> list[Example]:
         return [self.train[j] for j in order[i * self.batch_size:(i + 1) * self.batch_size].tolist()]
@@ -200,7 +242,7 @@ class AdapterTask:
         return loss, _targets(batch)
 
     def evaluate(self, micro: int) -> float | None:
-        return mean_loss(self.model, self.val, micro, self.pad_id, self.autocast)
+        return mean_loss(self.model, self.val, micro, self.pad_id, self.autocast, self.ddp if self.sharded else None)
 
     def weights(self) -> dict:
         from peft import get_peft_model_state_dict
@@ -214,20 +256,24 @@ class AdapterTask:
 
 
 def train_adapter(model, train: list[Example], val: list[Example], cfg, *, pad_id: int, hooks: Hooks,
-                  resume_from: Path | None = None, autocast=None) -> tuple[LoopResult, bool]:
+                  resume_from: Path | None = None, autocast=None, bf16: bool = False,
+                  on_task=None) -> tuple[LoopResult, bool]:
     """Train the adapter of peft `model` for cfg.epochs on the shared loop; (its result, whether AdamW was fused).
 
-    `hooks.on_best()` is called whenever the val loss improves.
+    `hooks.on_best()` is called whenever the val loss improves; `on_task(task)` once the task is made
+    (the model is sharded by then with --fsdp).
     """
     from contextlib import nullcontext
 
-    task = AdapterTask(model, train, val, cfg.batch_size, pad_id, autocast or nullcontext)
+    task = AdapterTask(model, train, val, cfg.batch_size, pad_id, autocast or nullcontext, fsdp=cfg.fsdp, bf16=bf16)
+    if on_task is not None:
+        on_task(task)
     optimizer, fused = adamw(model, cfg.lr, cfg.weight_decay, fused=task.device.type == "cuda", betas=(0.9, 0.999))
-    total_steps = -(-len(train) // cfg.batch_size) * cfg.epochs
+    total_steps = planned_steps(len(train), cfg.batch_size, cfg.epochs, cfg.max_steps)
     scheduler = make_scheduler(optimizer, total_steps=total_steps, warmup=cfg.warmup_ratio, min_lr_ratio=0.1)
     settings = LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, micro_batch_size=cfg.micro_batch_size,
                             log_every=cfg.log_every, grad_clip=cfg.grad_clip, max_nonfinite=cfg.max_nonfinite,
                             save_every=cfg.save_every, save_minutes=cfg.save_minutes, eval_every=cfg.eval_every,
-                            early_stop=cfg.early_stop, seed=cfg.seed)
+                            early_stop=cfg.early_stop, seed=cfg.seed, max_steps=cfg.max_steps)
     model.train()
     return train_loop(task, optimizer, scheduler, settings, hooks, fused=fused, resume_from=resume_from), fused

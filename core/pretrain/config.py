@@ -34,6 +34,8 @@ class PretrainConfig:
     rows: int = option(10_000, "Train on exactly the first N rows.", label="Rows")
     eval_rows: int = option(500, "Held-out rows taken after the training rows.")
     epochs: int = option(3, "Passes over the training rows.", label="Epochs")
+    max_steps: int = option(0, "Stop after N optimizer steps, with the learning-rate schedule planned for N (0 = the "
+                            "epochs decide): budgeted runs and smoke tests.")
     tokenizer: str = option("gpt2", "Hub id, local dir or tokenizer run folder; 'gpt2' falls back to the bundled exact "
                             "GPT-2 BPE offline; 'train' trains a byte-level BPE on the training rows first.",
                             label="Tokenizer")
@@ -68,12 +70,19 @@ class PretrainConfig:
     seed: int = option(1337, "Random seed.")
     compile: bool = option(False, "torch.compile the model (fixed shapes: one compile, timed as its own phase).",
                            label="Compile")
+    fsdp: bool = option(False, "Shard the model over the --processes with torch's FSDP2 (per transformer block; bf16 "
+                        "compute on a GPU): each rank holds 1/N of the weights, gradients and optimizer state. "
+                        "Checkpoints are sharded; model/ is a normal folder.", label="FSDP")
+    chunked_loss: str = option("auto", "Cross-entropy through the output layer 256 positions at a time, never holding the "
+                               "full-vocabulary logits: on, off, or auto (on a CPU, where it measured faster; off on a "
+                               "GPU until measured there). One process only (DDP and FSDP use the plain loss).")
     bf16: bool = True                    # bf16 autocast where the GPU supports it
     tf32: bool = True                    # TF32 matmuls on Ampere and newer
     fused_adamw: bool = True             # one fused kernel for the whole optimizer step on CUDA
     log_every: int = option(5, "Read the loss back every K steps (with fused AdamW the loop's only host sync).")
     token_cache: bool = option(True, "Reuse token ids cached by an earlier run on the same data "
                                "(--no-token-cache tokenizes again).")
+    num_proc: int = option(1, "Processes that tokenize the data into memory-mapped token shards (the token cache).")
     micro_batch_size: int = option(0, "Sequences per forward pass; 0 = whole batch (halved automatically on "
                                    "out-of-memory).")
     save_every: int = option(0, "Checkpoint every N optimizer steps and at the end (0 = off).")
@@ -89,7 +98,7 @@ class PretrainConfig:
         check_tracker(self.report_to)
         if not 0 <= self.dropout < 1:
             raise UsageError(f"--dropout {self.dropout} must be at least 0 and below 1")
-        for name in ("rows", "epochs", "block_size", "batch_size", "log_every", "max_nonfinite"):
+        for name in ("rows", "epochs", "block_size", "batch_size", "log_every", "max_nonfinite", "num_proc"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.block_size < 2:  # a block's first token is never predicted, so one token teaches nothing
@@ -101,14 +110,19 @@ class PretrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
         if not self.lr > 0:
             raise UsageError(f"--lr must be a positive number (got {self.lr})")
+        if self.chunked_loss not in ("auto", "on", "off"):
+            raise UsageError(f"--chunked-loss {self.chunked_loss} is not one of auto, on, off")
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"--optimizer {self.optimizer} is not one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer == "muon" and self.fsdp:  # Muon orthogonalizes whole matrices; FSDP2 gives each rank a slice
+            raise UsageError("--optimizer muon needs each weight matrix whole, and --fsdp splits them over the ranks: "
+                             "use --optimizer adamw with --fsdp, or muon without --fsdp")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"--schedule {self.schedule} is not one of {', '.join(SCHEDULES)}")
         if not self.warmup >= 0:
             raise UsageError(f"--warmup must be 0 or more: a share of the steps below 1, or a number of steps "
                              f"(got {self.warmup})")
-        for name in ("eval_every", "early_stop", "sample_tokens"):
+        for name in ("eval_every", "early_stop", "sample_tokens", "max_steps"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
         if self.tokenizer == "train" and self.tokenizer_vocab < 257:

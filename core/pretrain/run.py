@@ -15,47 +15,22 @@ from core.errors import UsageError
 from core.hardware import peak_bf16_flops, snapshot
 from core.lifecycle import Job, RunContext, run_job
 from core.pretrain.config import PretrainConfig
+from core.pretrain.data import is_shard_folder, load_tokens
 from core.runlog import Phase, Plan, Sample
 from core.runs import REPORT
 from core.signals import StopRequest
 
 # What each token-cache outcome adds to `optimizations`: only a cache that was read or written counts.
 CACHE_OPTIMIZATION = {"hit": "token ids read from the on-disk cache (no tokenizing)",
-                      "written": "token ids cached on disk for the next run"}
+                      "written": "token ids cached on disk for the next run",
+                      "given": "token ids read from the token shards given as --data (no tokenizing)"}
 
 
-def _load_tokens(cfg: PretrainConfig, tok, notes: list[str], phases: dict, corpus=None):
-    """(token ids, cache state: hit | written | failed | off); `corpus` when the rows are already read."""
-    from core.corpus import load_corpus
-    from core.pretrain import data
-
-    key = data.cache_key(cfg.data, cfg.rows, cfg.eval_rows, tok)
-    path = data.token_cache_path(key)
-    t = time.perf_counter()
-    cached = data.load_cached(path) if cfg.token_cache else None
-    if cached is not None:
-        phases.setdefault("data", 0.0)
-        phases["tokenize"] = time.perf_counter() - t
-        notes.append(f"token cache hit: {path}")
-        return cached, "hit"
-    if corpus is None:
-        corpus = load_corpus(cfg.data, cfg.rows, cfg.eval_rows)
-        phases["data"] = time.perf_counter() - t
-    t = time.perf_counter()
-    tokens = data.TokenizedCorpus(
-        train_ids=data.tokenize_rows(corpus.train, tok), eval_ids=data.tokenize_rows(corpus.held_out, tok),
-        n_train_rows=len(corpus.train), n_eval_rows=len(corpus.held_out),
-        source=corpus.source, held_out_note=corpus.held_out_note)
-    state = "off"
-    if cfg.token_cache:
-        try:
-            data.save_cached(path, tokens)
-            state = "written"
-        except OSError as exc:
-            notes.append(f"could not write the token cache ({exc.strerror}); continuing without it")
-            state = "failed"
-    phases["tokenize"] = time.perf_counter() - t
-    return tokens, state
+def _eval_loss(result) -> float | None:
+    """The held-out loss the run ended with: the last epoch end's, or the check made where --max-steps ended it."""
+    if result.max_steps_reached and result.evals:
+        return result.evals[-1][2]
+    return result.eval_losses[-1] if result.eval_losses else None
 
 
 def resume_config(run_dir: str | Path) -> tuple[PretrainConfig, Path]:
@@ -103,6 +78,9 @@ class PretrainJob(Job):
         if shared is not None:  # a rank other than 0 takes the tokenizer rank 0 trained, so every rank has the same ids
             self.tok, self.tok_source, self.trained = shared
             self.phases["tokenizer_train"] = 0.0
+        elif cfg.tokenizer == "train" and is_shard_folder(cfg.data):
+            raise UsageError(f"--tokenizer train needs text, and --data {cfg.data} holds token ids; pass the tokenizer "
+                             f"they were made with (--tokenizer)")
         elif cfg.tokenizer == "train" and not (saved and (saved / "tokenizer.json").is_file()):
             corpus, self.trained = self._train_tokenizer()
             self.tok = self.trained["tokenizer"]
@@ -117,7 +95,7 @@ class PretrainJob(Job):
             # transformers builds an empty tokenizer from a folder that holds only a config.json.
             raise UsageError(f"--tokenizer {cfg.tokenizer} has no vocabulary or no end-of-text token "
                              f"(no tokenizer.json, or vocab.json and merges.txt?); pass a tokenizer folder or --tokenizer gpt2")
-        self.tokens, self.cache_state = _load_tokens(cfg, self.tok, self.notes, self.phases, corpus)
+        self.tokens, self.cache_state = load_tokens(cfg, self.tok, self.notes, self.phases, corpus)
         if cfg.sample_tokens:
             from core.pretrain.samples import default_prompts, language_of
 
@@ -183,31 +161,40 @@ class PretrainJob(Job):
         return fields
 
     def _train(self, ctx: RunContext) -> dict:
-        from core.pretrain.data import pack_blocks
+        from core.pretrain.data import RESIDENT_MAX_TOKENS, MappedBlocks, count_blocks, pack_blocks
         from core.pretrain.model import build_model as build_gpt2
         from core.pretrain.train import count_steps_per_epoch, train
+        from core.train.fsdp import full_state_dict
+        from core.train.loop import planned_steps
 
         cfg, tok, tokens, phases = self.config, self.tok, self.tokens, self.phases
         t = time.perf_counter()
         pad_id = tok.eos_token_id
-        train_blocks = pack_blocks(tokens.train_ids, cfg.block_size, pad_id)
+        if len(tokens.train_ids) <= RESIDENT_MAX_TOKENS:
+            train_blocks = pack_blocks(tokens.train_ids, cfg.block_size, pad_id)
+        else:  # larger than memory may hold: read from the memory-mapped token shards a batch at a time
+            train_blocks = MappedBlocks(tokens.train_ids, cfg.block_size, pad_id)
         eval_blocks = pack_blocks(tokens.eval_ids, cfg.block_size, pad_id)
         model = (self.build_model or build_gpt2)(cfg, vocab_size=len(tok), eos_token_id=tok.eos_token_id)
         n_params = sum(p.numel() for p in model.parameters())
         phases["model_init"] = time.perf_counter() - t
         ctx.emit(Phase(name="model_init", seconds=round(phases["model_init"], 3)))
-        steps_per_epoch = count_steps_per_epoch(train_blocks[0].shape[0], cfg.batch_size)
-        ctx.emit(Plan(total_steps=steps_per_epoch * cfg.epochs, steps_per_epoch=steps_per_epoch,
-                      blocks=train_blocks[0].shape[0], tokens_per_epoch=len(tokens.train_ids), n_params=n_params))
+        n_blocks = count_blocks(train_blocks)
+        steps_per_epoch = count_steps_per_epoch(n_blocks, cfg.batch_size)
+        total_steps = planned_steps(n_blocks, cfg.batch_size, cfg.epochs, cfg.max_steps)
+        ctx.emit(Plan(total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                      blocks=n_blocks, tokens_per_epoch=len(tokens.train_ids), n_params=n_params))
         ctx.say(f"model: GPT-2 {cfg.model_size}, {n_params / 1e6:.1f} M parameters; "
-                     f"{steps_per_epoch * cfg.epochs} steps of {cfg.batch_size}×{cfg.block_size} tokens")
+                f"{total_steps} steps of {cfg.batch_size}×{cfg.block_size} tokens"
+                + (f" (--max-steps {cfg.max_steps})" if total_steps < steps_per_epoch * cfg.epochs else ""))
+        fsdp = cfg.fsdp and world().distributed
 
         self.samples: list[dict] = []
 
         def sampler(step: int) -> None:
             from core.pretrain.samples import draw_samples, why_degenerate
 
-            for sample in draw_samples(model, tok, self.prompts, cfg.sample_tokens, step, cfg.seed):
+            for sample in draw_samples(model, tok, self.prompts, cfg.sample_tokens, step, cfg.seed, lockstep=fsdp):
                 ctx.emit(Sample(**sample))
                 self.samples.append(sample)
                 if sample["degenerate"]:  # an event for the app and a line at the terminal
@@ -217,7 +204,7 @@ class PretrainJob(Job):
 
         result = train(model, train_blocks, eval_blocks, cfg, ctx.emit, should_stop=ctx.should_stop,
                        on_step=self.on_step or ctx.on_step, run_dir=ctx.run_dir, resume_from=self.resume_from,
-                       sampler=sampler if cfg.sample_tokens and ctx.main else None)
+                       sampler=sampler if cfg.sample_tokens and (ctx.main or fsdp) else None)  # FSDP: every rank generates
         if result.compile_seconds is not None:
             phases["compile"] = result.compile_seconds
         phases["train"] = result.train_seconds
@@ -226,9 +213,11 @@ class PretrainJob(Job):
             ([CACHE_OPTIMIZATION[self.cache_state]] if self.cache_state in CACHE_OPTIMIZATION else []) + result.optimizations[1:]
 
         t = time.perf_counter()
-        if not ctx.main:  # every rank holds the same weights; rank 0 saves them
+        # Every rank holds the same weights, or (FSDP) its shard of them, gathered here on rank 0; rank 0 saves them.
+        full = full_state_dict(model) if fsdp else None
+        if not ctx.main:
             return {"steps": result.steps, **({"error": result.error} if result.error else {})}
-        model.save_pretrained(ctx.run_dir / "model")  # safetensors
+        model.save_pretrained(ctx.run_dir / "model", **({"state_dict": full} if fsdp else {}))  # safetensors
         tok.save_pretrained(ctx.run_dir / "model")
         phases["save"] = time.perf_counter() - t
         ctx.emit(Phase(name="save", seconds=round(phases["save"], 3)))
@@ -243,7 +232,7 @@ class PretrainJob(Job):
             "train_seconds": round(result.train_seconds, 3), "epochs": cfg.epochs, "epochs_completed": result.epochs_done,
             "rows": tokens.n_train_rows, "eval_rows": tokens.n_eval_rows, "held_out": tokens.held_out_note,
             "tokens_per_epoch": int(len(tokens.train_ids)), "steps": result.steps, "tokens_trained": result.tokens_trained,
-            "final_loss": result.final_loss, "eval_loss": result.eval_losses[-1] if result.eval_losses else None,
+            "final_loss": result.final_loss, "eval_loss": _eval_loss(result),
             "eval_losses": result.eval_losses, "n_params": n_params, "stopped_early": result.stopped_early,
             "eval_history": [{"step": s, "epoch": e, "eval_loss": round(v, 5)} for s, e, v in result.evals],
             "samples": self.samples, "degenerate_samples": sum(s["degenerate"] for s in self.samples),
@@ -256,6 +245,8 @@ class PretrainJob(Job):
             "model_dir": str(ctx.run_dir / "model"), "nonfinite_steps": result.nonfinite_steps,
             "micro_batch_size": result.micro_batch_size, "oom_retries": result.oom_retries,
             "checkpoint": result.checkpoint, "resumed_from": str(self.resume_from) if self.resume_from else None,
+            "fsdp": fsdp, "rank_memory": result.rank_memory, "max_steps": cfg.max_steps or None,
+            "max_steps_reached": result.max_steps_reached,
             **({"error": result.error} if result.error else {}),
         }
 

@@ -12,6 +12,7 @@ EN_PROMPTS = ("she looked at the door", "`` where are you going", "the next morn
 TOP_P = 0.9
 # A sample is flagged when fewer than 30% of its token pairs are distinct, or one token runs 8 times in a row.
 MIN_DISTINCT_2, MAX_REPEAT = 0.3, 8
+NO_TOKEN = 2**30  # an id past any vocabulary: generation never stops on it
 
 
 def language_of(rows: list[str]) -> str:
@@ -52,11 +53,15 @@ def why_degenerate(sample: dict) -> str:
     return f"only {sample['distinct_2']:.0%} of its token pairs distinct"
 
 
-def draw_samples(model, tokenizer, prompts, max_new_tokens: int, step: int, seed: int = 0) -> list[dict]:
+def draw_samples(model, tokenizer, prompts, max_new_tokens: int, step: int, seed: int = 0,
+                 lockstep: bool = False) -> list[dict]:
     """One greedy and one top-p continuation per prompt, each with its degeneration figures.
 
     One prompt at a time (no padding, so no attention mask is needed) and under a forked RNG with a
-    fixed seed, so sampling draws nothing from the training run's random stream.
+    fixed seed, so sampling draws nothing from the training run's random stream. `lockstep` (a model
+    sharded with --fsdp, generating on every rank together): every rank generates all max_new_tokens,
+    so none stops at an end-of-text token while another still needs its shards (an end id no token has
+    stands in for it); the text is then cut after the first end-of-text, as without lockstep.
     """
     import torch
 
@@ -76,8 +81,11 @@ def draw_samples(model, tokenizer, prompts, max_new_tokens: int, step: int, seed
                 for mode, options in (("greedy", {"do_sample": False}),
                                       ("top_p", {"do_sample": True, "top_p": TOP_P, "temperature": 1.0, "top_k": 0})):
                     new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                         pad_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                         pad_token_id=tokenizer.eos_token_id,
+                                         eos_token_id=[NO_TOKEN] if lockstep else tokenizer.eos_token_id,
                                          **options)[0, ids.shape[1]:].tolist()
+                    if lockstep and tokenizer.eos_token_id in new:
+                        new = new[:new.index(tokenizer.eos_token_id) + 1]
                     d2, repeat = distinct_2(new), longest_repeat(new)
                     out.append({"step": step, "prompt": prompt, "text": tokenizer.decode(new, skip_special_tokens=True),
                                 "mode": mode, "new_tokens": len(new), "distinct_2": round(d2, 3),

@@ -2,14 +2,14 @@
 optimizer, schedule, compile.
 
 `prepare()` builds a Session, the loop's TrainTask for GPT-2 on packed token blocks: its batches are
-index lookups into blocks resident on the device, `forward_backward` runs them in micro-batches
+index lookups into blocks resident on the device (or, for a corpus larger than memory, blocks read
+from the memory-mapped token shards, `mapped`), `forward_backward` runs them in micro-batches
 weighted by their real tokens, `step()` is one optimizer step with no host sync in it, and
 `optimizations()` names the speed-ups the session really runs with.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,8 +19,18 @@ import torch
 from core.distributed import all_sum, world
 from core.optim import make_optimizer, make_scheduler
 from core.pretrain.config import PretrainConfig
+from core.pretrain.data import MappedBlocks
 from core.pretrain.model import CAUSAL_ATTENTION, use_causal_attention
-from core.train.loop import optimizer_step
+from core.train.fsdp import ShardedState, micro_batch_sync
+from core.train.fsdp import shard as fsdp_shard
+from core.train.loop import optimizer_step, planned_steps
+from core.train.losses import causal_lm_loss, output_layer
+
+
+def chunked_loss_on(setting: str, device: torch.device) -> bool:
+    """--chunked-loss: `auto` turns it on where it measured faster (the CPU: bench/results/cpu/*chunked-loss*), and
+    off on a GPU until bench/gpu_check.sh has measured it there."""
+    return setting == "on" or (setting == "auto" and device.type == "cpu")
 
 
 def count_steps_per_epoch(n_blocks: int, batch_size: int) -> int:
@@ -43,7 +53,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     scheduler: object
     accelerator: object
-    inputs: torch.Tensor              # (n_blocks [+1 all-masked block], T) on the device
+    inputs: torch.Tensor              # (n_blocks [+1 all-masked block], T) on the device; empty when `mapped`
     labels: torch.Tensor
     valid_tokens: torch.Tensor        # predicted tokens per block (labels that are not -100)
     eval_inputs: torch.Tensor
@@ -60,6 +70,11 @@ class Session:
     ddp: object = None                # the DistributedDataParallel wrapper with several processes, else None
     rank: int = 0
     world_size: int = 1
+    fsdp: bool = False                # the model is sharded over the ranks (FSDP2)
+    sharded_state: ShardedState | None = None  # --fsdp: checkpoints are sharded (also on one process)
+    mapped: MappedBlocks | None = None  # the blocks, read from memory-mapped shards per batch (not resident)
+    body: Callable | None = None      # --chunked-loss: the model without its output layer (or its compile wrapper)
+    head_weight: torch.Tensor | None = None  # ... and the output layer's weight (tied to the token embedding)
 
     @property
     def device(self) -> torch.device:
@@ -67,7 +82,21 @@ class Session:
 
     @property
     def order_device(self) -> torch.device:
-        return self.inputs.device  # the order indexes blocks resident there
+        # the order indexes blocks resident on the device, or (mapped) blocks the host reads
+        return torch.device("cpu") if self.mapped is not None else self.inputs.device
+
+    def _blocks(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of these blocks on the device."""
+        if self.mapped is None:
+            return self.inputs[idx], self.labels[idx]
+        inputs, labels = self.mapped.take(idx.numpy())
+        return (torch.from_numpy(inputs).to(self.device, non_blocking=True),
+                torch.from_numpy(labels).to(self.device, non_blocking=True))
+
+    def _valid(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.mapped is None:
+            return self.valid_tokens[idx]
+        return torch.from_numpy(self.mapped.valid(idx.numpy())).to(self.device)
 
     @property
     def n_items(self) -> int:
@@ -106,28 +135,37 @@ class Session:
         """
         idx, real = batch
         micro = micro or self.micro_size
-        valid = self.valid_tokens[idx]
+        valid = self._valid(idx)
         batch_tokens = valid.sum()  # filler blocks count zero
-        if self.ddp is not None:
+        if self.ddp is not None or self.fsdp:
             return self._forward_backward_shard(idx, valid, batch_tokens, real, micro), batch_tokens
         total = torch.zeros((), device=self.device)
         for k, chunk in enumerate(idx.split(micro)):
             if k * micro >= real:  # only filler blocks left: nothing to learn from, skip the compute
                 break
             with self.accelerator.autocast():
-                loss = self.forward(input_ids=self.inputs[chunk], labels=self.labels[chunk], use_cache=False).loss
+                inputs, labels = self._blocks(chunk)
+                loss = self.micro_loss(inputs, labels)
             weight = valid[k * micro:(k + 1) * micro].sum() / batch_tokens
             (loss * weight).backward()
             total += loss.detach().float() * weight
         return total, batch_tokens
 
+    def micro_loss(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The mean next-token loss of some blocks: through the chunked output layer (core/train/losses.py), or the
+        model's own loss over its full logits."""
+        if self.body is not None:
+            return causal_lm_loss(self.body, self.head_weight, inputs, labels)
+        return self.forward(input_ids=inputs, labels=labels, use_cache=False).loss
+
     def _forward_backward_shard(self, idx, valid, batch_tokens, real, micro: int) -> torch.Tensor:
         """This rank's share of the batch. Every rank runs the same number of micro-batches (DDP syncs on the
-        last one's backward), so a short share is filled with a block of weight zero."""
+        last one's backward, FSDP gathers every block in every forward), so a short share is filled with a block
+        of weight zero."""
         n = self.world_size
         per_rank = -(-idx.numel() // n)
         positions = torch.arange(per_rank, device=idx.device) * n + self.rank
-        present = positions < real                    # past the real blocks: filler, weight zero
+        present = (positions < real).to(valid.device)  # past the real blocks: filler, weight zero
         positions = positions.clamp(max=idx.numel() - 1)
         mine = idx[positions]
         weights = torch.where(present, valid[positions], 0) / batch_tokens
@@ -136,12 +174,13 @@ class Session:
         for k, start in enumerate(chunks):
             end = start + micro
             sync = k == len(chunks) - 1
-            with contextlib.nullcontext() if sync else self.ddp.no_sync():  # gradients all-reduced on the last only
+            with micro_batch_sync(self.ddp, last=sync):  # DDP: gradients all-reduced on the last only
                 with self.accelerator.autocast():
                     chunk = mine[start:end]
                     # per-block mean losses, so each block can carry its own weight
-                    out = self.forward(input_ids=self.inputs[chunk], use_cache=False)
-                    losses = _block_losses(out.logits, self.labels[chunk])
+                    inputs, labels = self._blocks(chunk)  # only this rank's blocks are read
+                    out = self.forward(input_ids=inputs, use_cache=False)
+                    losses = _block_losses(out.logits, labels)
                     loss = (losses * weights[start:end]).sum()
                 (loss * n).backward()
             total += loss.detach().float()
@@ -159,7 +198,7 @@ class Session:
         from core.pretrain.train import evaluate_loss
 
         return evaluate_loss(self.model, self.eval_inputs, self.eval_labels, micro or self.micro_size,
-                             self.accelerator.autocast)
+                             self.accelerator.autocast, chunked=self.body is not None)
 
     def weights(self) -> dict:
         return checkpoint_weights(self.model)
@@ -171,7 +210,7 @@ class Session:
         """The speed-ups this session really runs with, from its resolved state."""
         attn = self.attention
         opts = ["packed token blocks (no padding)"]
-        if self.bf16:
+        if self.bf16 and not self.fsdp:
             opts.append("bf16 autocast (accelerate)")
         if self.tf32:
             opts.append("TF32 matmuls")
@@ -179,19 +218,27 @@ class Session:
             opts.append("SDPA causal kernel with no attention mask (no mask building, no packed-sequence check)")
         elif attn:
             opts.append(f"{attn} attention")
-        opts.append(f"data resident on {self.device.type}")
+        if self.mapped is not None:
+            opts.append("token blocks read from memory-mapped token shards per batch (memory does not grow with the corpus)")
+        else:
+            opts.append(f"data resident on {self.device.type}")
         if self.cfg.optimizer == "muon":
             opts.append("Muon (torch.optim.Muon) on the blocks' matrices, AdamW on embeddings, norms and biases")
         if self.fused:
             opts.append("fused AdamW")
         if self.forward not in (self.model, self.ddp):
             opts.append("torch.compile (fixed batch shapes: one compile, timed as its own phase)")
+        if self.body is not None:
+            opts.append("cross-entropy through the output layer 256 positions at a time (no full-vocabulary logits)")
         opts.append(f"loss read back every {self.cfg.log_every} steps")
         if self.cuda and self.fused and self.causal and self.cfg.log_every > 1:
             opts.append("no per-step host sync (only at log steps)")
+        backend = "NCCL" if self.cuda else "gloo"
         if self.ddp is not None:
-            backend = "NCCL" if self.cuda else "gloo"
             opts.append(f"data-parallel over {self.world_size} processes (DistributedDataParallel, {backend})")
+        if self.fsdp:
+            opts.append(f"model sharded over {self.world_size} processes (FSDP2 fully_shard per transformer block, "
+                        f"{backend}){'; bf16 compute, fp32 gradient reduction' if self.bf16 else ''}")
         if oom_retries:
             opts.append(f"micro-batches of {micro or self.micro_size} after {oom_retries} out-of-memory retries")
         return opts
@@ -230,7 +277,10 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
 
     cuda = torch.cuda.is_available()
     bf16 = cfg.bf16 and cuda and torch.cuda.is_bf16_supported()
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not cuda)
+    w = world()
+    fsdp = cfg.fsdp and w.distributed
+    # With FSDP its own mixed-precision policy computes in bf16 (set where the model is sharded), not autocast.
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 and not fsdp else "no", cpu=not cuda)
     device = accelerator.device
     tf32 = cuda and cfg.tf32
     if tf32:
@@ -240,25 +290,34 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
     # The model is not passed through accelerator.prepare: on one device that would only add a
     # wrapper that casts logits back to fp32, one more full-vocabulary copy per step.
     model.to(device).train()
-    w = world()
     ddp = None
-    if w.distributed:  # torch's DistributedDataParallel all-reduces the gradients; llmlab only shards the batch
+    if fsdp:  # torch's FSDP2: each rank keeps 1/N of every block; the optimizer is made over the shards below
+        fsdp_shard(model, bf16=bf16)
+    elif w.distributed:  # torch's DistributedDataParallel all-reduces the gradients; llmlab only shards the batch
         from torch.nn.parallel import DistributedDataParallel
 
         ddp = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    inputs, labels = (t.to(device) for t in train_blocks)
-    n_blocks = inputs.shape[0]
+    mapped = train_blocks if isinstance(train_blocks, MappedBlocks) else None
+    if mapped is not None:
+        inputs = labels = torch.zeros((0, mapped.block_size), dtype=torch.long, device=device)
+        n_blocks = mapped.n_blocks
+    else:
+        inputs, labels = (t.to(device) for t in train_blocks)
+        n_blocks = inputs.shape[0]
     pad_block = None
-    if cfg.compile:  # one all-masked block at the end fills short batches (Session.batch)
+    if cfg.compile:  # one all-masked block at the end fills short batches (Session.batch); MappedBlocks has its own
         pad_block = n_blocks
-        inputs = torch.cat([inputs, inputs[:1]])
-        labels = torch.cat([labels, torch.full_like(labels[:1], -100)])
+        if mapped is None:
+            inputs = torch.cat([inputs, inputs[:1]])
+            labels = torch.cat([labels, torch.full_like(labels[:1], -100)])
     eval_inputs, eval_labels = (t.to(device) for t in eval_blocks)
 
+    head = output_layer(model) if chunked_loss_on(cfg.chunked_loss, device) and not (ddp or fsdp) else None
+    body = None if head is None else torch.compile(model.base_model) if cfg.compile else model.base_model
     optimizer, fused = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, fused=cfg.fused_adamw)
     steps_per_epoch = count_steps_per_epoch(n_blocks, cfg.batch_size)
-    scheduler = make_scheduler(optimizer, total_steps=steps_per_epoch * cfg.epochs, warmup=cfg.warmup,
-                               min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule)
+    scheduler = make_scheduler(optimizer, total_steps=planned_steps(n_blocks, cfg.batch_size, cfg.epochs, cfg.max_steps),
+                               warmup=cfg.warmup, min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule)
     session = Session(
         cfg=cfg, model=model, forward=torch.compile(ddp or model) if cfg.compile else (ddp or model), optimizer=optimizer,
         scheduler=scheduler, accelerator=accelerator, inputs=inputs, labels=labels,
@@ -266,6 +325,7 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
         eval_labels=eval_labels, n_blocks=n_blocks, steps_per_epoch=steps_per_epoch,
         micro_size=cfg.micro_batch_size or cfg.batch_size, fused=fused, causal=causal,
         attention=str(getattr(model.config, "_attn_implementation", "")), bf16=bf16, tf32=tf32,
-        pad_block=pad_block, ddp=ddp, rank=w.rank, world_size=w.size,
+        pad_block=pad_block, ddp=ddp, rank=w.rank, world_size=w.size, fsdp=fsdp,
+        sharded_state=ShardedState(model) if cfg.fsdp else None, mapped=mapped, body=body, head_weight=head,
     )
     return session

@@ -24,7 +24,8 @@ from typing import Callable
 
 import torch
 
-from core.distributed import all_sum, world
+from core.distributed import all_sum, any_rank, world
+from core.errors import OutOfMemory
 from core.memory import OOM_ERRORS, HalvingSize
 from core.pretrain.config import PretrainConfig
 from core.pretrain.model import restore_attention
@@ -33,6 +34,7 @@ from core.runlog import Phase
 from core.runs import SAMPLE_REQUEST
 from core.train.loop import Hooks, LoopResult, LoopSettings
 from core.train.loop import train as train_loop
+from core.train.losses import causal_lm_loss
 
 
 @dataclass
@@ -49,16 +51,26 @@ class TrainResult(LoopResult):
 
 
 @torch.no_grad()
-def evaluate_loss(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, autocast) -> float | None:
+def evaluate_loss(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, autocast,
+                  chunked: bool = False) -> float | None:
     """Mean next-token loss over every real token of the held-out blocks; halves its batch on out-of-memory.
+    `chunked`: through the output layer a chunk of positions at a time (core/train/losses.py), no full logits.
 
     With several processes each rank scores every N-th block and the sums are added up over ranks,
-    so every rank gets the same figure.
+    so every rank gets the same figure. A sharded model (--fsdp) gathers its blocks in every forward, so
+    there every rank runs the same forwards: a short share is filled up with a block that counts nothing.
     """
+    from core.train.fsdp import is_sharded
+
     if inputs.numel() == 0:
         return None
     w = world()
+    lockstep = is_sharded(model)
+    per_rank = -(-inputs.shape[0] // w.size)
     inputs, labels = inputs[w.rank::w.size], labels[w.rank::w.size]
+    if lockstep and inputs.shape[0] < per_rank:
+        inputs = torch.cat([inputs, inputs.new_zeros((per_rank - inputs.shape[0], inputs.shape[1]))])
+        labels = torch.cat([labels, labels.new_full((per_rank - labels.shape[0], labels.shape[1]), -100)])
     model.eval()
     size = HalvingSize(batch_size, "out of memory evaluating even one sequence at a time; lower --block-size")
     try:
@@ -69,12 +81,16 @@ def evaluate_loss(model, inputs: torch.Tensor, labels: torch.Tensor, batch_size:
                 for i in range(0, inputs.shape[0], size.size):
                     x, y = inputs[i:i + size.size], labels[i:i + size.size]
                     with autocast():
-                        loss = model(input_ids=x, labels=y, use_cache=False).loss
+                        loss = (causal_lm_loss(model.base_model, model.get_output_embeddings().weight, x, y) if chunked
+                                else model(input_ids=x, labels=y, use_cache=False).loss)
                     n = (y[:, 1:] != -100).sum()
-                    total += loss.float() * n
+                    total += torch.where(n > 0, loss.float() * n, 0.0)  # a filler-only batch's mean is 0/0
                     count += n
                 break
             except OOM_ERRORS:
+                if lockstep:  # the ranks must run the same forwards, so one cannot halve alone
+                    raise OutOfMemory(f"out of memory on rank {w.rank} computing the held-out loss; lower --batch-size "
+                                      f"or --block-size") from None
                 size.halve()
     finally:
         model.train()
@@ -89,7 +105,7 @@ def _compile_warmup(s: Session, emit) -> float:
     away, so the run trains exactly as if it had not happened.
     """
     t = time.perf_counter()
-    order = torch.arange(s.n_blocks, device=s.device)
+    order = torch.arange(s.n_blocks, device=s.order_device)
     micro = HalvingSize(s.micro_size, "out of memory even with one sequence per micro-batch; lower --block-size or use "
                                       "a smaller --model-size")
     with torch.random.fork_rng(devices=[s.device] if s.cuda else []):
@@ -112,7 +128,8 @@ def _compile_warmup(s: Session, emit) -> float:
 def loop_settings(cfg: PretrainConfig, micro_size: int) -> LoopSettings:
     return LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, micro_batch_size=micro_size, log_every=cfg.log_every,
                         grad_clip=cfg.grad_clip, max_nonfinite=cfg.max_nonfinite, save_every=cfg.save_every,
-                        save_minutes=cfg.save_minutes, eval_every=cfg.eval_every, early_stop=cfg.early_stop, seed=cfg.seed)
+                        save_minutes=cfg.save_minutes, eval_every=cfg.eval_every, early_stop=cfg.early_stop, seed=cfg.seed,
+                        max_steps=cfg.max_steps)
 
 
 def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable,
@@ -128,8 +145,12 @@ def train(model, train_blocks, eval_blocks, cfg: PretrainConfig, emit: Callable,
     compile_seconds = None
 
     def sample_request(step: int) -> None:
-        if run_dir is not None and s.main and (run_dir / SAMPLE_REQUEST).exists():
-            (run_dir / SAMPLE_REQUEST).unlink(missing_ok=True)  # asked for from the app
+        asked = run_dir is not None and s.main and (run_dir / SAMPLE_REQUEST).exists()  # asked for from the app
+        if s.fsdp:  # a sharded model generates on every rank together (note: a collective at log steps)
+            asked = any_rank(asked)
+        if asked:
+            if s.main:
+                (run_dir / SAMPLE_REQUEST).unlink(missing_ok=True)
             sampler(step)
 
     hooks = Hooks(emit=emit, should_stop=should_stop, on_step=on_step, run_dir=run_dir, after_check=sampler,

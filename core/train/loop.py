@@ -24,9 +24,9 @@ from typing import Any, Callable, Protocol
 import torch
 
 from core.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from core.distributed import any_rank, world
+from core.distributed import any_rank, gather, world
 from core.errors import OutOfMemory, UsageError
-from core.memory import OOM_ERRORS, HalvingSize
+from core.memory import OOM_ERRORS, HalvingSize, peak_memory
 from core.runlog import Checkpoint, EvalLoss, Event, Heartbeat, Log, Loss, MicroBatchHalved, Resume
 
 HEARTBEAT_SECONDS = 5.0
@@ -47,6 +47,14 @@ class LoopSettings:
     eval_every: int = 0              # a held-out check every N steps besides the epoch ends (0 = epoch ends only)
     early_stop: int = 0              # stop after this many checks without improvement (0 = never)
     seed: int = 0                    # the data order's RNG
+    max_steps: int = 0               # stop after this many optimizer steps (0 = the epochs decide)
+
+
+def planned_steps(n_items: int, batch_size: int, epochs: int, max_steps: int = 0) -> int:
+    """The optimizer steps a run plans for, and its schedule with them: every epoch's (a short last batch is a
+    step too), or --max-steps when that comes first."""
+    total = -(-n_items // batch_size) * epochs
+    return min(total, max_steps) if max_steps > 0 else total
 
 
 class TrainTask(Protocol):
@@ -74,6 +82,10 @@ class TrainTask(Protocol):
 
     def load_weights(self, weights: dict, path: Path) -> None:
         """Put a checkpoint's weights back."""
+
+    # Optional: a core.train.fsdp.ShardedState when checkpoints are torch.distributed.checkpoint folders that every
+    # rank writes its shard of (--fsdp); absent or None, rank 0 writes `weights()` (safetensors).
+    sharded_state: Any
 
 
 @dataclass
@@ -108,6 +120,8 @@ class LoopResult:
     oom_retries: int = 0
     checkpoint: str | None = None                       # the newest checkpoint this process wrote
     peak_memory_mib: float | None = None
+    max_steps_reached: bool = False                     # --max-steps ended the run
+    rank_memory: list = field(default_factory=list)     # each rank's peak memory (core.memory.peak_memory)
 
     @property
     def epoch_end_losses(self) -> list[float]:
@@ -121,26 +135,33 @@ class _Position:
     epoch: int = 1
     next_index: int = 0
     order: torch.Tensor | None = None
+    order_rng: torch.Tensor | None = None   # the data RNG's state the epoch's order was drawn from
 
 
 def _resume(task: TrainTask, optimizer, scheduler, generator, result: LoopResult, path: Path, emit) -> _Position:
     try:
-        weights, state = load_checkpoint(path, optimizer, scheduler)
-        task.load_weights(weights, path)
+        weights, state = load_checkpoint(path, optimizer, scheduler, sharded=getattr(task, "sharded_state", None))
+        if weights:  # a sharded checkpoint was loaded into the model and optimizer already
+            task.load_weights(weights, path)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:  # damage checkpoint_problem() could not see
         raise UsageError(f"cannot resume from checkpoint {path}: {str(exc).splitlines()[0]}") from None
-    order = state["order"]
-    if order and len(order) != task.n_items:  # the final checkpoint's order is empty
-        raise UsageError(f"checkpoint {path.name} was made from {len(order)} {task.item_noun}, but the data now gives "
+    order, n_items = state["order"], state.get("n_items", len(state["order"]))
+    if n_items and n_items != task.n_items:  # an older final checkpoint records neither
+        raise UsageError(f"checkpoint {path.name} was made from {n_items} {task.item_noun}, but the data now gives "
                          f"{task.n_items}: the data or tokenizer changed since; start a new run")
+    order_rng = state["rng"].get("order")
+    if order:  # older checkpoints kept the order itself
+        order = torch.tensor(order, device=task.order_device)
+    elif order_rng is not None and state["next_index"]:  # mid-epoch: the same order, drawn again from the same state
+        generator.set_state(order_rng)
+        order = torch.randperm(task.n_items, device=task.order_device, generator=generator)
     set_rng_state(generator, state["rng"])
     result.train_losses = [tuple(x) for x in state.get("train_losses", [])]
     result.evals = [tuple(x) for x in state.get("evals", [])]
     result.best = state.get("best") or result.best
     result.since_best = state.get("since_best", 0)
     emit(Resume(step=state["step"], epoch=state["epoch"], checkpoint=str(path)))
-    return _Position(state["step"], state["epoch"], state["next_index"],
-                     torch.tensor(order, device=task.order_device) if order else None)
+    return _Position(state["step"], state["epoch"], state["next_index"], order if len(order) else None, order_rng)
 
 
 def optimizer_step(task: TrainTask, batch, micro: int, optimizer, scheduler, grad_clip: float, fused: bool):
@@ -154,7 +175,10 @@ def optimizer_step(task: TrainTask, batch, micro: int, optimizer, scheduler, gra
     finite = torch.isfinite(loss)
     if grad_clip > 0:
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        finite &= torch.isfinite(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        if hasattr(norm, "full_tensor"):  # sharded parameters (--fsdp) give the norm as a DTensor
+            norm = norm.full_tensor()
+        finite &= torch.isfinite(norm)
     if fused:
         optimizer.found_inf = (~finite).float()  # the fused kernel skips the update on the device
         optimizer.step()
@@ -167,15 +191,17 @@ def optimizer_step(task: TrainTask, batch, micro: int, optimizer, scheduler, gra
 
 def train(task: TrainTask, optimizer, scheduler, settings: LoopSettings, hooks: Hooks, *, fused: bool,
           resume_from: Path | None = None) -> LoopResult:
-    """Train for settings.epochs; `fused`: the optimizer skips a non-finite step on the device (fused AdamW)."""
+    """Train for settings.epochs (or settings.max_steps); `fused`: the optimizer skips a non-finite step on the device
+    (fused AdamW)."""
     s, emit, w = settings, hooks.emit, world()
+    sharded = getattr(task, "sharded_state", None)
     result = LoopResult()
     generator = torch.Generator(device=task.order_device).manual_seed(s.seed)
     pos = _resume(task, optimizer, scheduler, generator, result, resume_from, emit) if resume_from else _Position()
     micro = HalvingSize(s.micro_batch_size or s.batch_size,
                         f"out of memory even with one {task.unit} per micro-batch; {task.shrink_hint}")
     steps_per_epoch = -(-task.n_items // s.batch_size)  # a short last batch is a step too: no item is dropped
-    total_steps = steps_per_epoch * s.epochs
+    total_steps = planned_steps(task.n_items, s.batch_size, s.epochs, s.max_steps)
     cuda = task.device.type == "cuda"
 
     def check(epoch_position: float) -> bool:
@@ -195,13 +221,20 @@ def train(task: TrainTask, optimizer, scheduler, settings: LoopSettings, hooks: 
             hooks.after_check(pos.step)
         return bool(s.early_stop) and result.since_best >= s.early_stop
 
-    def checkpoint(epoch: int, next_index: int, order: torch.Tensor | None) -> None:
-        state = {"step": pos.step, "epoch": epoch, "next_index": next_index,
-                 "order": order.tolist() if order is not None else [], "eval_losses": result.epoch_end_losses,
-                 "evals": result.evals, "train_losses": result.train_losses, "best": result.best,
-                 "since_best": result.since_best, "rng": rng_state(generator)}
-        result.checkpoint = str(save_checkpoint(hooks.run_dir, task.weights(), optimizer, scheduler, state))
+    def checkpoint(epoch: int, next_index: int, order_rng: torch.Tensor | None) -> None:
+        # The order is not stored: the RNG state it was drawn from gives it back, whatever the corpus size.
+        rng = {**rng_state(generator), **({"order": order_rng} if order_rng is not None else {})}
+        # (an epoch resumed from an older checkpoint, which kept the order itself, keeps it the same way)
+        order = pos.order.tolist() if order_rng is None and next_index and pos.order is not None else []
+        state = {"step": pos.step, "epoch": epoch, "next_index": next_index, "order": order, "n_items": task.n_items,
+                 "eval_losses": result.epoch_end_losses, "evals": result.evals, "train_losses": result.train_losses,
+                 "best": result.best, "since_best": result.since_best, "rng": rng}
+        weights = None if sharded is not None else task.weights()
+        result.checkpoint = str(save_checkpoint(hooks.run_dir, weights, optimizer, scheduler, state, sharded=sharded))
         emit(Checkpoint(step=pos.step, path=result.checkpoint))
+
+    def budget_spent() -> bool:
+        return s.max_steps > 0 and pos.step >= s.max_steps
 
     # Device-side counters, read back only at log steps.
     zero = lambda dtype=torch.float32: torch.zeros((), dtype=dtype, device=task.device)  # noqa: E731
@@ -209,14 +242,18 @@ def train(task: TrainTask, optimizer, scheduler, settings: LoopSettings, hooks: 
     bad_run, bad_run_max, bad_total = zero(), zero(), zero()  # runs of non-finite steps
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    saves = hooks.run_dir is not None and w.main
+    saves = hooks.run_dir is not None and (w.main or sharded is not None)  # sharded: every rank writes its shard
     t_start = t_log = last_heartbeat = last_save = time.perf_counter()
     result.epochs_done = pos.epoch - 1
     for epoch in range(pos.epoch, s.epochs + 1):
-        order = pos.order if pos.order is not None else torch.randperm(task.n_items, device=task.order_device,
-                                                                      generator=generator)
+        if budget_spent():  # resumed from the checkpoint written as --max-steps ended the run
+            break
+        if pos.order is None:
+            pos.order_rng = generator.get_state()
+            pos.order = torch.randperm(task.n_items, device=task.order_device, generator=generator)
+        order = pos.order
         i = pos.next_index
-        while i < steps_per_epoch and not (result.stopped or result.error or result.stopped_early):
+        while i < steps_per_epoch and not (result.stopped or result.error or result.stopped_early or budget_spent()):
             batch = task.batch(order, i, micro.size)
             try:
                 loss, tokens, finite = optimizer_step(task, batch, micro.size, optimizer, scheduler, s.grad_clip, fused)
@@ -239,7 +276,7 @@ def train(task: TrainTask, optimizer, scheduler, settings: LoopSettings, hooks: 
             tokens_since += tokens
             if hooks.on_step is not None:
                 hooks.on_step(pos.step, total_steps)
-            log_step = pos.step % s.log_every == 0 or i == steps_per_epoch
+            log_step = pos.step % s.log_every == 0 or i == steps_per_epoch or budget_spent()
             if not w.distributed:
                 result.stopped = hooks.should_stop()
             elif log_step:  # note: a collective; ranks decide together so none waits for a step the others skip
@@ -264,7 +301,8 @@ def train(task: TrainTask, optimizer, scheduler, settings: LoopSettings, hooks: 
                 if hooks.at_log_step is not None:
                     hooks.at_log_step(pos.step)
                 t_log = time.perf_counter()
-            if s.eval_every and pos.step % s.eval_every == 0 and i < steps_per_epoch and not result.error:
+            if s.eval_every and pos.step % s.eval_every == 0 and i < steps_per_epoch and not result.error \
+                    and not budget_spent():  # the run's end has its own check
                 result.stopped_early = check(epoch - 1 + i / steps_per_epoch)
                 t_log = time.perf_counter()  # the next tokens/s measures training, not this check
             if time.perf_counter() - last_heartbeat > HEARTBEAT_SECONDS:
@@ -272,10 +310,15 @@ def train(task: TrainTask, optimizer, scheduler, settings: LoopSettings, hooks: 
                 last_heartbeat = time.perf_counter()
             due = (s.save_every and pos.step % s.save_every == 0) or \
                   (s.save_minutes and time.perf_counter() - last_save > 60 * s.save_minutes)
-            if saves and result.error is None and (due or result.stopped):
-                checkpoint(epoch, i, order)
+            if saves and result.error is None and ((due and not budget_spent()) or result.stopped):
+                checkpoint(epoch, i, pos.order_rng)  # (the budget's end is saved as the run's end, below)
                 last_save = time.perf_counter()
         if result.stopped or result.error:
+            break
+        if i < steps_per_epoch and budget_spent():  # --max-steps ended the run inside the epoch: one last check
+            result.max_steps_reached = True
+            if not result.stopped_early:
+                check(epoch - 1 + i / steps_per_epoch)
             break
         pos.order, pos.next_index = None, 0
         if not result.stopped_early:
@@ -285,6 +328,9 @@ def train(task: TrainTask, optimizer, scheduler, settings: LoopSettings, hooks: 
             emit(Log(message=f"early stop after step {pos.step}: the {task.check_noun} did not improve for {s.early_stop} "
                              f"checks (best {result.best['loss']:.4f} at step {result.best['step']})"))
             break
+        if budget_spent():
+            result.max_steps_reached = epoch < s.epochs
+            break
         t_log = time.perf_counter()  # the next interval's tokens/s measures training, not this evaluation
     finished = not (result.stopped or result.error)
     if saves and s.save_every and finished and not (result.checkpoint or "").endswith(f"step-{pos.step:06d}"):
@@ -292,6 +338,7 @@ def train(task: TrainTask, optimizer, scheduler, settings: LoopSettings, hooks: 
     if cuda:
         torch.cuda.synchronize()
         result.peak_memory_mib = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    result.rank_memory = gather({"rank": w.rank, **peak_memory(task.device)})  # a collective with several ranks
     result.train_seconds = time.perf_counter() - t_start
     result.steps, result.micro_batch_size = pos.step, micro.size
     return result

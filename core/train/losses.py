@@ -83,9 +83,26 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     return _LinearCrossEntropy.apply(hidden, weight, targets, token_weights, chunk, weight.requires_grad)
 
 
+def output_layer(model) -> torch.Tensor | None:
+    """The output layer's weight when `linear_cross_entropy` can stand in for it (a plain bias-free Linear, as in
+    GPT-2 and Qwen2), else None."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if type(head) is not torch.nn.Linear or head.bias is not None or getattr(model.config, "final_logit_softcapping", None):
+        return None
+    return head.weight
+
+
+def causal_lm_loss(body, weight: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
+                   chunk: int = 256) -> torch.Tensor:
+    """What `model(input_ids, labels=labels).loss` is (the mean next-token loss), without the full logits: `body` is
+    the model without its output layer (`model.base_model`, or its torch.compile wrapper), `weight` that layer's."""
+    hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state
+    return linear_cross_entropy(hidden.flatten(0, 1), weight, shifted(labels).flatten(), chunk=chunk)
+
+
 def shifted(labels: torch.Tensor) -> torch.Tensor:
     """Next-token targets for each position of (B, T) labels: labels moved left by one, the last position ignored."""
     return torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
 
 
-__all__ = ["linear_cross_entropy", "shifted", "IGNORE"]
+__all__ = ["linear_cross_entropy", "causal_lm_loss", "output_layer", "shifted", "IGNORE"]

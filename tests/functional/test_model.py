@@ -74,8 +74,22 @@ def test_runs_whose_pid_is_gone_are_not_reattached(tmp_path):
 def test_form_options_pass_every_field_without_a_preset():
     options, out = command_options(PretrainTab.fields, defaults(PretrainTab.fields))
     assert options == ["--data", "bookcorpus/bookcorpus", "--rows", "10000", "--epochs", "3", "--model-size", "default",
-                       "--tokenizer", "gpt2", "--batch-size", "8", "--no-compile"]
+                       "--tokenizer", "gpt2", "--batch-size", "8", "--no-compile", "--processes", "1", "--no-fsdp"]
     assert out is None
+
+
+def test_the_forms_start_a_multi_process_or_fsdp_job():
+    from tui.tabs.finetune import FinetuneTab
+
+    for tab in (PretrainTab, FinetuneTab):
+        values = {**defaults(tab.fields), "data": "exams.csv", "processes": "2", "fsdp": True}
+        options, _ = command_options(tab.fields, values)
+        assert options[-3:] == ["--processes", "2", "--fsdp"]
+        with pytest.raises(FormError) as error:  # FSDP on one process: the form says so before anything starts
+            command_options(tab.fields, {**values, "processes": "1"})
+        assert error.value.field.name == "fsdp" and "Processes to 2 or more" in str(error.value)
+        demo = {**preset(tab.fields, tab.demo_values), "processes": "2"}
+        assert command_options(tab.fields, demo, tab.demo_values) == (["--demo", "--processes", "2"], None)
 
 
 def test_demo_preset_passes_only_what_changed():
@@ -180,6 +194,31 @@ def test_a_distributed_job_shows_as_one_job_with_its_process_count():
     single = PretrainProgress()
     single.apply({"type": "start", "time": T0, "elapsed": 0.0, "pid": 7})
     assert not any("processes" in part for part in single.stats_parts())
+
+
+def test_a_distributed_job_lists_its_ranks_and_each_failed_ranks_own_error(tmp_path):
+    from core.distributed import record_rank_error
+
+    progress = PretrainProgress(run_dir=tmp_path)
+    progress.apply({"type": "start", "time": T0, "elapsed": 0.0, "pid": 7, "world_size": 2, "pids": [7, 8]})
+    assert progress.pids == [7, 8] and "2 ranks: rank 0 pid 7, rank 1 pid 8" in progress.take_new_logs()
+    record_rank_error(tmp_path, 1, "RuntimeError: rank 1 ran out of host memory", "Traceback ...")
+    progress.apply({"type": "end", "elapsed": 3.0, "status": "failed", "error": "rank 1 of 2 failed: RuntimeError: ..."})
+    progress.finish(2, None, [])
+    assert progress.rank_errors == {1: "RuntimeError: rank 1 ran out of host memory"}
+    from core.runlog import RunsReader
+
+    write_run(tmp_path / "runs", "r", "pretrain", pretrain_events(status="failed"))
+    record_rank_error(tmp_path / "runs" / "r", 1, "ValueError: bad shard")
+    assert load_progress(RunsReader(tmp_path / "runs").folder(tmp_path / "runs" / "r")).rank_errors == {1: "ValueError: bad shard"}
+
+
+def test_an_fsdp_run_shows_fsdp_and_each_ranks_peak_memory_among_its_figures():
+    from tui.runinfo import figures
+
+    rows = dict(figures("pretrain", {"final_loss": 4.6, "world_size": 2, "fsdp": True,
+                                     "rank_memory": [{"rank": 0, "peak_rss_mib": 731.5}, {"rank": 1, "peak_rss_mib": 2048.0}]}))
+    assert rows["processes"] == "2 (FSDP)" and rows["peak RSS/rank"] == "732 MiB · 2.0 GiB"
 
 
 def test_a_distributed_run_lists_its_processes_among_its_figures():

@@ -57,6 +57,11 @@ CASES = [
     ("pretrain-resume-eval-run", "pretrain --resume {eval_run}", "llmlab eval --resume"),
     ("pretrain-resume-missing", "pretrain --resume {runs}/nothing", "not a run directory"),
     ("pretrain-resume-with-options", "pretrain --resume {pre_run} --rows 5", "--resume reuses the run's own options"),
+    ("pretrain-fsdp-one-process", "pretrain --data {in}/corpus.txt --fsdp", "--fsdp shards the model over several processes"),
+    ("finetune-fsdp-one-process", "finetune --demo --fsdp", "add --processes N (N of 2 or more"),
+    ("pretrain-negative-max-steps", "pretrain --data {in}/corpus.txt --max-steps -1", "--max-steps must be 0 or more"),
+    ("finetune-negative-max-steps", "finetune --demo --max-steps -2", "--max-steps must be 0 or more"),
+    ("pretrain-zero-num-proc", "pretrain --data {in}/corpus.txt --num-proc 0", "--num-proc must be at least 1"),
     ("eval-missing-file", "eval --model {model} --data {in}/missing.csv", "does not exist"),
     ("eval-empty-file", "eval --model {model} --data {in}/empty.csv", "not a readable CSV"),
     ("eval-binary-file", "eval --model {model} --data {in}/binary.csv", "looks like a binary file"),
@@ -227,3 +232,18 @@ def test_a_question_longer_than_the_context_loses_its_beginning_with_a_warning(w
     assert "prompt_cut" not in rows[1] and rows[1]["prompt"].startswith("问题: Is fire cold?")
     summary = read_json(out / "summary.json")
     assert summary["status"] == "completed" and summary["truncated_prompts"] == 1
+
+
+@pytest.mark.parametrize("quantize", ["nf4", "int8"])
+def test_fsdp_with_a_quantized_base_is_refused_and_which_combinations_work_is_said(quantize):
+    """--quantize (a bitsandbytes base) comes with its own change; the check reads the field when it exists."""
+    from core.errors import UsageError
+    from core.finetune.config import demo_config
+
+    cfg = demo_config(fsdp=True)
+    cfg.quantize = quantize
+    with pytest.raises(UsageError, match=f"--fsdp cannot shard a --quantize {quantize} base") as refused:
+        cfg.validate()
+    assert "use --fsdp with a bf16 base (no --quantize), or --quantize without --fsdp" in str(refused.value)
+    cfg.quantize = "none"
+    cfg.validate()

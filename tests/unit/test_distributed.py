@@ -124,6 +124,50 @@ def test_a_run_stopped_on_two_processes_resumes_on_one_and_ends_where_one_proces
     assert resumed["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-3)
 
 
+def test_fsdp_trains_like_one_process_and_its_sharded_checkpoint_resumes_on_one(small_tokenizer, one_process, tmp_path):
+    """--fsdp on 2 ranks: each holds half the model; stopped at a checkpoint (written as each rank's shard), model/
+    gathered on rank 0 is a normal folder with those weights, and one process resumes it to the one-process end."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core.optim import adamw
+    from core.train.fsdp import ShardedState
+
+    out = tmp_path / "run"
+    job = start(*pretrain_args(small_tokenizer, out, "--processes", "2", "--fsdp"))
+    try:
+        wait_for_event(out, "checkpoint")
+        os.kill(job.pid, signal.SIGINT)
+        _, err = job.communicate(timeout=180)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 128 + signal.SIGINT, err[-2000:]
+    stopped, one = read_json(out / "summary.json"), read_json(one_process / "summary.json")
+    assert stopped["status"] == "stopped" and stopped["world_size"] == 2 and stopped["fsdp"] is True
+    assert any("model sharded over 2 processes (FSDP2" in o for o in stopped["optimizations"])
+    assert [m["rank"] for m in stopped["rank_memory"]] == [0, 1] and all(m["peak_rss_mib"] > 0 for m in stopped["rank_memory"])
+    expected = dict(losses(one_process))
+    trained = losses(out)
+    assert trained and max(abs(loss - expected[step]) for step, loss in trained) < 1e-3  # the same steps as one process
+
+    checkpoint = Path(stopped["checkpoint"])
+    assert sorted(p.name for p in (checkpoint / "sharded").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert not (checkpoint / "model.safetensors").exists()  # no rank held the whole model
+    saved = AutoModelForCausalLM.from_pretrained(out / "model")  # a plain Hugging Face folder
+    fresh = AutoModelForCausalLM.from_config(saved.config)
+    optimizer, _ = adamw(fresh, 1e-3, 0.1)
+    ShardedState(fresh).load(checkpoint / "sharded", optimizer)  # both ranks' shards, into one process
+    for name, tensor in saved.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[name], tensor, msg=name)
+
+    assert main(["pretrain", "--resume", str(out)]) == 0  # one process, from the 2-rank shards
+    resumed = read_json(out / "summary.json")
+    assert resumed["status"] == "completed" and resumed["world_size"] == 1 and resumed["steps"] == one["steps"]
+    assert resumed["final_loss"] == pytest.approx(one["final_loss"], abs=1e-3)
+    assert resumed["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-3)
+
+
 @pytest.mark.usefixtures("shared_demo_model")
 def test_two_process_eval_gives_the_one_process_answers_in_question_order(tmp_path):
     args = ["eval", "--demo", "--limit", "10", "--max-new-tokens", "32"]
@@ -139,10 +183,13 @@ def test_two_process_eval_gives_the_one_process_answers_in_question_order(tmp_pa
 
 
 @pytest.mark.usefixtures("shared_demo_model")
-def test_two_process_finetune_matches_one_and_only_rank_0_writes(tmp_path):
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_two_process_finetune_matches_one_and_only_rank_0_writes(tmp_path, fsdp):
+    """DDP, or --fsdp: the frozen base sharded over the ranks, the adapter trained over the shards."""
     args = ["finetune", "--demo", "--epochs", "1", "--dropout", "0"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    done = llmlab(*args, "--processes", "2", "--out", str(tmp_path / "two"))
+    extra = ["--fsdp", "--save-every", "5"] if fsdp else []
+    done = llmlab(*args, "--processes", "2", *extra, "--out", str(tmp_path / "two"))
     assert done.returncode == 0, done.stderr[-2000:]
     s1, s2 = (read_json(tmp_path / name / "summary.json") for name in ("one", "two"))
     assert s2["world_size"] == 2 and s2["steps"] == s1["steps"]
@@ -151,6 +198,18 @@ def test_two_process_finetune_matches_one_and_only_rank_0_writes(tmp_path):
     assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").is_file()
     rows = list(iter_jsonl(tmp_path / "two" / "results.jsonl"))
     assert len(rows) == len(list(iter_jsonl(tmp_path / "one" / "results.jsonl"))) > 0
+    if fsdp:
+        import torch
+        from safetensors.torch import load_file
+
+        assert s2["fsdp"] is True and len(s2["rank_memory"]) == 2
+        one, two = (load_file(str(tmp_path / name / "adapter" / "adapter_model.safetensors")) for name in ("one", "two"))
+        assert one.keys() == two.keys() and one  # gathered on rank 0 into a normal peft folder
+        for name in one:
+            torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=1e-4)
+        checkpoint = Path(s2["checkpoint"])
+        assert sorted(p.name for p in (checkpoint / "sharded").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+        assert [r["output"] for r in rows] == [r["output"] for r in iter_jsonl(tmp_path / "one" / "results.jsonl")]
 
 
 @pytest.mark.parametrize("victim, words", [(1, "rank 1 of 2 (pid"), (0, "rank 0 of 2 was killed (SIGKILL)")])

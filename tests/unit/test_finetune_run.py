@@ -261,3 +261,37 @@ def test_too_many_non_finite_fine_tune_losses_in_a_row_fail_the_run(tmp_path, mo
     assert summary["steps"] == 1 + 5 and summary["nonfinite_steps"] == 5
     assert "not finite" in capsys.readouterr().err
     assert not (tmp_path / "run" / "results.jsonl").exists()  # no tuned test answers from a broken adapter
+
+
+def test_many_target_positions_go_through_the_chunked_loss_with_the_same_value_and_gradients(monkeypatch):
+    """Above CHUNKED_LOSS_FROM target positions (math solutions) the loss is computed a chunk of logits at a time:
+    the same value and the same gradients as the plain output layer."""
+    from core.finetune import train as ft_train
+    from core.lm import demo as demo_lm
+    from core.train import losses
+
+    model = demo_lm.build_tiny_qwen2(demo_lm.gpt2_tokenizer())
+    model.float().train()
+    ids = torch.randint(0, model.config.vocab_size, (2, 40), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :10] = -100  # the prompt: no loss
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    calls = []
+    real = losses.linear_cross_entropy
+    monkeypatch.setattr(ft_train, "linear_cross_entropy", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def loss_and_grads(threshold: int):
+        monkeypatch.setattr(ft_train, "CHUNKED_LOSS_FROM", threshold)
+        model.zero_grad()
+        loss = ft_train.target_loss(model, batch)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain, plain_grads = loss_and_grads(10_000)
+    assert not calls
+    chunked, chunked_grads = loss_and_grads(8)
+    assert calls  # 58 target positions > 8: the chunked path ran
+    torch.testing.assert_close(chunked, plain, rtol=1e-5, atol=1e-6)
+    assert len(plain_grads) == len(chunked_grads)
+    for a, b in zip(plain_grads, chunked_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -196,10 +198,10 @@ def test_token_cache_is_listed_only_when_it_was_read_or_written(corpus, tmp_path
     off = run_pretrain(run_cfg(corpus, tmp_path / "off", token_cache=False), log=quiet)
     assert off["token_cache"] == "off" and not any("cache" in o for o in off["optimizations"])
 
-    def disk_full(path, tokens):
+    def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(data, "save_cached", disk_full)
+    monkeypatch.setattr(data, "write_cache", disk_full)
     corpus.write_text(corpus.read_text(encoding="utf-8") + "one more row .\n", encoding="utf-8")  # a cache miss
     failed = run_pretrain(run_cfg(corpus, tmp_path / "failed"), log=quiet)
     assert failed["token_cache"] == "failed" and not any("cache" in o for o in failed["optimizations"])
@@ -235,3 +237,25 @@ def test_a_training_step_makes_no_host_sync_on_the_gpu():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert "no per-step host sync (only at log steps)" in s.optimizations()
+
+
+def test_the_chunked_loss_trains_and_scores_exactly_as_the_full_logits_do():
+    """--chunked-loss on and off: the same step's loss and gradients, the same held-out loss, named only when on."""
+    cfg = tiny_cfg(model_overrides={"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0})
+    train_blocks, held_out = blocks(5 * 32), blocks(3 * 32, seed=1)
+
+    def run(setting: str):
+        torch.manual_seed(0)
+        model = build_model(cfg, vocab_size=50257)
+        s = prepare(model, train_blocks, held_out, dataclasses.replace(cfg, chunked_loss=setting))
+        assert (s.body is not None) == (setting == "on")
+        assert any("256 positions at a time" in o for o in s.optimizations()) == (setting == "on")
+        loss, _ = s.forward_backward(s.batch(torch.arange(5), 0, micro=3), micro=3)  # two micro-batches
+        return loss, [p.grad.clone() for p in model.parameters()], s.evaluate(micro=2)
+
+    loss_on, grads_on, held_on = run("on")
+    loss_off, grads_off, held_off = run("off")
+    torch.testing.assert_close(loss_on, loss_off, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads_on, grads_off):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert held_on == pytest.approx(held_off, rel=1e-5)

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.distributed import rank_errors
 from core.runlog import End, Event, Log, Phase, Start, parse
 
 # A `phase` event reports a phase that has just finished; the job is then in the next one.
@@ -47,6 +48,8 @@ class JobProgress:
     phase: str = ""
     pid: int | None = None
     world_size: int = 1  # processes of a distributed job (rank 0's events are the job's)
+    pids: list = field(default_factory=list)  # each rank's pid, rank 0 first
+    rank_errors: dict = field(default_factory=dict)  # rank -> the first line of its ranks/rank-N.error
     start_time: float | None = None  # unix time of the start event
     elapsed: float = 0.0  # seconds since start, from the newest event
     logs: deque = field(default_factory=lambda: deque(maxlen=200))
@@ -71,6 +74,7 @@ class JobProgress:
         for event in run.events():
             progress.apply(event)
         progress.load_files(run)
+        progress.rank_errors = rank_errors(run.path)
         return progress
 
     def load_files(self, run) -> None:
@@ -86,6 +90,9 @@ class JobProgress:
         if isinstance(event, Start):
             self.pid = event.pid if event.pid is not None else self.pid
             self.world_size = int(event.world_size or 1)
+            self.pids = list(event.pids or [])
+            if self.world_size > 1:
+                self._log(f"{self.world_size} ranks: " + ", ".join(f"rank {r} pid {pid}" for r, pid in enumerate(self.pids)))
             self.start_time = event.time if event.time is not None else self.start_time
             if self.status in ("idle", "starting"):
                 self.status = "running"
@@ -114,6 +121,8 @@ class JobProgress:
         self.returncode = returncode
         self.summary = summary
         self.log_tail = list(log_tail)
+        if self.run_dir is not None:
+            self.rank_errors = rank_errors(self.run_dir)  # a failed rank's own line, beside rank 0's account
         if summary and summary.get("status"):
             self.status = str(summary["status"])
             self.error = summary.get("error") or self.error

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from core.distributed import rank_errors
 from core.runs import REPORT
 from tui import format as fmt
 from tui.format import STATUS_STYLES
@@ -65,8 +66,10 @@ class RunScreen(Screen[None]):
         text.rstrip()
         self.query_one("#figures", Static).update(text)
         error = (self.run.summary or {}).get("error")
-        self.query_one("#run-error", Static).update(Text(str(error or ""), style="red"))
-        self.query_one("#run-error").display = bool(error)
+        lines = [str(error)] if error else []
+        lines += [f"rank {rank}: {line}" for rank, line in sorted(rank_errors(self.run.path).items())]
+        self.query_one("#run-error", Static).update(Text("\n".join(lines), style="red"))
+        self.query_one("#run-error").display = bool(lines)
         config = flatten(self.run.config)
         self.query_one(KeyValueTable).set_rows([(key, value) for key, value in config.items() if key != "kind"])
         self.app.load_runs([self.run], self)

@@ -241,6 +241,8 @@ class JobTab(Vertical, can_focus=True):
             text.append(" (o)", style="dim")
         if p.status == "failed":
             text.append(f"\n{p.error or 'the job failed'}", style="red")
+            for rank, line in sorted(p.rank_errors.items()):  # what each failed rank said itself
+                text.append(f"\nrank {rank}: {line}", style="red")
             if p.log_tail:
                 text.append("\njob.log:\n", style="dim")
                 text.append("\n".join(p.log_tail[-8:]), style="dim")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from textual.binding import Binding
 
+from core.launch import LaunchOptions
 from core.pretrain.config import PretrainConfig, demo_config
 from tui.messages import PreviewRequested
 from tui.options import Preset, form_fields
@@ -17,7 +18,9 @@ _ZH = demo_config("zh")
 class PretrainTab(JobTab):
     kind = "pretrain"
     title = "Pretrain"
-    fields = form_fields(PretrainConfig, ("data", "rows", "epochs", "model_size", "tokenizer", "batch_size", "compile", "out"))
+    # processes and fsdp start a multi-process (data-parallel, or sharded) job, as --processes N [--fsdp] do
+    fields = form_fields((PretrainConfig, LaunchOptions), ("data", "rows", "epochs", "model_size", "tokenizer", "batch_size",
+                                                           "compile", "processes", "fsdp", "out"))
     # What `llmlab pretrain --demo` runs (bundled corpus and tokenizer, tiny model); shown so the
     # form never hides what will happen. Only fields changed after choosing the preset are passed.
     # The numbers come from the engine's own demo config, so the form cannot drift from it.
