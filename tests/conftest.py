@@ -14,6 +14,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers share the cores: one compute thread each (and in the jobs they start, which inherit it).
+    # torch's default, a thread per core in every process, puts 2 workers x 2 threads on 2 cores and they thrash.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

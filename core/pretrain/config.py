@@ -53,8 +53,8 @@ class PretrainConfig:
     schedule: str = option("cosine", "After the warm-up: cosine or linear decay to 10% of --lr, constant, or wsd "
                            "(stable at the peak, cosine decay over the last 20% of the steps).", choices=SCHEDULES)
     optimizer: str = option("adamw", "adamw, or muon: torch's Muon on the blocks' attention and MLP matrices, AdamW on "
-                            "the embeddings (tied to the output layer), LayerNorms and biases (bench/optimizers.md).",
-                            choices=OPTIMIZERS)
+                            "the embeddings (tied to the output layer), LayerNorms and biases (bench/README.md, AdamW or Muon).",
+                            choices=OPTIMIZERS, label="Optimizer")
     weight_decay: float = option(0.1, "AdamW weight decay, on matrices only (not biases or LayerNorm gains); seed 004 "
                                  "found 0.1 mattered.")
     dropout: float = option(0.1, "Dropout of GPT-2's residual, embedding and attention layers (GPT2Config's 0.1); "
@@ -73,7 +73,7 @@ class PretrainConfig:
     fsdp: bool = option(False, "Shard the model over the --processes with torch's FSDP2 (per transformer block; bf16 "
                         "compute on a GPU): each rank holds 1/N of the weights, gradients and optimizer state. "
                         "Checkpoints are sharded; model/ is a normal folder.", label="FSDP")
-    chunked_loss: str = option("auto", "Cross-entropy through the output layer 256 positions at a time, never holding the "
+    chunked_loss: str = option("auto", "Cross-entropy through the output layer 128 positions at a time, never holding the "
                                "full-vocabulary logits: on, off, or auto (on a CPU, where it measured faster; off on a "
                                "GPU until measured there). One process only (DDP and FSDP use the plain loss).")
     bf16: bool = True                    # bf16 autocast where the GPU supports it

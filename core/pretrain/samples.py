@@ -57,41 +57,54 @@ def draw_samples(model, tokenizer, prompts, max_new_tokens: int, step: int, seed
                  lockstep: bool = False) -> list[dict]:
     """One greedy and one top-p continuation per prompt, each with its degeneration figures.
 
-    One prompt at a time (no padding, so no attention mask is needed) and under a forked RNG with a
-    fixed seed, so sampling draws nothing from the training run's random stream. `lockstep` (a model
-    sharded with --fsdp, generating on every rank together): every rank generates all max_new_tokens,
-    so none stops at an end-of-text token while another still needs its shards (an end id no token has
-    stands in for it); the text is then cut after the first end-of-text, as without lockstep.
+    All prompts in one batch per decoding mode (left-padded, with their attention mask): two `generate`
+    calls per check instead of two per prompt, a third of the forward passes with the default three
+    prompts. Under a forked RNG with a fixed seed, so sampling draws nothing from the training run's
+    random stream. Each row's text ends at its first end-of-text (generate pads a finished row with
+    it). `lockstep` (a model sharded with --fsdp, generating on every rank together): every rank
+    generates all max_new_tokens, so none stops while another still needs its shards (an end id no
+    token has stands in for it).
     """
     import torch
 
     from core.pretrain.model import restore_attention, use_causal_attention
 
+    if not prompts:
+        return []
     was_training = model.training
     causal = getattr(model.config, "_attn_implementation", "") != "sdpa"
-    restore_attention(model)  # generation with a KV cache wants the plain SDPA path
+    restore_attention(model)  # generation with a KV cache and a padding mask wants the plain SDPA path
     model.eval()
     device = next(model.parameters()).device
-    out = []
+    eos = tokenizer.eos_token_id
+    rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), eos, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):], mask[i, width - len(r):] = torch.tensor(r, dtype=torch.long), 1
+    ids, mask = ids.to(device), mask.to(device)
+    by_mode = {}
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            for prompt in prompts:
-                ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
-                for mode, options in (("greedy", {"do_sample": False}),
-                                      ("top_p", {"do_sample": True, "top_p": TOP_P, "temperature": 1.0, "top_k": 0})):
-                    new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                         pad_token_id=tokenizer.eos_token_id,
-                                         eos_token_id=[NO_TOKEN] if lockstep else tokenizer.eos_token_id,
-                                         **options)[0, ids.shape[1]:].tolist()
-                    if lockstep and tokenizer.eos_token_id in new:
-                        new = new[:new.index(tokenizer.eos_token_id) + 1]
-                    d2, repeat = distinct_2(new), longest_repeat(new)
-                    out.append({"step": step, "prompt": prompt, "text": tokenizer.decode(new, skip_special_tokens=True),
-                                "mode": mode, "new_tokens": len(new), "distinct_2": round(d2, 3),
-                                "longest_repeat": repeat, "degenerate": is_degenerate(d2, repeat, len(new))})
+            for mode, options in (("greedy", {"do_sample": False}),
+                                  ("top_p", {"do_sample": True, "top_p": TOP_P, "temperature": 1.0, "top_k": 0})):
+                by_mode[mode] = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                               pad_token_id=eos, eos_token_id=[NO_TOKEN] if lockstep else eos,
+                                               **options)[:, width:].tolist()
     finally:
         model.train(was_training)
         if causal:
             use_causal_attention(model)
+    out = []
+    for i, prompt in enumerate(prompts):
+        for mode, generated in by_mode.items():
+            new = generated[i]
+            if eos in new:
+                new = new[:new.index(eos) + 1]
+            d2, repeat = distinct_2(new), longest_repeat(new)
+            out.append({"step": step, "prompt": prompt, "text": tokenizer.decode(new, skip_special_tokens=True),
+                        "mode": mode, "new_tokens": len(new), "distinct_2": round(d2, 3),
+                        "longest_repeat": repeat, "degenerate": is_degenerate(d2, repeat, len(new))})
     return out

@@ -229,7 +229,7 @@ class Session:
         if self.forward not in (self.model, self.ddp):
             opts.append("torch.compile (fixed batch shapes: one compile, timed as its own phase)")
         if self.body is not None:
-            opts.append("cross-entropy through the output layer 256 positions at a time (no full-vocabulary logits)")
+            opts.append("cross-entropy through the output layer 128 positions at a time (no full-vocabulary logits)")
         opts.append(f"loss read back every {self.cfg.log_every} steps")
         if self.cuda and self.fused and self.causal and self.cfg.log_every > 1:
             opts.append("no per-step host sync (only at log steps)")

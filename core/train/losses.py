@@ -34,17 +34,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
             h = hidden[start:start + chunk]
             w = token_weights[start:start + chunk].to(acc)
             t = targets[start:start + chunk].clamp(min=0)  # ignored positions have weight 0: any index will do
-            logits = (h @ weight.t()).to(acc)  # one chunk of logits
-            lse = torch.logsumexp(logits, dim=-1)
-            total += ((lse - logits.gather(1, t[:, None]).squeeze(1)) * w).sum()
-            # d loss / d logits = weight_i · (softmax - one-hot), built in the logits' own memory
-            grad = logits.sub_(lse[:, None]).exp_()
+            # one chunk of log-probabilities (log_softmax in one fused pass; the logits are dropped at once)
+            logp = torch.log_softmax((h @ weight.t()).to(acc), dim=-1)
+            total -= (logp.gather(1, t[:, None]).squeeze(1) * w).sum()
+            # d loss / d logits = weight_i · (softmax - one-hot), built in the log-probabilities' own memory
+            grad = logp.exp_()
             grad[torch.arange(grad.shape[0], device=grad.device), t] -= 1
-            grad.mul_(w[:, None])
-            grad = grad.to(h.dtype)
-            grad_hidden[start:start + chunk] = grad @ weight.to(h.dtype)
-            if weight_grad:
-                grad_weight += (grad.t() @ h).to(acc)
+            grad = grad.mul_(w[:, None]).to(h.dtype)
+            torch.mm(grad, weight.to(h.dtype), out=grad_hidden[start:start + chunk])
+            if weight_grad:  # accumulated in place: no (V, C) temporary per chunk
+                grad_weight.addmm_(grad.t().to(acc), h.to(acc))
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype) if weight_grad else None)
         return total
 
@@ -67,7 +66,7 @@ def _loss_only(hidden, weight, targets, token_weights, chunk: int) -> torch.Tens
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         token_weights: torch.Tensor | None = None, chunk: int = 256) -> torch.Tensor:
+                         token_weights: torch.Tensor | None = None, chunk: int = 128) -> torch.Tensor:
     """Σ token_weight · cross-entropy of `hidden @ weight.T` against `targets`, never holding more than `chunk` rows of logits.
 
     hidden: (N, C); weight: (V, C), the output layer's; targets: (N,) with IGNORE where there is no target.
@@ -93,7 +92,7 @@ def output_layer(model) -> torch.Tensor | None:
 
 
 def causal_lm_loss(body, weight: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
-                   chunk: int = 256) -> torch.Tensor:
+                   chunk: int = 128) -> torch.Tensor:
     """What `model(input_ids, labels=labels).loss` is (the mean next-token loss), without the full logits: `body` is
     the model without its output layer (`model.base_model`, or its torch.compile wrapper), `weight` that layer's."""
     hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state

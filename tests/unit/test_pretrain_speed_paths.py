@@ -249,7 +249,7 @@ def test_the_chunked_loss_trains_and_scores_exactly_as_the_full_logits_do():
         model = build_model(cfg, vocab_size=50257)
         s = prepare(model, train_blocks, held_out, dataclasses.replace(cfg, chunked_loss=setting))
         assert (s.body is not None) == (setting == "on")
-        assert any("256 positions at a time" in o for o in s.optimizations()) == (setting == "on")
+        assert any("128 positions at a time" in o for o in s.optimizations()) == (setting == "on")
         loss, _ = s.forward_backward(s.batch(torch.arange(5), 0, micro=3), micro=3)  # two micro-batches
         return loss, [p.grad.clone() for p in model.parameters()], s.evaluate(micro=2)
 

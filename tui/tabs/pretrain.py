@@ -20,7 +20,7 @@ class PretrainTab(JobTab):
     title = "Pretrain"
     # processes and fsdp start a multi-process (data-parallel, or sharded) job, as --processes N [--fsdp] do
     fields = form_fields((PretrainConfig, LaunchOptions), ("data", "rows", "epochs", "model_size", "tokenizer", "batch_size",
-                                                           "compile", "processes", "fsdp", "out"))
+                                                           "optimizer", "compile", "processes", "fsdp", "out"))
     # What `llmlab pretrain --demo` runs (bundled corpus and tokenizer, tiny model); shown so the
     # form never hides what will happen. Only fields changed after choosing the preset are passed.
     # The numbers come from the engine's own demo config, so the form cannot drift from it.
