@@ -60,7 +60,9 @@ set +e
 "$VENV/bin/python" -m pytest -n "$workers" -q -p no:cacheprovider \
   tests/unit/test_eval_engine.py tests/unit/test_eval_streaming.py tests/unit/test_pretrain_speed_paths.py \
   tests/unit/test_finetune_run.py tests/unit/test_quantized.py tests/unit/test_chat_template.py \
-  "tests/unit/test_distributed.py::test_two_processes_train_step_for_step_like_one_and_write_one_run_folder" "$@"
+  "tests/unit/test_distributed.py::test_two_processes_train_step_for_step_like_one_and_write_one_run_folder" \
+  -k "not (bad_options or data_is_required or resume_refuses or split_files or hand_count or non_finite or learning_rate_warms or token_cache_is_listed or gptq or chat_without)" "$@"
+# (-k leaves out what no library version changes: option refusals, split files, schedules, caches, NaN guards)
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

@@ -52,9 +52,11 @@ class PretrainConfig:
     warmup: float = option(0.05, "Linear warm-up: a share of the steps (below 1) or a number of steps (1 or more).")
     schedule: str = option("cosine", "After the warm-up: cosine or linear decay to 10% of --lr, constant, or wsd "
                            "(stable at the peak, cosine decay over the last 20% of the steps).", choices=SCHEDULES)
-    optimizer: str = option("adamw", "adamw, or muon: torch's Muon on the blocks' attention and MLP matrices, AdamW on "
-                            "the embeddings (tied to the output layer), LayerNorms and biases (bench/README.md, AdamW or Muon).",
-                            choices=OPTIMIZERS, label="Optimizer")
+    optimizer: str = option("auto", "auto, adamw or muon. muon: torch's Muon on the blocks' attention and MLP matrices, "
+                            "AdamW on the embeddings (tied to the output layer), LayerNorms and biases. auto is muon, "
+                            "which measured the lower held-out loss at equal wall time (bench/README.md, AdamW or "
+                            "Muon), and adamw with --fsdp (Muon needs each matrix whole).",
+                            choices=("auto", *OPTIMIZERS), label="Optimizer")
     weight_decay: float = option(0.1, "AdamW weight decay, on matrices only (not biases or LayerNorm gains); seed 004 "
                                  "found 0.1 mattered.")
     dropout: float = option(0.1, "Dropout of GPT-2's residual, embedding and attention layers (GPT2Config's 0.1); "
@@ -112,8 +114,8 @@ class PretrainConfig:
             raise UsageError(f"--lr must be a positive number (got {self.lr})")
         if self.chunked_loss not in ("auto", "on", "off"):
             raise UsageError(f"--chunked-loss {self.chunked_loss} is not one of auto, on, off")
-        if self.optimizer not in OPTIMIZERS:
-            raise UsageError(f"--optimizer {self.optimizer} is not one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer not in ("auto", *OPTIMIZERS):
+            raise UsageError(f"--optimizer {self.optimizer} is not one of auto, {', '.join(OPTIMIZERS)}")
         if self.optimizer == "muon" and self.fsdp:  # Muon orthogonalizes whole matrices; FSDP2 gives each rank a slice
             raise UsageError("--optimizer muon needs each weight matrix whole, and --fsdp splits them over the ranks: "
                              "use --optimizer adamw with --fsdp, or muon without --fsdp")
@@ -136,6 +138,13 @@ class PretrainConfig:
     def context(self) -> int:
         """The model's context (n_positions): the preset's, unless model_overrides changes it."""
         return int({**MODEL_PRESETS[self.model_size], **self.model_overrides}.get("n_positions", 1024))
+
+    @property
+    def optimizer_used(self) -> str:
+        """--optimizer as the run uses it: auto is muon (it measured better), or adamw with --fsdp."""
+        if self.optimizer != "auto":
+            return self.optimizer
+        return "adamw" if self.fsdp else "muon"
 
     def to_dict(self) -> dict:
         return {"kind": "pretrain", **asdict(self)}

@@ -67,6 +67,7 @@ def draw_samples(model, tokenizer, prompts, max_new_tokens: int, step: int, seed
     """
     import torch
 
+    from core.memory import OOM_ERRORS
     from core.pretrain.model import restore_attention, use_causal_attention
 
     if not prompts:
@@ -88,11 +89,19 @@ def draw_samples(model, tokenizer, prompts, max_new_tokens: int, step: int, seed
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
+            def generate(x, m, options) -> list[list[int]]:
+                return model.generate(input_ids=x, attention_mask=m, max_new_tokens=max_new_tokens, pad_token_id=eos,
+                                      eos_token_id=[NO_TOKEN] if lockstep else eos, **options)[:, x.shape[1]:].tolist()
+
             for mode, options in (("greedy", {"do_sample": False}),
                                   ("top_p", {"do_sample": True, "top_p": TOP_P, "temperature": 1.0, "top_k": 0})):
-                by_mode[mode] = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                               pad_token_id=eos, eos_token_id=[NO_TOKEN] if lockstep else eos,
-                                               **options)[:, width:].tolist()
+                try:
+                    by_mode[mode] = generate(ids, mask, options)
+                except OOM_ERRORS:  # samples never cost the run: one prompt at a time, no padding, instead
+                    if lockstep:  # the ranks must generate alike; one cannot fall back alone
+                        raise
+                    by_mode[mode] = [generate(ids[i:i + 1, width - len(r):], mask[i:i + 1, width - len(r):], options)[0]
+                                     for i, r in enumerate(rows)]
     finally:
         model.train(was_training)
         if causal:

@@ -222,7 +222,7 @@ class Session:
             opts.append("token blocks read from memory-mapped token shards per batch (memory does not grow with the corpus)")
         else:
             opts.append(f"data resident on {self.device.type}")
-        if self.cfg.optimizer == "muon":
+        if self.cfg.optimizer_used == "muon":
             opts.append("Muon (torch.optim.Muon) on the blocks' matrices, AdamW on embeddings, norms and biases")
         if self.fused:
             opts.append("fused AdamW")
@@ -314,7 +314,7 @@ def prepare(model, train_blocks, eval_blocks, cfg: PretrainConfig) -> Session:
 
     head = output_layer(model) if chunked_loss_on(cfg.chunked_loss, device) and not (ddp or fsdp) else None
     body = None if head is None else torch.compile(model.base_model) if cfg.compile else model.base_model
-    optimizer, fused = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, fused=cfg.fused_adamw)
+    optimizer, fused = make_optimizer(model, cfg.optimizer_used, cfg.lr, cfg.weight_decay, fused=cfg.fused_adamw)
     steps_per_epoch = count_steps_per_epoch(n_blocks, cfg.batch_size)
     scheduler = make_scheduler(optimizer, total_steps=planned_steps(n_blocks, cfg.batch_size, cfg.epochs, cfg.max_steps),
                                warmup=cfg.warmup, min_lr_ratio=cfg.min_lr_ratio, schedule=cfg.schedule)

@@ -42,7 +42,7 @@ async def test_a_tiny_demo_pretrain_fills_the_chart(make_app):
 async def test_stopping_a_demo_pretrain_leaves_a_stopped_run(make_app):
     app = make_app(launcher=Launcher())
     async with app.run_test(size=(120, 40)) as pilot:
-        await start_demo(app, pilot, "2", rows="2000", epochs="3")
+        await start_demo(app, pilot, "2", rows="800", epochs="3")  # ~30 steps: still running when x arrives
         tab = app.job_tab("pretrain")
         await wait_until(pilot, lambda: tab.progress.step >= 1, timeout=240)
         await pilot.press("x")

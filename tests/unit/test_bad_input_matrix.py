@@ -177,7 +177,7 @@ def test_out_of_memory_even_at_one_sequence_is_one_line(world, capsys, monkeypat
         def no_memory(*args, **kwargs):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
-        model.forward = no_memory
+        model.transformer.forward = no_memory  # the body: both the chunked and the full-logits loss go through it
         return model
 
     monkeypatch.setattr(model_module, "build_model", build)
@@ -247,3 +247,13 @@ def test_fsdp_with_a_quantized_base_is_refused_and_which_combinations_work_is_sa
     assert "use --fsdp with a bf16 base (no --quantize), or --quantize without --fsdp" in str(refused.value)
     cfg.quantize = "none"
     cfg.validate()
+
+
+def test_muon_with_fsdp_and_an_fsdp_ensemble_are_refused_in_one_line(capsys):
+    """Muon needs each matrix whole (FSDP2 slices it); --ensemble trains several adapters over one whole base."""
+    assert main(["pretrain", "--demo", "--optimizer", "muon", "--fsdp", "--processes", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--optimizer muon needs each weight matrix whole" in err and len(err.splitlines()) == 1
+    assert main(["finetune", "--demo", "--ensemble", "3", "--fsdp", "--processes", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--fsdp trains one adapter over a sharded base; --ensemble 3" in err and len(err.splitlines()) == 1

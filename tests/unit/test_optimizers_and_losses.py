@@ -130,3 +130,31 @@ def test_without_gradients_or_a_frozen_output_layer_the_value_is_the_same():
     expected = torch.autograd.grad(torch.nn.functional.cross_entropy(hidden @ weight.t(), targets), hidden)[0]
     torch.testing.assert_close(hidden.grad, expected)
     assert weight.grad is None
+
+
+def test_muon_orthogonalizes_cpu_gradients_in_fp32_with_torch_s_own_iteration():
+    """On a CPU the Newton-Schulz step runs in fp32 (torch's runs in bf16, ~45x slower there): the same iteration,
+    so its result matches torch's own bf16 one to bf16 precision and is nearly orthogonal."""
+    import torch.optim._muon as muon
+
+    from core.optim import _fp32_newton_schulz_on_cpu
+
+    installed = muon._zeropower_via_newtonschulz  # (an earlier Muon test may have patched it already)
+    original = getattr(installed, "torch_own", installed)
+    muon._zeropower_via_newtonschulz = original
+    _fp32_newton_schulz_on_cpu()
+    try:
+        patched = muon._zeropower_via_newtonschulz
+        assert patched is not original and patched.fp32_on_cpu and patched.torch_own is original
+        coefficients = (muon.DEFAULT_A, muon.DEFAULT_B, muon.DEFAULT_C)
+        for shape in ((32, 96), (96, 32)):  # wide and tall (GPT-2's Conv1D stores in x out)
+            grad = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+            ours = patched(grad, coefficients, muon.DEFAULT_NS_STEPS, muon.EPS)
+            theirs = original(grad, coefficients, muon.DEFAULT_NS_STEPS, muon.EPS)
+            assert ours.dtype == torch.float32 and ours.shape == grad.shape
+            torch.testing.assert_close(ours, theirs.float(), atol=0.05, rtol=0.05)
+            small = ours if shape[0] < shape[1] else ours.T
+            singular = torch.linalg.svdvals(small)
+            assert singular.min() > 0.5 and singular.max() < 1.5  # what the quintic iteration promises
+    finally:
+        muon._zeropower_via_newtonschulz = installed

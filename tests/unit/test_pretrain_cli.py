@@ -75,11 +75,13 @@ def test_second_run_reuses_the_token_cache(corpus_file, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_offline_and_its_loss_falls(tmp_path, monkeypatch):
+    """The README's first command, on a quarter of the demo's rows (the same path, a quarter of the steps)."""
     monkeypatch.chdir(tmp_path)
-    assert main(["pretrain", "--demo"]) == 0
+    assert main(["pretrain", "--demo", "--rows", "500"]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     summary, _ = assert_complete_run(run)
     assert summary["demo"] is True and "Demo run" in (run / "report.md").read_text(encoding="utf-8")
+    assert summary["rows"] == 500 and summary["epochs_completed"] == 3
 
 
 @pytest.mark.parametrize(

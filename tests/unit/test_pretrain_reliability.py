@@ -129,6 +129,8 @@ def test_resume_refuses_a_checkpoint_whose_data_changed(corpus, tmp_path):
 
 
 def _wrap_forward(monkeypatch, wrapper):
+    """Wrap the model's own forward. Its runs then need --chunked-loss off: the full-logits loss goes through that
+    forward, while the chunked loss calls the model's body (model.transformer) and computes the loss itself."""
     real_build = model_module.build_model
 
     def build(cfg, vocab_size, eos_token_id=None):
@@ -143,7 +145,7 @@ NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
 
 
 def test_out_of_memory_halves_the_micro_batch_with_the_same_result(corpus, tmp_path, monkeypatch):
-    run_pretrain(small_cfg(corpus, tmp_path / "plain", model_overrides=NO_DROPOUT), log=quiet)
+    run_pretrain(small_cfg(corpus, tmp_path / "plain", model_overrides=NO_DROPOUT, chunked_loss="off"), log=quiet)
 
     def oom_above_one_sequence(forward):
         def guarded(*args, **kwargs):
@@ -153,7 +155,7 @@ def test_out_of_memory_halves_the_micro_batch_with_the_same_result(corpus, tmp_p
         return guarded
 
     _wrap_forward(monkeypatch, oom_above_one_sequence)
-    summary = run_pretrain(small_cfg(corpus, tmp_path / "oom", model_overrides=NO_DROPOUT), log=quiet)
+    summary = run_pretrain(small_cfg(corpus, tmp_path / "oom", model_overrides=NO_DROPOUT, chunked_loss="off"), log=quiet)
     assert summary["status"] == "completed"
     assert summary["micro_batch_size"] == 1 and summary["oom_retries"] == 2
     assert [e["micro_batch_size"] for e in iter_jsonl(tmp_path / "oom" / "events.jsonl") if e["type"] == "oom"] == [2, 1]
@@ -180,7 +182,7 @@ def model_is_training(bound_forward) -> bool:
 
 def test_non_finite_losses_skip_their_update_and_are_counted(corpus, tmp_path, monkeypatch):
     _wrap_forward(monkeypatch, _nan_on_calls({3, 4}))
-    summary = run_pretrain(small_cfg(corpus, tmp_path / "run"), log=quiet)
+    summary = run_pretrain(small_cfg(corpus, tmp_path / "run", chunked_loss="off"), log=quiet)
     assert summary["status"] == "completed" and summary["nonfinite_steps"] == 2
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "run").values())
 
@@ -188,7 +190,8 @@ def test_non_finite_losses_skip_their_update_and_are_counted(corpus, tmp_path, m
 def test_too_many_non_finite_losses_in_a_row_stop_the_run(corpus, tmp_path, monkeypatch, capsys):
     _wrap_forward(monkeypatch, _nan_on_calls(set(range(5, 1000))))
     args = ["pretrain", "--data", str(corpus), "--rows", "120", "--eval-rows", "20", "--model-size", "tiny",
-            "--block-size", "32", "--batch-size", "4", "--log-every", "1", "--out", str(tmp_path / "run")]
+            "--block-size", "32", "--batch-size", "4", "--log-every", "1", "--chunked-loss", "off",
+            "--out", str(tmp_path / "run")]
     assert main(args) == 1
     summary = read_json(tmp_path / "run" / "summary.json")
     assert summary["status"] == "failed" and "not finite for 5 steps in a row" in summary["error"]

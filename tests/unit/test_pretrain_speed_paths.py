@@ -162,7 +162,7 @@ def test_learning_rate_warms_up_then_decays_by_cosine_to_the_floor():
 @pytest.mark.parametrize("compile_", [True, False])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_optimizations_name_exactly_what_the_session_runs(fused, compile_, attn):
-    cfg = tiny_cfg(fused_adamw=fused, compile=compile_)
+    cfg = tiny_cfg(fused_adamw=fused, compile=compile_, optimizer="adamw")  # (the default, auto, is Muon: below)
     model = build_model(cfg, vocab_size=50257)
     model.set_attn_implementation(attn)
     s = prepare(model, blocks(200), blocks(64, seed=1), cfg)
@@ -259,3 +259,14 @@ def test_the_chunked_loss_trains_and_scores_exactly_as_the_full_logits_do():
     for a, b in zip(grads_on, grads_off):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     assert held_on == pytest.approx(held_off, rel=1e-5)
+
+
+def test_the_default_optimizer_is_muon_and_adamw_with_fsdp_and_the_summary_names_it():
+    cfg = tiny_cfg()
+    assert cfg.optimizer == "auto" and cfg.optimizer_used == "muon"
+    assert dataclasses.replace(cfg, fsdp=True).optimizer_used == "adamw"
+    assert dataclasses.replace(cfg, optimizer="adamw").optimizer_used == "adamw"
+    s = prepare(build_model(cfg, vocab_size=50257), blocks(200), blocks(64, seed=1), cfg)
+    opts = s.optimizations()
+    assert any(o.startswith("Muon (torch.optim.Muon)") for o in opts) and "fused AdamW" not in opts
+    assert type(s.optimizer).__name__ == "MuonWithAdamW"
