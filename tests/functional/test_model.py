@@ -74,7 +74,8 @@ def test_runs_whose_pid_is_gone_are_not_reattached(tmp_path):
 def test_form_options_pass_every_field_without_a_preset():
     options, out = command_options(PretrainTab.fields, defaults(PretrainTab.fields))
     assert options == ["--data", "bookcorpus/bookcorpus", "--rows", "10000", "--epochs", "3", "--model-size", "default",
-                       "--tokenizer", "gpt2", "--batch-size", "8", "--no-compile", "--processes", "1", "--no-fsdp"]
+                       "--tokenizer", "gpt2", "--batch-size", "8", "--optimizer", "auto", "--no-compile", "--processes", "1",
+                       "--no-fsdp"]
     assert out is None
 
 

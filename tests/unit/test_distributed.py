@@ -80,6 +80,15 @@ def one_process(small_tokenizer, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def one_process_adamw(small_tokenizer, tmp_path_factory):
+    """The one-process run an --fsdp run compares with: --fsdp trains with AdamW (auto picks it; Muon needs whole
+    matrices), the one-process default is Muon."""
+    out = tmp_path_factory.mktemp("one-adamw") / "run"
+    assert main(pretrain_args(small_tokenizer, out, "--optimizer", "adamw")) == 0
+    return out
+
+
 def test_two_processes_train_step_for_step_like_one_and_write_one_run_folder(small_tokenizer, one_process, tmp_path):
     out = tmp_path / "two" / "run"
     done = llmlab(*pretrain_args(small_tokenizer, out, "--processes", "2"))
@@ -124,7 +133,9 @@ def test_a_run_stopped_on_two_processes_resumes_on_one_and_ends_where_one_proces
     assert resumed["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-3)
 
 
-def test_fsdp_trains_like_one_process_and_its_sharded_checkpoint_resumes_on_one(small_tokenizer, one_process, tmp_path):
+def test_fsdp_trains_like_one_process_and_its_sharded_checkpoint_resumes_on_one(small_tokenizer, one_process_adamw,
+                                                                                  tmp_path):
+    one_process = one_process_adamw
     """--fsdp on 2 ranks: each holds half the model; stopped at a checkpoint (written as each rank's shard), model/
     gathered on rank 0 is a normal folder with those weights, and one process resumes it to the one-process end."""
     import torch
