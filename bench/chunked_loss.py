@@ -33,6 +33,7 @@ def timed(fn, reps: int, sync) -> float:
 def main(argv: list[str] | None = None) -> list[dict]:
     import torch
 
+    from bench.common import cuda_sync
     from core.train.losses import linear_cross_entropy
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -44,7 +45,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     rows = []
     for width in (int(w) for w in args.widths.split(",")):
         gen = torch.Generator().manual_seed(0)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             (f"chunks of {c}", lambda c=c: linear_cross_entropy(hidden, weight, targets, chunk=c).backward())
             for c in (int(x) for x in args.chunks.split(","))]
         for name, fn in runs:
-            ms = timed(fn, args.reps, sync) * 1000
+            ms = timed(fn, args.reps, cuda_sync) * 1000
             rows.append({"width": width, "loss": name, "ms": round(ms, 1)})
             print(f"width {width:>5}  {name:<16} {ms:8.1f} ms  (forward + backward, {args.positions} positions)",
                   flush=True)

@@ -6,7 +6,7 @@ pass, gradient clipping and the optimizer, each timed apart on random token bloc
 
 The parts are llmlab's own pieces (core.pretrain.model, core.train.losses, core.optim), called in the order
 the training loop calls them, without autocast or compile: a CPU view of the step. The mean of --steps
-steps after --warmup untimed ones; CUDA work is synchronized before each clock read.
+steps after --warmup untimed ones; CUDA work is synchronized before each clock read (bench.common.cuda_sync).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `core` importable
+if __package__ in (None, ""):  # run as a script: make `bench` and `core` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PARTS = ("body", "loss", "backward", "clip", "optimizer")
@@ -25,6 +25,7 @@ PARTS = ("body", "loss", "backward", "clip", "optimizer")
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
+    from bench.common import cuda_sync
     from core.optim import make_optimizer
     from core.pretrain.config import MODEL_PRESETS, PretrainConfig
     from core.pretrain.model import build_model, use_causal_attention
@@ -41,7 +42,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     model = build_model(PretrainConfig(model_size=args.model_size, data="-"), vocab_size=50257).to(device)
     use_causal_attention(model)
@@ -54,16 +54,14 @@ def main(argv: list[str] | None = None) -> dict:
         marks = [time.perf_counter()]
 
         def mark() -> None:
-            sync()
+            cuda_sync()
             marks.append(time.perf_counter())
 
+        hidden = model.base_model(input_ids=x, use_cache=False).last_hidden_state
+        mark()
         if args.loss == "chunked":
-            hidden = model.base_model(input_ids=x, use_cache=False).last_hidden_state
-            mark()
             loss = linear_cross_entropy(hidden.flatten(0, 1), weight, shifted(x).flatten())
         else:
-            hidden = model.base_model(input_ids=x, use_cache=False).last_hidden_state
-            mark()
             logits = model.lm_head(hidden)
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), shifted(x).flatten())
         mark()

@@ -30,6 +30,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # a frozen output layer (LoRA) needs no gradient: skip that product entirely
         grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if weight_grad else None
         total = torch.zeros((), dtype=acc, device=hidden.device)
+        head = weight.to(hidden.dtype)  # once: a cast of the whole output layer when the hidden states are bf16
         for start in range(0, hidden.shape[0], chunk):
             h = hidden[start:start + chunk]
             w = token_weights[start:start + chunk].to(acc)
@@ -38,7 +39,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # One chunk of logits laid out (V, chunk), the vocabulary down the rows: W @ hᵀ ran twice as fast as
             # h @ Wᵀ on this project's CPU (its output rows are the long axis), the column reductions below run
             # along the contiguous axis, and the whole loss was 1.4x faster (bench/chunked_loss.py).
-            logits = (weight.to(h.dtype) @ h.t()).to(acc)
+            logits = (head @ h.t()).to(acc)
             target_logit = logits[t, cols]
             top = logits.amax(0)
             probs = logits.sub_(top).exp_()  # unnormalized, in the logits' own memory
@@ -48,7 +49,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad = probs.mul_(w / norm)
             grad[t, cols] -= w
             grad = grad.to(h.dtype)
-            torch.mm(grad.t(), weight.to(h.dtype), out=grad_hidden[start:start + chunk])
+            torch.mm(grad.t(), head, out=grad_hidden[start:start + chunk])
             if weight_grad:  # accumulated in place: no (V, C) temporary per chunk
                 grad_weight.addmm_(grad.to(acc), h.to(acc))
         ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype) if weight_grad else None)
@@ -65,9 +66,10 @@ def _loss_only(hidden, weight, targets, token_weights, chunk: int) -> torch.Tens
     """The same sum without gradients (held-out checks): one chunk of logits at a time, nothing kept."""
     acc = torch.promote_types(hidden.dtype, torch.float32)
     total = torch.zeros((), dtype=acc, device=hidden.device)
+    head = weight.to(hidden.dtype)
     for start in range(0, hidden.shape[0], chunk):
         h, t = hidden[start:start + chunk], targets[start:start + chunk].clamp(min=0)
-        logits = (weight.to(h.dtype) @ h.t()).to(acc)  # (V, chunk), as in the training path
+        logits = (head @ h.t()).to(acc)  # (V, chunk), as in the training path
         per_token = torch.logsumexp(logits, dim=0) - logits[t, torch.arange(h.shape[0], device=h.device)]
         total += (per_token * token_weights[start:start + chunk].to(acc)).sum()
     return total
